@@ -1,0 +1,402 @@
+"""The embedded adapter: asyncio, in-process, no external service (the default).
+
+It keeps messages while the process runs; a restart loses them, which is why Redis and
+RabbitMQ exist. It enforces a bound on what it holds (messages and bytes) so an outage
+of a receiver turns into 503s for publishers instead of an out-of-memory kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from app.adapters.base import (
+    CapacityExceededError,
+    DlqPage,
+    OutgoingMessage,
+    SubscriptionExistsError,
+)
+from app.core.models import (
+    Delivery,
+    DlqEntry,
+    Envelope,
+    Subscription,
+    SubscriptionStats,
+    TopicStats,
+    now_ms,
+)
+
+DEFAULT_MAX_MESSAGES = 1_000_000
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class _Copy:
+    """One subscription's copy of a message, with the attempt it is on."""
+
+    envelope: Envelope
+    attempt: int
+
+
+@dataclass(slots=True)
+class _SubscriptionQueue:
+    """Ready, scheduled and leased copies of one subscription."""
+
+    topic: str
+    ready: deque[_Copy] = field(default_factory=deque)
+    scheduled: list[tuple[int, int, _Copy]] = field(default_factory=list)
+    leased: dict[int, _Copy] = field(default_factory=dict)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class BuiltinQueueAdapter:
+    """In-memory implementation of :class:`app.adapters.base.QueueAdapter`."""
+
+    name = "builtin"
+    shared_across_processes = False
+
+    def __init__(
+        self, max_messages: int = DEFAULT_MAX_MESSAGES, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
+        """``max_messages``/``max_bytes`` bound the distinct messages held (queued, leased,
+        scheduled or dead-lettered); fan-out copies share one message."""
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self._subscriptions: dict[str, Subscription] = {}
+        self._queues: dict[str, _SubscriptionQueue] = {}
+        self._dlq: dict[str, dict[str, DlqEntry]] = {}
+        self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
+        self._topics: set[str] = set()
+        self._refs: dict[str, list[int]] = {}  # message id -> [references, bytes]
+        self._held_bytes = 0
+        self._lease_ids = itertools.count(1)
+        self._sequence = itertools.count()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Wake any waiting receiver so it can notice shutdown."""
+        for queue in self._queues.values():
+            queue.wakeup.set()
+
+    async def ping(self) -> bool:
+        """Always reachable: it lives in this process."""
+        return True
+
+    @property
+    def held_messages(self) -> int:
+        """Distinct messages currently held."""
+        return len(self._refs)
+
+    @property
+    def held_bytes(self) -> int:
+        """Approximate bytes of message data currently held."""
+        return self._held_bytes
+
+    # -- reference counting (the bound) -------------------------------------------------
+
+    def _hold(self, envelope: Envelope, size: int) -> None:
+        ref = self._refs.get(envelope.id)
+        if ref is None:
+            self._refs[envelope.id] = [1, size]
+            self._held_bytes += size
+        else:
+            ref[0] += 1
+
+    def _drop(self, envelope: Envelope) -> None:
+        ref = self._refs.get(envelope.id)
+        if ref is None:
+            return
+        ref[0] -= 1
+        if ref[0] <= 0:
+            del self._refs[envelope.id]
+            self._held_bytes -= ref[1]
+
+    @staticmethod
+    def _size(envelope: Envelope) -> int:
+        return len(json.dumps(envelope.data, separators=(",", ":"))) + 200
+
+    # -- messages -----------------------------------------------------------------------
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Fan each message out to the current subscriptions of its topic."""
+        plan: list[tuple[OutgoingMessage, list[_SubscriptionQueue], int]] = []
+        new_messages = 0
+        new_bytes = 0
+        for outgoing in messages:
+            topic = outgoing.envelope.topic
+            targets = [q for q in self._queues.values() if q.topic == topic]
+            size = self._size(outgoing.envelope) if targets else 0
+            if targets:
+                new_messages += 1
+                new_bytes += size
+            plan.append((outgoing, targets, size))
+        if (
+            len(self._refs) + new_messages > self._max_messages
+            or self._held_bytes + new_bytes > self._max_bytes
+        ):
+            raise CapacityExceededError(
+                f"builtin adapter is full ({len(self._refs)} messages, {self._held_bytes} bytes "
+                f"held; limits {self._max_messages} messages, {self._max_bytes} bytes): "
+                "receivers are behind, retry later"
+            )
+        now = now_ms()
+        for outgoing, targets, size in plan:
+            self._topics.add(outgoing.envelope.topic)
+            for queue in targets:
+                copy = _Copy(outgoing.envelope, 1)
+                self._hold(outgoing.envelope, size)
+                if outgoing.deliver_at_ms is not None and outgoing.deliver_at_ms > now:
+                    self._schedule(queue, copy, outgoing.deliver_at_ms)
+                else:
+                    queue.ready.append(copy)
+                    queue.wakeup.set()
+
+    def _schedule(self, queue: _SubscriptionQueue, copy: _Copy, due_at_ms: int) -> None:
+        heapq.heappush(queue.scheduled, (due_at_ms, next(self._sequence), copy))
+        queue.wakeup.set()
+
+    @staticmethod
+    def _promote_due(queue: _SubscriptionQueue) -> int | None:
+        """Move due scheduled copies to ready; return ms until the next one is due."""
+        now = now_ms()
+        while queue.scheduled and queue.scheduled[0][0] <= now:
+            _, _, copy = heapq.heappop(queue.scheduled)
+            queue.ready.append(copy)
+        if queue.scheduled:
+            return queue.scheduled[0][0] - now
+        return None
+
+    async def receive(
+        self, subscription: Subscription, max_count: int, wait_ms: int
+    ) -> list[Delivery]:
+        """Lease up to ``max_count`` ready copies, waiting for one at most ``wait_ms``."""
+        queue = self._queues.get(subscription.id)
+        if queue is None:
+            await asyncio.sleep(wait_ms / 1000)
+            return []
+        deadline = time.monotonic() + wait_ms / 1000
+        while True:
+            next_due = self._promote_due(queue)
+            if queue.ready:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            timeout = remaining if next_due is None else min(remaining, next_due / 1000)
+            queue.wakeup.clear()
+            try:
+                await asyncio.wait_for(queue.wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+            if self._queues.get(subscription.id) is not queue:
+                return []
+        deliveries = []
+        for _ in range(min(max_count, len(queue.ready))):
+            copy = queue.ready.popleft()
+            lease = next(self._lease_ids)
+            queue.leased[lease] = copy
+            deliveries.append(Delivery(subscription.id, copy.envelope, copy.attempt, lease))
+        return deliveries
+
+    def _end_lease(self, delivery: Delivery) -> tuple[_SubscriptionQueue, _Copy] | None:
+        queue = self._queues.get(delivery.subscription_id)
+        if queue is None:
+            return None
+        copy = queue.leased.pop(delivery.receipt, None)
+        if copy is None:
+            return None
+        return queue, copy
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Forget delivered (or filtered) copies."""
+        for delivery in deliveries:
+            ended = self._end_lease(delivery)
+            if ended is not None:
+                self._drop(ended[1].envelope)
+
+    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
+        """Reschedule the copy for its next attempt."""
+        ended = self._end_lease(delivery)
+        if ended is None:
+            return
+        queue, copy = ended
+        copy.attempt = delivery.attempt + 1
+        self._schedule(queue, copy, due_at_ms)
+
+    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> None:
+        """Move the copy into the topic's DLQ (the DLQ entry keeps the message held)."""
+        ended = self._end_lease(delivery)
+        if ended is None:
+            return
+        self._dlq.setdefault(entry.topic, {})[entry.id] = entry
+        self._topics.add(entry.topic)
+        # The lease's reference now belongs to the DLQ entry: no _drop here.
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Put untried copies back at the head of their queue."""
+        for delivery in reversed(deliveries):
+            ended = self._end_lease(delivery)
+            if ended is None:
+                continue
+            queue, copy = ended
+            queue.ready.appendleft(copy)
+            queue.wakeup.set()
+
+    # -- dead-letter queue ---------------------------------------------------------------
+
+    def _select(
+        self, topic: str, subscription_id: str | None, ids: Sequence[str] | None
+    ) -> list[DlqEntry]:
+        entries = self._dlq.get(topic, {})
+        if ids is not None:
+            chosen = [entries[i] for i in dict.fromkeys(ids) if i in entries]
+        else:
+            chosen = list(entries.values())
+        if subscription_id is not None:
+            chosen = [e for e in chosen if e.subscription_id == subscription_id]
+        return chosen
+
+    async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
+        """Count entries (linear in the topic's DLQ, which lives in memory)."""
+        if subscription_id is None:
+            return len(self._dlq.get(topic, {}))
+        return len(self._select(topic, subscription_id, None))
+
+    async def dlq_list(
+        self,
+        topic: str,
+        subscription_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> DlqPage:
+        """Entries after ``cursor`` (an entry id; ids sort by failure time)."""
+        chosen = sorted(self._select(topic, subscription_id, None), key=lambda e: e.id)
+        if cursor is not None:
+            chosen = [e for e in chosen if e.id > cursor]
+        page = chosen[:limit]
+        more = len(chosen) > limit
+        return DlqPage(page, page[-1].id if more and page else None)
+
+    async def dlq_redrive(
+        self,
+        topic: str,
+        subscription_id: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Requeue entries to the subscription that failed them, attempt 1."""
+        moved = 0
+        for entry in self._select(topic, subscription_id, ids):
+            queue = self._queues.get(entry.subscription_id)
+            if queue is None:
+                continue
+            del self._dlq[topic][entry.id]
+            queue.ready.append(_Copy(entry.message, 1))
+            queue.wakeup.set()
+            moved += 1
+        return moved
+
+    async def dlq_purge(
+        self,
+        topic: str,
+        subscription_id: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete entries and release what they held."""
+        chosen = self._select(topic, subscription_id, ids)
+        for entry in chosen:
+            del self._dlq[topic][entry.id]
+            self._drop(entry.message)
+        return len(chosen)
+
+    # -- subscription registry -----------------------------------------------------------
+
+    async def create_subscription(self, subscription: Subscription) -> None:
+        """Register and give it an empty queue."""
+        if subscription.id in self._subscriptions:
+            raise SubscriptionExistsError(subscription.id)
+        self._subscriptions[subscription.id] = subscription
+        self._queues[subscription.id] = _SubscriptionQueue(subscription.topic)
+        self._topics.add(subscription.topic)
+
+    async def update_subscription(self, subscription: Subscription) -> None:
+        """Replace the stored definition; its queue is kept."""
+        self._subscriptions[subscription.id] = subscription
+        self._queues.setdefault(subscription.id, _SubscriptionQueue(subscription.topic))
+
+    async def get_subscription(self, subscription_id: str) -> Subscription | None:
+        """Look one up."""
+        return self._subscriptions.get(subscription_id)
+
+    async def list_subscriptions(self, topic: str | None = None) -> list[Subscription]:
+        """All, or those of one topic, in creation order."""
+        subs = list(self._subscriptions.values())
+        return subs if topic is None else [s for s in subs if s.topic == topic]
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Drop it and everything queued for it (its DLQ entries stay)."""
+        if self._subscriptions.pop(subscription_id, None) is None:
+            return False
+        queue = self._queues.pop(subscription_id, None)
+        if queue is not None:
+            for copy in itertools.chain(
+                queue.ready, (c for _, _, c in queue.scheduled), queue.leased.values()
+            ):
+                self._drop(copy.envelope)
+            queue.wakeup.set()
+        return True
+
+    # -- idempotency ----------------------------------------------------------------------
+
+    async def claim_idempotency_key(
+        self, topic: str, key: str, message_id: str, ttl_ms: int
+    ) -> str | None:
+        """Remember the key in a dict (expired keys are swept as the dict grows)."""
+        now = time.monotonic()
+        existing = self._idempotency.get((topic, key))
+        if existing is not None and existing[1] > now:
+            return existing[0]
+        if len(self._idempotency) > 10_000 and len(self._idempotency) % 1000 == 0:
+            self._idempotency = {k: v for k, v in self._idempotency.items() if v[1] > now}
+        self._idempotency[(topic, key)] = (message_id, now + ttl_ms / 1000)
+        return None
+
+    async def release_idempotency_key(self, topic: str, key: str) -> None:
+        """Forget a key."""
+        self._idempotency.pop((topic, key), None)
+
+    # -- introspection -------------------------------------------------------------------
+
+    async def topic_stats(self, topic: str) -> TopicStats:
+        """Live figures straight from the queues."""
+        dlq = self._dlq.get(topic, {})
+        per_sub: dict[str, int] = {}
+        for entry in dlq.values():
+            per_sub[entry.subscription_id] = per_sub.get(entry.subscription_id, 0) + 1
+        stats = []
+        for sub_id, queue in self._queues.items():
+            if queue.topic != topic:
+                continue
+            stats.append(
+                SubscriptionStats(
+                    subscription_id=sub_id,
+                    backlog=len(queue.ready),
+                    in_flight=len(queue.leased),
+                    scheduled=len(queue.scheduled),
+                    dlq=per_sub.get(sub_id, 0),
+                )
+            )
+        return TopicStats(topic=topic, subscriptions=stats, dlq=len(dlq))
+
+    async def list_topics(self) -> list[str]:
+        """Topics seen by publish, subscriptions or the DLQ."""
+        return sorted(self._topics)

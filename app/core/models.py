@@ -1,0 +1,271 @@
+"""The plain data that flows through hookline: messages, subscriptions, deliveries, DLQ entries.
+
+These are frozen dataclasses so the core and every adapter share one vocabulary without
+depending on the HTTP layer's pydantic models. Each has a ``to_dict``/``from_dict`` pair
+because durable adapters store them as JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+JSON = Any
+"""Any JSON value (dict, list, str, int, float, bool or None)."""
+
+BackoffKind = Literal["exponential", "fixed"]
+PayloadKind = Literal["envelope", "data"]
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds, the unit every stored timestamp uses."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how far apart a failed delivery is retried.
+
+    ``max_retries`` counts retries after the first attempt, so a message is tried at
+    most ``max_retries + 1`` times, in every adapter.
+    """
+
+    max_retries: int = 3
+    retry_delay_ms: int = 1000
+    backoff: BackoffKind = "exponential"
+    max_delay_ms: int = 300_000
+    jitter: float = 0.2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for storage and API replies."""
+        return {
+            "max_retries": self.max_retries,
+            "retry_delay_ms": self.retry_delay_ms,
+            "backoff": self.backoff,
+            "max_delay_ms": self.max_delay_ms,
+            "jitter": self.jitter,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RetryPolicy:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            max_retries=int(raw["max_retries"]),
+            retry_delay_ms=int(raw["retry_delay_ms"]),
+            backoff=raw["backoff"],
+            max_delay_ms=int(raw["max_delay_ms"]),
+            jitter=float(raw["jitter"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A callback URL registered on a topic: the HTTP form of the engine's queue trigger."""
+
+    id: str
+    topic: str
+    url: str
+    condition: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    dead_letter_topic: str | None = None
+    timeout_ms: int = 10_000
+    max_in_flight: int = 10
+    headers: dict[str, str] = field(default_factory=dict)
+    secret: str | None = None
+    payload: PayloadKind = "envelope"
+    paused: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: int = field(default_factory=now_ms)
+    updated_at: int = field(default_factory=now_ms)
+
+    def with_changes(self, **changes: Any) -> Subscription:
+        """A copy with some fields replaced and ``updated_at`` bumped."""
+        return replace(self, updated_at=now_ms(), **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for storage (secret included: only the API masks it)."""
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "url": self.url,
+            "condition": self.condition,
+            "retry": self.retry.to_dict(),
+            "dead_letter_topic": self.dead_letter_topic,
+            "timeout_ms": self.timeout_ms,
+            "max_in_flight": self.max_in_flight,
+            "headers": dict(self.headers),
+            "secret": self.secret,
+            "payload": self.payload,
+            "paused": self.paused,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Subscription:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            id=raw["id"],
+            topic=raw["topic"],
+            url=raw["url"],
+            condition=raw.get("condition"),
+            retry=RetryPolicy.from_dict(raw["retry"]),
+            dead_letter_topic=raw.get("dead_letter_topic"),
+            timeout_ms=int(raw.get("timeout_ms", 10_000)),
+            max_in_flight=int(raw.get("max_in_flight", 10)),
+            headers=dict(raw.get("headers") or {}),
+            secret=raw.get("secret"),
+            payload=raw.get("payload", "envelope"),
+            paused=bool(raw.get("paused", False)),
+            metadata=dict(raw.get("metadata") or {}),
+            created_at=int(raw.get("created_at", 0)),
+            updated_at=int(raw.get("updated_at", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One published message, exactly as stored and (in ``envelope`` mode) delivered.
+
+    ``dead_letter`` is set only on the copy published to a ``dead_letter_topic``.
+    """
+
+    id: str
+    topic: str
+    data: JSON
+    published_at: int
+    headers: dict[str, str] = field(default_factory=dict)
+    traceparent: str | None = None
+    baggage: str | None = None
+    dead_letter: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for storage; optional fields are left out when empty."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "topic": self.topic,
+            "data": self.data,
+            "published_at": self.published_at,
+        }
+        if self.headers:
+            out["headers"] = self.headers
+        if self.traceparent:
+            out["traceparent"] = self.traceparent
+        if self.baggage:
+            out["baggage"] = self.baggage
+        if self.dead_letter is not None:
+            out["dead_letter"] = self.dead_letter
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Envelope:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            id=raw["id"],
+            topic=raw["topic"],
+            data=raw.get("data"),
+            published_at=int(raw["published_at"]),
+            headers=dict(raw.get("headers") or {}),
+            traceparent=raw.get("traceparent"),
+            baggage=raw.get("baggage"),
+            dead_letter=raw.get("dead_letter"),
+        )
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A message leased to one subscription for one attempt.
+
+    ``attempt`` is 1 for the first try. ``receipt`` is the adapter's own handle (a stream
+    entry id, a channel delivery tag, ...); the core never looks inside it.
+    """
+
+    subscription_id: str
+    message: Envelope
+    attempt: int
+    receipt: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class LastError:
+    """Why the last attempt failed, as kept in a DLQ entry."""
+
+    reason: str
+    status: int | None = None
+    body_excerpt: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise, leaving out what is unknown."""
+        out: dict[str, Any] = {"reason": self.reason}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.body_excerpt:
+            out["body_excerpt"] = self.body_excerpt
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LastError:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            reason=raw["reason"], status=raw.get("status"), body_excerpt=raw.get("body_excerpt")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DlqEntry:
+    """A message that one subscription gave up on; it remembers which one, for redrive."""
+
+    id: str
+    topic: str
+    subscription_id: str
+    message: Envelope
+    attempts: int
+    last_error: LastError
+    failed_at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for storage."""
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "subscription_id": self.subscription_id,
+            "message": self.message.to_dict(),
+            "attempts": self.attempts,
+            "last_error": self.last_error.to_dict(),
+            "failed_at": self.failed_at,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DlqEntry:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            id=raw["id"],
+            topic=raw["topic"],
+            subscription_id=raw["subscription_id"],
+            message=Envelope.from_dict(raw["message"]),
+            attempts=int(raw["attempts"]),
+            last_error=LastError.from_dict(raw["last_error"]),
+            failed_at=int(raw["failed_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStats:
+    """What one subscription holds right now."""
+
+    subscription_id: str
+    backlog: int = 0
+    in_flight: int = 0
+    scheduled: int = 0
+    dlq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicStats:
+    """What one topic holds right now, per subscription (plus DLQ entries of deleted ones)."""
+
+    topic: str
+    subscriptions: list[SubscriptionStats] = field(default_factory=list)
+    dlq: int = 0

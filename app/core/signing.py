@@ -1,0 +1,49 @@
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/).
+
+The signed content is ``{webhook-id}.{webhook-timestamp}.{body}``, HMAC-SHA256 with the
+base64-decoded part of a ``whsec_`` secret, sent as ``v1,<base64>``. Receivers verify it
+with any Standard Webhooks library.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+SECRET_PREFIX = "whsec_"
+
+
+def secret_key_bytes(secret: str) -> bytes:
+    """The HMAC key of a secret: base64 after ``whsec_``; other strings are used as UTF-8."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except ValueError:
+            pass
+    return secret.encode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value for one delivery."""
+    to_sign = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key_bytes(secret), to_sign, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def is_valid_secret(secret: str) -> bool:
+    """Secrets must be ``whsec_`` + base64 of 24 to 64 bytes, or a plain string of 16+ chars."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            raw = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except ValueError:
+            return False
+        return 24 <= len(raw) <= 64
+    return 16 <= len(secret) <= 256
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """What listings show instead of a secret: its prefix and last four characters."""
+    if not secret:
+        return None
+    return f"{secret[:6]}...{secret[-4:]}" if secret.startswith(SECRET_PREFIX) else "****"
