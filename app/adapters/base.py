@@ -93,7 +93,10 @@ class QueueAdapter(Protocol):
         """End leases for good: delivered, or skipped by the subscription's condition."""
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
-        """End a lease and schedule attempt ``delivery.attempt + 1`` at ``due_at_ms``, atomically."""
+        """End a lease and schedule attempt ``delivery.attempt + 1`` at ``due_at_ms``, atomically.
+
+        The retry must be stored before the lease ends: no window in which a crash loses it.
+        """
 
     async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> None:
         """End a lease and keep ``entry`` in the topic's DLQ, atomically."""

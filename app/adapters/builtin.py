@@ -8,6 +8,7 @@ of a receiver turns into 503s for publishers instead of an out-of-memory kill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import json
@@ -65,7 +66,8 @@ class BuiltinQueueAdapter:
         self, max_messages: int = DEFAULT_MAX_MESSAGES, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> None:
         """``max_messages``/``max_bytes`` bound the distinct messages held (queued, leased,
-        scheduled or dead-lettered); fan-out copies share one message."""
+        scheduled or dead-lettered); fan-out copies share one message.
+        """
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._subscriptions: dict[str, Subscription] = {}
@@ -194,10 +196,8 @@ class BuiltinQueueAdapter:
                 return []
             timeout = remaining if next_due is None else min(remaining, next_due / 1000)
             queue.wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(queue.wakeup.wait(), timeout)
-            except TimeoutError:
-                pass
             if self._queues.get(subscription.id) is not queue:
                 return []
         deliveries = []

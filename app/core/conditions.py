@@ -36,10 +36,8 @@ class Condition:
     def matches(self, data: Any, topic: str, headers: Mapping[str, str]) -> bool:
         """Evaluate; raises :class:`ConditionEvaluationError` unless the result is a bool."""
         try:
-            result = self._program.execute(
-                {"data": data, "topic": topic, "headers": dict(headers)}
-            )
-        except Exception as exc:  # noqa: BLE001 - the CEL runtime raises many types
+            result = self._program.execute({"data": data, "topic": topic, "headers": dict(headers)})
+        except Exception as exc:
             raise ConditionEvaluationError(f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(result, bool):
             raise ConditionEvaluationError(

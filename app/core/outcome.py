@@ -47,20 +47,22 @@ class DeadLetter:
 Outcome = Delivered | RetryLater | DeadLetter
 
 GONE = 410
+BLOCKED = "blocked_destination"
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 def classify(result: SendResult, attempt: int, policy: RetryPolicy) -> Outcome:
     """Decide the next step for attempt number ``attempt`` (1-based).
 
-    2xx is delivered; 410 is dead at once; anything else (other statuses, 3xx since
+    2xx is delivered; 410 and a destination the SSRF guard refuses are dead at once;
+    anything else (other statuses, 3xx since
     redirects are not followed, timeouts, connection errors) retries while retries are
     left. 429/503 with ``Retry-After`` wait that long, capped by ``max_delay_ms``.
     """
     if result.ok:
         return Delivered()
     error = LastError(reason=result.reason, status=result.status, body_excerpt=result.body_excerpt)
-    if result.status == GONE:
+    if result.status == GONE or result.reason == BLOCKED:
         return DeadLetter(error)
     if not has_retries_left(policy, attempt):
         return DeadLetter(error)

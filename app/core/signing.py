@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 def secret_key_bytes(secret: str) -> bytes:

@@ -26,11 +26,11 @@ async def publish(adapter: QueueAdapter, *envelopes: Envelope, at: int | None = 
 
 
 async def receive_n(
-    adapter: QueueAdapter, sub: Subscription, n: int, timeout: float = 5.0
+    adapter: QueueAdapter, sub: Subscription, n: int, within_s: float = 5.0
 ) -> list[Delivery]:
     """Receive until ``n`` deliveries arrived or the deadline passed."""
     got: list[Delivery] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while len(got) < n and time.monotonic() < deadline:
         got += await adapter.receive(sub, n - len(got), 200)
     return got
@@ -72,7 +72,7 @@ async def test_other_topics_and_earlier_messages_are_not_seen(adapter: QueueAdap
     sub = make_sub(topic)
     await adapter.create_subscription(sub)
     await publish(adapter, make_msg(unique("other"), "elsewhere"), make_msg(topic, "after"))
-    got = await receive_n(adapter, sub, 2, timeout=1.5)
+    got = await receive_n(adapter, sub, 2, within_s=1.5)
     assert [d.message.data for d in got] == ["after"]
     await adapter.ack(got)
 

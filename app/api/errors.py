@@ -1,0 +1,215 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "details"?}}``.
+
+Also the request-body limit (413), enforced before anything reads the body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.adapters.base import (
+    BackendUnavailableError,
+    CapacityExceededError,
+    SubscriptionExistsError,
+)
+from app.core.conditions import ConditionSyntaxError
+from app.core.subscriptions import SubscriptionNotFoundError, TopicChangeError
+
+logger = logging.getLogger("hookline.api")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the API answers on purpose."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        """``code`` is stable and machine-readable; ``message`` is for people."""
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Build the JSON error response."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    cleaned = []
+    for error in errors:
+        item = {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        cleaned.append(item)
+    return cleaned
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception the API can meet onto the error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _clean_validation_errors(exc.errors())
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(p for p in first["loc"] if p != "body") or "body"
+        return error_response(422, "validation_error", f"{where}: {first['msg']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(BackendUnavailableError)
+    async def _unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
+        return error_response(
+            503, "backend_unavailable", f"storage backend unavailable: {exc}", headers=_RETRY
+        )
+
+    @app.exception_handler(CapacityExceededError)
+    async def _full(_: Request, exc: CapacityExceededError) -> JSONResponse:
+        return error_response(503, "capacity_exceeded", str(exc), headers=_RETRY)
+
+    @app.exception_handler(SubscriptionExistsError)
+    async def _exists(_: Request, exc: SubscriptionExistsError) -> JSONResponse:
+        return error_response(409, "conflict", f"subscription {exc} already exists")
+
+    @app.exception_handler(SubscriptionNotFoundError)
+    async def _missing(_: Request, exc: SubscriptionNotFoundError) -> JSONResponse:
+        return error_response(404, "not_found", f"no subscription {exc}")
+
+    @app.exception_handler(TopicChangeError)
+    async def _topic_change(_: Request, exc: TopicChangeError) -> JSONResponse:
+        return error_response(409, "conflict", str(exc))
+
+    @app.exception_handler(ConditionSyntaxError)
+    async def _condition(_: Request, exc: ConditionSyntaxError) -> JSONResponse:
+        return error_response(
+            422,
+            "invalid_condition",
+            "condition is not valid CEL",
+            [{"loc": ["condition"], "msg": str(exc), "type": "cel_syntax"}],
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "internal error")
+
+
+_RETRY = {"Retry-After": "1"}
+
+
+class BodyLimitMiddleware:
+    """Answers 413 when a request body is larger than ``max_body_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before reading; a chunked
+    body is counted as it arrives and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        """Wrap ``app``."""
+        self._app = app
+        self._limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+                break
+        if declared is not None and declared > self._limit:
+            await self._too_large(send)
+            return
+        if declared is not None:
+            await self._app(scope, receive, send)
+            return
+        # No Content-Length: buffer (up to the limit) and replay.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self._app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "payload_too_large",
+                    "message": f"request body is larger than {self._limit} bytes",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

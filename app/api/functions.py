@@ -1,0 +1,94 @@
+"""The engine's functions over HTTP, so its ``client.call`` examples port unchanged.
+
+``queue.enqueue({topic, data})`` -> ``null``; ``queue.dlq_count({topic})`` -> a count;
+``queue.redrive_dlq({topic})`` -> the number redriven.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.api.deps import Credentials, RuntimeDep, authorize
+from app.api.errors import ApiError
+from app.api.messages import trace_carrier
+from app.api.schemas import ErrorOut
+from app.core.publisher import PublishRequest
+from app.core.topics import TOPIC_PATTERN
+
+router = APIRouter(
+    tags=["functions"],
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+FUNCTIONS = ("queue.enqueue", "queue.dlq_count", "queue.redrive_dlq")
+
+
+class TopicArgs(BaseModel):
+    """``{topic}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    topic: str = Field(pattern=TOPIC_PATTERN)
+
+
+class EnqueueArgs(TopicArgs):
+    """``{topic, data}``."""
+
+    data: Any = None
+
+
+def _parse(model: type[ArgsT], payload: Any) -> ArgsT:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(
+            422,
+            "validation_error",
+            f"{where}: {first['msg']}",
+            [
+                {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors()
+            ],
+        ) from exc
+
+
+@router.post(
+    "/v1/functions/{function_id}",
+    summary="Call an engine function (queue.enqueue, queue.dlq_count, queue.redrive_dlq)",
+)
+async def call_function(
+    function_id: Annotated[str, Path(description=", ".join(FUNCTIONS))],
+    request: Request,
+    runtime: RuntimeDep,
+    credentials: Credentials,
+    payload: Annotated[Any, Body(description="The function's argument object.")] = None,
+) -> Any:
+    """Answer exactly what the engine's ``client.call`` returns."""
+    if function_id == "queue.enqueue":
+        authorize(runtime, credentials, "publish")
+        args = _parse(EnqueueArgs, payload)
+        results = await runtime.publisher.publish(
+            args.topic, [PublishRequest(args.data)], trace_carrier(request)
+        )
+        runtime.metrics.published_messages(args.topic, len(results), 0)
+        return None
+    if function_id == "queue.dlq_count":
+        authorize(runtime, credentials, "dlq")
+        return await runtime.adapter.dlq_count(_parse(TopicArgs, payload).topic)
+    if function_id == "queue.redrive_dlq":
+        authorize(runtime, credentials, "dlq")
+        return await runtime.adapter.dlq_redrive(_parse(TopicArgs, payload).topic)
+    raise ApiError(
+        404, "unknown_function", f"no function {function_id!r}", {"known": list(FUNCTIONS)}
+    )

@@ -1,0 +1,123 @@
+"""Publishing: single messages, batches, and the engine's ``enqueue`` shape."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+
+from app.api.deps import RuntimeDep, require_scope
+from app.api.errors import ApiError
+from app.api.schemas import (
+    BatchIn,
+    BatchOut,
+    BatchResultOut,
+    EnqueueIn,
+    ErrorOut,
+    MessageIn,
+    PublishOut,
+)
+from app.core.publisher import PublishRequest
+from app.core.topics import TOPIC_PATTERN
+from app.runtime import Runtime
+
+router = APIRouter(
+    tags=["messages"],
+    dependencies=[Depends(require_scope("publish"))],
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        413: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+
+TopicPath = Annotated[str, Path(pattern=TOPIC_PATTERN, description="Topic name.")]
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+
+
+def trace_carrier(request: Request) -> dict[str, str]:
+    """The caller's W3C trace context, if it sent one."""
+    return {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
+
+
+def _check_delay(runtime: Runtime, delay_ms: int) -> None:
+    limit = runtime.settings.limits.max_delay_ms
+    if delay_ms > limit:
+        raise ApiError(422, "validation_error", f"delay_ms: must be at most {limit}")
+
+
+async def publish_one(
+    runtime: Runtime, topic: str, message: MessageIn, key: str | None, request: Request
+) -> PublishOut:
+    """Publish one message and count it."""
+    _check_delay(runtime, message.delay_ms)
+    [result] = await runtime.publisher.publish(
+        topic,
+        [PublishRequest(message.data, message.delay_ms, message.headers or {}, key)],
+        trace_carrier(request),
+    )
+    runtime.metrics.published_messages(topic, int(not result.duplicate), int(result.duplicate))
+    return PublishOut(id=result.id, topic=topic, duplicate=result.duplicate)
+
+
+@router.post("/v1/topics/{topic}/messages", status_code=202, summary="Publish a message")
+async def publish_message(
+    topic: TopicPath,
+    message: MessageIn,
+    request: Request,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="A repeat within the dedup window returns the first id "
+            "and publishes nothing.",
+        ),
+    ] = None,
+) -> PublishOut:
+    """Accept one message; 202 only once the backend holds it."""
+    return await publish_one(runtime, topic, message, idempotency_key, request)
+
+
+@router.post(
+    "/v1/topics/{topic}/messages/batch", status_code=202, summary="Publish a batch of messages"
+)
+async def publish_batch(
+    topic: TopicPath, batch: BatchIn, request: Request, runtime: RuntimeDep
+) -> BatchOut:
+    """Accept up to ``limits.max_batch`` messages, all or nothing."""
+    limit = runtime.settings.limits.max_batch
+    if len(batch.messages) > limit:
+        raise ApiError(422, "validation_error", f"messages: at most {limit} messages per batch")
+    for message in batch.messages:
+        _check_delay(runtime, message.delay_ms)
+    results = await runtime.publisher.publish(
+        topic,
+        [
+            PublishRequest(m.data, m.delay_ms, m.headers or {}, m.idempotency_key)
+            for m in batch.messages
+        ],
+        trace_carrier(request),
+    )
+    duplicates = sum(r.duplicate for r in results)
+    runtime.metrics.published_messages(topic, len(results) - duplicates, duplicates)
+    return BatchOut(results=[BatchResultOut(id=r.id, duplicate=r.duplicate) for r in results])
+
+
+@router.post("/v1/enqueue", status_code=202, summary="Publish (the engine's queue.enqueue shape)")
+async def enqueue(
+    body: EnqueueIn,
+    request: Request,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> PublishOut:
+    """``{topic, data}`` as the engine's ``queue.enqueue`` takes it."""
+    return await publish_one(
+        runtime, body.topic, MessageIn(data=body.data), idempotency_key, request
+    )

@@ -1,0 +1,118 @@
+"""Subscriptions: the HTTP form of the engine's queue triggers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from app.api.deps import RuntimeDep, require_scope
+from app.api.errors import ApiError
+from app.api.schemas import (
+    ID_PATTERN,
+    ErrorOut,
+    SubscriptionIn,
+    SubscriptionList,
+    SubscriptionOut,
+    SubscriptionPatch,
+    SubscriptionReplace,
+)
+from app.api.subscription_mapping import apply_fields, new_subscription, to_out
+from app.core.ids import new_subscription_id
+from app.core.topics import TOPIC_PATTERN
+
+router = APIRouter(
+    prefix="/v1/subscriptions",
+    tags=["subscriptions"],
+    dependencies=[Depends(require_scope("subscriptions"))],
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        409: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+
+SubscriptionId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@router.post("", status_code=201, summary="Create a subscription")
+async def create_subscription(body: SubscriptionIn, runtime: RuntimeDep) -> SubscriptionOut:
+    """Register a callback URL on a topic; the secret is shown in clear this once."""
+    subscription = new_subscription(
+        body.id or new_subscription_id(), body.topic, body, guard=runtime.guard
+    )
+    created = await runtime.subscriptions.create(subscription)
+    return to_out(created, reveal_secret=True)
+
+
+@router.get("", summary="List subscriptions")
+async def list_subscriptions(
+    runtime: RuntimeDep,
+    topic: Annotated[str | None, Query(pattern=TOPIC_PATTERN)] = None,
+) -> SubscriptionList:
+    """All subscriptions, or those of ``topic``."""
+    subs = await runtime.subscriptions.find(topic)
+    return SubscriptionList(subscriptions=[to_out(s) for s in subs])
+
+
+@router.get("/{subscription_id}", summary="Get a subscription")
+async def get_subscription(subscription_id: SubscriptionId, runtime: RuntimeDep) -> SubscriptionOut:
+    """One subscription (secret masked)."""
+    return to_out(await runtime.subscriptions.get(subscription_id))
+
+
+@router.put("/{subscription_id}", summary="Replace a subscription")
+async def replace_subscription(
+    subscription_id: SubscriptionId, body: SubscriptionReplace, runtime: RuntimeDep
+) -> SubscriptionOut:
+    """Full replacement: absent fields return to defaults; the secret is kept unless sent."""
+    current = await runtime.subscriptions.get(subscription_id)
+    if body.topic != current.topic:
+        raise ApiError(409, "conflict", "a subscription's topic cannot change")
+    replacement = new_subscription(subscription_id, body.topic, body, guard=runtime.guard)
+    if "secret" not in body.model_fields_set:
+        replacement = replacement.with_changes(secret=current.secret)
+    return to_out(await runtime.subscriptions.replace(replacement))
+
+
+@router.patch("/{subscription_id}", summary="Change some fields of a subscription")
+async def patch_subscription(
+    subscription_id: SubscriptionId, body: SubscriptionPatch, runtime: RuntimeDep
+) -> SubscriptionOut:
+    """Only the fields sent change."""
+    current = await runtime.subscriptions.get(subscription_id)
+    updated = apply_fields(current, body, guard=runtime.guard)
+    return to_out(await runtime.subscriptions.replace(updated))
+
+
+@router.delete("/{subscription_id}", status_code=204, summary="Delete a subscription")
+async def delete_subscription(subscription_id: SubscriptionId, runtime: RuntimeDep) -> Response:
+    """Remove it and its pending messages; its DLQ entries stay until purged."""
+    await runtime.subscriptions.delete(subscription_id)
+    return Response(status_code=204)
+
+
+@router.post("/{subscription_id}/pause", summary="Pause delivery")
+async def pause_subscription(
+    subscription_id: SubscriptionId, runtime: RuntimeDep
+) -> SubscriptionOut:
+    """Stop delivering; messages published meanwhile wait for resume."""
+    return to_out(await runtime.subscriptions.set_paused(subscription_id, True))
+
+
+@router.post("/{subscription_id}/resume", summary="Resume delivery")
+async def resume_subscription(
+    subscription_id: SubscriptionId, runtime: RuntimeDep
+) -> SubscriptionOut:
+    """Deliver again, starting with what waited."""
+    return to_out(await runtime.subscriptions.set_paused(subscription_id, False))
+
+
+@router.post("/{subscription_id}/rotate-secret", summary="Rotate the signing secret")
+async def rotate_secret(subscription_id: SubscriptionId, runtime: RuntimeDep) -> SubscriptionOut:
+    """A new secret, shown in clear this once."""
+    rotated = await runtime.subscriptions.rotate_secret(subscription_id)
+    return to_out(rotated, reveal_secret=True)

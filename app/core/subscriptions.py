@@ -1,0 +1,120 @@
+"""Managing subscriptions: validation that needs the core (CEL), secrets, state changes.
+
+Storage is the adapter's registry, so every instance sharing a backend sees the same
+subscriptions; ``on_change`` lets this instance's dispatcher react at once instead of at
+its next registry poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from app.adapters.base import QueueAdapter
+from app.core.conditions import compile_condition
+from app.core.ids import new_secret
+from app.core.models import Subscription
+
+logger = logging.getLogger("hookline.subscriptions")
+
+
+class SubscriptionNotFoundError(LookupError):
+    """No subscription has this id (404)."""
+
+
+class TopicChangeError(ValueError):
+    """A subscription's topic cannot change; create a new subscription instead (409)."""
+
+
+class SubscriptionService:
+    """Create, change and remove subscriptions through the adapter's registry."""
+
+    def __init__(self, adapter: QueueAdapter, on_change: Callable[[], None] | None = None) -> None:
+        """``on_change`` is called after every successful change."""
+        self._adapter = adapter
+        self._on_change = on_change or (lambda: None)
+
+    async def create(self, subscription: Subscription) -> Subscription:
+        """Validate the condition and store; raises on a taken id."""
+        compile_condition(subscription.condition)
+        await self._adapter.create_subscription(subscription)
+        self._changed("created", subscription)
+        return subscription
+
+    async def get(self, subscription_id: str) -> Subscription:
+        """One subscription, or :class:`SubscriptionNotFoundError`."""
+        found = await self._adapter.get_subscription(subscription_id)
+        if found is None:
+            raise SubscriptionNotFoundError(subscription_id)
+        return found
+
+    async def find(self, topic: str | None = None) -> list[Subscription]:
+        """All subscriptions, or those of one topic."""
+        return await self._adapter.list_subscriptions(topic)
+
+    async def replace(self, subscription: Subscription) -> Subscription:
+        """Store a new definition for an existing id (same topic); keeps ``created_at``."""
+        current = await self.get(subscription.id)
+        if current.topic != subscription.topic:
+            raise TopicChangeError(
+                f"subscription {subscription.id!r} is on topic {current.topic!r}; "
+                "a topic cannot change, create a new subscription instead"
+            )
+        compile_condition(subscription.condition)
+        updated = subscription.with_changes(created_at=current.created_at)
+        await self._adapter.update_subscription(updated)
+        self._changed("updated", updated)
+        return updated
+
+    async def delete(self, subscription_id: str) -> None:
+        """Remove it and its pending deliveries (its DLQ entries stay for inspection)."""
+        if not await self._adapter.delete_subscription(subscription_id):
+            raise SubscriptionNotFoundError(subscription_id)
+        logger.info("subscription deleted", extra={"subscription_id": subscription_id})
+        self._on_change()
+
+    async def set_paused(self, subscription_id: str, paused: bool) -> Subscription:
+        """Pause (messages wait) or resume delivery."""
+        current = await self.get(subscription_id)
+        if current.paused == paused:
+            return current
+        updated = current.with_changes(paused=paused)
+        await self._adapter.update_subscription(updated)
+        self._changed("paused" if paused else "resumed", updated)
+        return updated
+
+    async def rotate_secret(self, subscription_id: str) -> Subscription:
+        """Give the subscription a new signing secret (returned once, in clear)."""
+        current = await self.get(subscription_id)
+        updated = current.with_changes(secret=new_secret())
+        await self._adapter.update_subscription(updated)
+        self._changed("secret rotated", updated)
+        return updated
+
+    async def apply_static(self, subscriptions: list[Subscription]) -> None:
+        """Create or update the subscriptions declared in ``config.yaml``."""
+        for subscription in subscriptions:
+            current = await self._adapter.get_subscription(subscription.id)
+            if current is None:
+                await self.create(subscription)
+            elif _definition(current) != _definition(subscription):
+                await self.replace(subscription)
+
+    def _changed(self, what: str, subscription: Subscription) -> None:
+        logger.info(
+            "subscription %s",
+            what,
+            extra={
+                "subscription_id": subscription.id,
+                "topic": subscription.topic,
+                "paused": subscription.paused,
+            },
+        )
+        self._on_change()
+
+
+def _definition(subscription: Subscription) -> dict[str, object]:
+    raw = subscription.to_dict()
+    for key in ("created_at", "updated_at"):
+        raw.pop(key)
+    return raw

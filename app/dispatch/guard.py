@@ -1,0 +1,111 @@
+"""SSRF guard: webhooks must not reach loopback, private or cloud-metadata addresses.
+
+Checked twice: when a subscription is saved (a literal blocked address is a 422) and on
+the address actually connected to (:class:`GuardedResolver`), so a DNS name that
+re-points to 127.0.0.1 after the save (DNS rebinding) is still refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+
+
+class BlockedDestinationError(OSError):
+    """Every address of a destination is refused by the guard."""
+
+
+def is_blocked_address(address: IPAddress) -> bool:
+    """Loopback, private, link-local, metadata, multicast, unspecified, reserved: blocked."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    return (
+        address in METADATA_ADDRESSES
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+        or site_local
+    )
+
+
+class DestinationGuard:
+    """Decides whether a host or address may receive webhooks."""
+
+    def __init__(self, allow_private_networks: bool, allowed_hosts: Iterable[str] = ()) -> None:
+        """``allowed_hosts`` holds host names and CIDRs that are always allowed."""
+        self.allow_private_networks = allow_private_networks
+        self._hosts: set[str] = set()
+        self._networks: list[Network] = []
+        for item in allowed_hosts:
+            try:
+                self._networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                self._hosts.add(item.lower().rstrip("."))
+
+    def allows_address(self, address: IPAddress, host: str | None = None) -> bool:
+        """True when connecting to ``address`` (reached through ``host``) is allowed."""
+        if self.allow_private_networks:
+            return True
+        if host is not None and host.lower().rstrip(".") in self._hosts:
+            return True
+        if any(address in network for network in self._networks):
+            return True
+        return not is_blocked_address(address)
+
+    def check_url(self, url: str) -> str | None:
+        """Why ``url`` is refused when its host is a literal blocked address, else None."""
+        host = urlsplit(url).hostname or ""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        if self.allows_address(address, host):
+            return None
+        return f"destination {host} is a loopback, private or metadata address"
+
+    async def check(self, url: str) -> str | None:
+        """Delivery-time check for literal addresses (names are checked by the resolver)."""
+        return self.check_url(url)
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that drops blocked addresses from every answer."""
+
+    def __init__(self, guard: DestinationGuard) -> None:
+        """Wrap the default threaded resolver."""
+        self._guard = guard
+        self._inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Resolve, keep only allowed addresses, refuse when none are left."""
+        results = await self._inner.resolve(host, port, family)
+        allowed = [
+            r for r in results if self._guard.allows_address(ipaddress.ip_address(r["host"]), host)
+        ]
+        if not allowed:
+            raise BlockedDestinationError(
+                f"{host} resolves only to blocked (loopback/private/metadata) addresses"
+            )
+        return allowed
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self._inner.close()

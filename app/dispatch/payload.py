@@ -1,0 +1,76 @@
+"""What goes on the wire for one delivery attempt: the body and the headers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+
+from app import __version__
+from app.core.models import Delivery, Subscription
+from app.core.signing import sign
+
+USER_AGENT = f"hookline/{__version__}"
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "transfer-encoding",
+        "connection",
+    }
+)
+"""Headers a subscription may not set: hookline owns them."""
+
+
+def build_body(subscription: Subscription, delivery: Delivery) -> bytes:
+    """``envelope`` (default): id, topic, data, attempt, published_at and trace context;
+    ``data``: the bare ``data``, as the engine hands it to a handler.
+    """
+    message = delivery.message
+    if subscription.payload == "data":
+        document: object = message.data
+    else:
+        envelope: dict[str, object] = {
+            "id": message.id,
+            "topic": message.topic,
+            "data": message.data,
+            "attempt": delivery.attempt,
+            "published_at": message.published_at,
+        }
+        if message.headers:
+            envelope["headers"] = message.headers
+        if message.traceparent:
+            envelope["traceparent"] = message.traceparent
+        if message.baggage:
+            envelope["baggage"] = message.baggage
+        if message.dead_letter is not None:
+            envelope["dead_letter"] = message.dead_letter
+        document = envelope
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def build_headers(
+    subscription: Subscription,
+    delivery: Delivery,
+    body: bytes,
+    trace_headers: Mapping[str, str],
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """Standard Webhooks headers, trace context, then the subscription's own headers."""
+    stamp = int(time.time()) if timestamp is None else timestamp
+    headers = {k: v for k, v in subscription.headers.items() if k.lower() not in RESERVED_HEADERS}
+    headers["Content-Type"] = "application/json"
+    headers["webhook-id"] = delivery.message.id
+    headers["webhook-timestamp"] = str(stamp)
+    if subscription.secret:
+        headers["webhook-signature"] = sign(subscription.secret, delivery.message.id, stamp, body)
+    headers.update(trace_headers)
+    return headers

@@ -1,0 +1,108 @@
+"""Keeps one delivery loop per active subscription, in step with the shared registry.
+
+The registry lives in the adapter, so a subscription created, paused or deleted through
+any instance reaches this one at the next poll (about a second), or at once when the
+change was made here (:meth:`Dispatcher.poke`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from app.adapters.base import QueueAdapter
+from app.core.models import Subscription
+from app.dispatch.sender import WebhookSender
+from app.dispatch.worker import SubscriptionWorker
+
+if TYPE_CHECKING:
+    from app.core.publisher import Publisher
+    from app.dispatch.guard import DestinationGuard
+    from app.observability.metrics import DispatchMetrics
+
+logger = logging.getLogger("hookline.dispatch")
+
+
+class Dispatcher:
+    """Starts, updates and stops :class:`SubscriptionWorker` s."""
+
+    def __init__(
+        self,
+        adapter: QueueAdapter,
+        sender: WebhookSender,
+        publisher: Publisher,
+        metrics: DispatchMetrics,
+        guard: DestinationGuard | None = None,
+        poll_interval_s: float = 1.0,
+        shutdown_grace_s: float = 10.0,
+    ) -> None:
+        """``shutdown_grace_s`` bounds how long stop() waits for running attempts."""
+        self._adapter = adapter
+        self._sender = sender
+        self._publisher = publisher
+        self._metrics = metrics
+        self._guard = guard
+        self._poll_interval_s = poll_interval_s
+        self._shutdown_grace_s = shutdown_grace_s
+        self._workers: dict[str, SubscriptionWorker] = {}
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin following the registry."""
+        self._task = asyncio.create_task(self._follow_registry(), name="dispatcher")
+
+    def poke(self) -> None:
+        """Re-read the registry now (a subscription changed in this process)."""
+        self._wakeup.set()
+
+    def in_flight(self, subscription_id: str) -> int:
+        """Attempts running in this process for one subscription."""
+        worker = self._workers.get(subscription_id)
+        return worker.in_flight if worker else 0
+
+    async def stop(self) -> None:
+        """Stop leasing; let attempts finish within the grace period; hand back the rest."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        await asyncio.gather(*(w.stop(self._shutdown_grace_s) for w in self._workers.values()))
+        self._workers.clear()
+
+    async def _follow_registry(self) -> None:
+        while not self._stopping:
+            try:
+                await self.sync(await self._adapter.list_subscriptions())
+            except Exception as exc:  # noqa: BLE001 - keep following through outages
+                logger.warning("cannot read subscriptions: %s", exc)
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
+
+    async def sync(self, subscriptions: list[Subscription]) -> None:
+        """Make the running workers match ``subscriptions`` (paused ones get none)."""
+        if self._stopping:
+            return
+        wanted = {s.id: s for s in subscriptions if not s.paused}
+        for sub_id in [i for i in self._workers if i not in wanted]:
+            worker = self._workers.pop(sub_id)
+            await worker.stop(self._shutdown_grace_s)
+        for sub_id, subscription in wanted.items():
+            existing = self._workers.get(sub_id)
+            if existing is None:
+                worker = SubscriptionWorker(
+                    subscription,
+                    self._adapter,
+                    self._sender,
+                    self._publisher,
+                    self._metrics,
+                    self._guard,
+                )
+                self._workers[sub_id] = worker
+                worker.start()
+            elif existing.subscription != subscription:
+                existing.update(subscription)

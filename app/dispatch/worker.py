@@ -1,0 +1,284 @@
+"""The delivery loop of one subscription: lease, filter, sign, send, record the outcome.
+
+At most ``max_in_flight`` attempts run at once. Outcomes go back to the adapter: acks in
+batches, retries and dead letters one by one (each atomic with its ack in the adapter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from app.adapters.base import QueueAdapter
+from app.core.conditions import Condition, ConditionEvaluationError, compile_condition
+from app.core.ids import new_dlq_id
+from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
+from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
+from app.core.publisher import PublishRequest
+from app.core.tracing import delivery_span
+from app.dispatch.payload import build_body, build_headers
+from app.dispatch.sender import WebhookSender
+
+if TYPE_CHECKING:
+    from app.core.publisher import Publisher
+    from app.dispatch.guard import DestinationGuard
+    from app.observability.metrics import DispatchMetrics
+
+logger = logging.getLogger("hookline.dispatch")
+
+RECEIVE_WAIT_MS = 500
+_BACKOFF_MAX_S = 5.0
+
+
+class Filtered:
+    """The subscription's condition was false: acked, counted, not sent."""
+
+
+class SubscriptionWorker:
+    """Delivers one subscription's messages until stopped."""
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        adapter: QueueAdapter,
+        sender: WebhookSender,
+        publisher: Publisher,
+        metrics: DispatchMetrics,
+        guard: DestinationGuard | None = None,
+    ) -> None:
+        """Everything a delivery needs; the subscription can be swapped by :meth:`update`."""
+        self._adapter = adapter
+        self._sender = sender
+        self._publisher = publisher
+        self._metrics = metrics
+        self._guard = guard
+        self._subscription = subscription
+        self._condition: Condition | None = compile_condition(subscription.condition)
+        self._tasks: dict[asyncio.Task[None], Delivery] = {}
+        self._acks: list[Delivery] = []
+        self._ack_wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._ack_task: asyncio.Task[None] | None = None
+
+    @property
+    def subscription(self) -> Subscription:
+        """The definition in force."""
+        return self._subscription
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts running now."""
+        return len(self._tasks)
+
+    def update(self, subscription: Subscription) -> None:
+        """Take a changed definition (URL, retry policy, condition...) from the next lease on."""
+        if subscription.condition != self._subscription.condition:
+            self._condition = compile_condition(subscription.condition)
+        self._subscription = subscription
+
+    def start(self) -> None:
+        """Start the receive loop and the ack flusher."""
+        self._loop_task = asyncio.create_task(self._receive_loop(), name=f"sub:{self.sub_id}")
+        self._ack_task = asyncio.create_task(self._ack_loop(), name=f"ack:{self.sub_id}")
+
+    @property
+    def sub_id(self) -> str:
+        """The subscription's id."""
+        return self._subscription.id
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
+        self._stopping.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._tasks:
+            _done, pending = await asyncio.wait(list(self._tasks), timeout=grace_s)
+            unfinished = [self._tasks[t] for t in pending]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if unfinished:
+                logger.warning(
+                    "handing back %d unfinished deliveries",
+                    len(unfinished),
+                    extra={"subscription_id": self.sub_id},
+                )
+                await self._safely(self._adapter.release(unfinished))
+        self._ack_wakeup.set()
+        if self._ack_task is not None:
+            await self._ack_task
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self._subscription.max_in_flight - len(self._tasks)
+            if free <= 0:
+                await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                deliveries = await self._adapter.receive(self._subscription, free, RECEIVE_WAIT_MS)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the loop must survive backend outages
+                failures += 1
+                delay = min(_BACKOFF_MAX_S, 0.1 * 2**failures)
+                logger.warning(
+                    "receive failed (%s); retrying in %.1fs",
+                    exc,
+                    delay,
+                    extra={"subscription_id": self.sub_id},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
+            if self._stopping.is_set():
+                await self._safely(self._adapter.release(deliveries))
+                break
+            for delivery in deliveries:
+                task = asyncio.create_task(self._deliver(delivery))
+                self._tasks[task] = delivery
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._ack_wakeup.wait()
+            self._ack_wakeup.clear()
+            while self._acks:
+                batch, self._acks = self._acks, []
+                await self._safely(self._adapter.ack(batch))
+            if self._stopping.is_set() and not self._tasks:
+                return
+
+    # -- one delivery -------------------------------------------------------------------
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        subscription = self._subscription
+        outcome = await self._attempt(subscription, delivery)
+        await self._record(subscription, delivery, outcome)
+
+    async def _attempt(self, subscription: Subscription, delivery: Delivery) -> Outcome | Filtered:
+        message = delivery.message
+        if self._condition is not None:
+            try:
+                if not self._condition.matches(message.data, message.topic, message.headers):
+                    return Filtered()
+            except ConditionEvaluationError as exc:
+                return DeadLetter(LastError(reason="condition_error", body_excerpt=str(exc)))
+        if self._guard is not None:
+            refusal = await self._guard.check(subscription.url)
+            if refusal is not None:
+                return DeadLetter(LastError(reason="blocked_destination", body_excerpt=refusal))
+        body = build_body(subscription, delivery)
+        with delivery_span(
+            message.topic,
+            message.id,
+            delivery.attempt,
+            subscription.id,
+            message.traceparent,
+            message.baggage,
+        ) as (span, trace_headers):
+            headers = build_headers(subscription, delivery, body, trace_headers)
+            result = await self._sender.send(
+                subscription.url, body, headers, subscription.timeout_ms
+            )
+            if result.status is not None:
+                span.set_attribute("http.response.status_code", result.status)
+            span.set_attribute("hookline.delivery.outcome", result.reason)
+        self._metrics.attempt(subscription, result)
+        return classify(result, delivery.attempt, subscription.retry)
+
+    async def _record(
+        self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered
+    ) -> None:
+        if isinstance(outcome, Filtered):
+            self._metrics.filtered(subscription)
+            self._ack(delivery)
+        elif isinstance(outcome, Delivered):
+            self._metrics.delivered(subscription, delivery)
+            self._ack(delivery)
+        elif isinstance(outcome, RetryLater):
+            self._metrics.retry_scheduled(subscription)
+            await self._safely(self._adapter.retry_at(delivery, now_ms() + outcome.delay_ms))
+        else:
+            await self._dead_letter(subscription, delivery, outcome.error)
+
+    def _ack(self, delivery: Delivery) -> None:
+        self._acks.append(delivery)
+        self._ack_wakeup.set()
+
+    async def _dead_letter(
+        self, subscription: Subscription, delivery: Delivery, error: LastError
+    ) -> None:
+        message = delivery.message
+        entry = DlqEntry(
+            id=new_dlq_id(),
+            topic=message.topic,
+            subscription_id=subscription.id,
+            message=message,
+            attempts=delivery.attempt,
+            last_error=error,
+            failed_at=now_ms(),
+        )
+        if subscription.dead_letter_topic:
+            info: dict[str, object] = {
+                "source_topic": message.topic,
+                "subscription_id": subscription.id,
+                "attempts": delivery.attempt,
+                "last_error": error.to_dict(),
+            }
+            # Published before the lease ends: a crash in between duplicates, never loses.
+            published = await self._safely(
+                self._publisher.publish(
+                    subscription.dead_letter_topic,
+                    [PublishRequest(data=message.data, headers=message.headers, dead_letter=info)],
+                    _trace_carrier(message.traceparent, message.baggage),
+                )
+            )
+            if not published:
+                return  # lease not ended: a durable adapter redelivers it
+        if await self._safely(self._adapter.dead_letter(delivery, entry)):
+            self._metrics.dead_lettered(subscription, error.reason)
+            logger.warning(
+                "message dead-lettered: %s",
+                error.reason,
+                extra={
+                    "subscription_id": subscription.id,
+                    "topic": message.topic,
+                    "message_id": message.id,
+                    "attempts": delivery.attempt,
+                    "status": error.status,
+                    "trace_id": _trace_id(message.traceparent),
+                },
+            )
+
+    async def _safely(self, awaitable: object) -> bool:
+        """Await a backend call; log (not raise) a failure: the lease is redelivered later."""
+        try:
+            await awaitable  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - outages must not kill the loop
+            logger.warning("backend call failed: %s", exc, extra={"subscription_id": self.sub_id})
+            return False
+        return True
+
+
+def _trace_carrier(traceparent: str | None, baggage: str | None) -> dict[str, str]:
+    carrier = {}
+    if traceparent:
+        carrier["traceparent"] = traceparent
+    if baggage:
+        carrier["baggage"] = baggage
+    return carrier
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) >= 3 else None

@@ -1,0 +1,166 @@
+"""The app factory and its lifespan: build the parts, start them, stop them gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from app import __version__
+from app.adapters.base import AdapterError, QueueAdapter
+from app.adapters.factory import build_adapter
+from app.api import dlq, functions, messages, ops, subscriptions, topics
+from app.api.errors import ApiError, BodyLimitMiddleware, install_error_handlers
+from app.api.schemas import SubscriptionIn
+from app.api.subscription_mapping import new_subscription
+from app.config import ConfigError, Settings
+from app.core.models import Subscription
+from app.core.publisher import Publisher
+from app.core.subscriptions import SubscriptionService
+from app.dispatch.guard import DestinationGuard, GuardedResolver
+from app.dispatch.payload import USER_AGENT
+from app.dispatch.sender import WebhookSender
+from app.dispatch.supervisor import Dispatcher
+from app.observability.metrics import DispatchMetrics
+from app.runtime import Runtime
+
+logger = logging.getLogger("hookline")
+
+DESCRIPTION = (
+    "Publish JSON messages to topics over HTTP; hookline delivers each to every matching "
+    "webhook subscription, signed (Standard Webhooks), retried with backoff, dead-lettered "
+    "when it keeps failing."
+)
+
+
+def static_subscriptions(settings: Settings, guard: DestinationGuard) -> list[Subscription]:
+    """The ``subscriptions:`` of config.yaml, validated like API bodies.
+
+    Unlike the API, a static subscription without ``secret`` is not signed: its secret
+    would otherwise change at every start.
+    """
+    result = []
+    for index, raw in enumerate(settings.subscriptions):
+        where = f"subscriptions[{index}]"
+        try:
+            body = SubscriptionIn.model_validate(raw)
+            if not body.id:
+                raise ConfigError(f"{where}.id: static subscriptions need an id")
+            subscription = new_subscription(body.id, body.topic, body, guard=guard)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{where}.{loc}: {first['msg']}") from exc
+        except ApiError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        if "secret" not in body.model_fields_set:
+            subscription = subscription.with_changes(secret=None)
+        result.append(subscription)
+    return result
+
+
+def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Runtime:
+    """Wire the parts together (nothing is started yet)."""
+    guard = DestinationGuard(
+        settings.delivery.allow_private_networks, settings.delivery.allowed_hosts
+    )
+    if adapter is None:
+        adapter = build_adapter(settings.adapter.class_, settings.effective_adapter_config())
+    metrics = DispatchMetrics()
+    publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
+    sender = WebhookSender(
+        USER_AGENT,
+        max_connections=settings.delivery.max_connections,
+        max_response_bytes=settings.delivery.max_response_bytes,
+        resolver=None if guard.allow_private_networks else GuardedResolver(guard),
+    )
+    dispatcher = Dispatcher(
+        adapter,
+        sender,
+        publisher,
+        metrics,
+        guard,
+        shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000,
+    )
+    service = SubscriptionService(adapter, on_change=dispatcher.poke)
+    return Runtime(
+        settings=settings,
+        adapter=adapter,
+        publisher=publisher,
+        subscriptions=service,
+        sender=sender,
+        dispatcher=dispatcher,
+        metrics=metrics,
+        guard=guard,
+        api_keys=settings.all_api_keys(),
+    )
+
+
+async def _apply_static(runtime: Runtime, statics: list[Subscription]) -> None:
+    """Register config.yaml's subscriptions, retrying while the backend is down."""
+    delay = 0.5
+    while True:
+        try:
+            await runtime.subscriptions.apply_static(statics)
+        except AdapterError as exc:
+            logger.warning("cannot register static subscriptions yet: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+        else:
+            return
+
+
+def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = None) -> FastAPI:
+    """Build the FastAPI app; raises :class:`ConfigError` for a bad configuration."""
+    settings = settings or Settings()
+    runtime = build_runtime(settings, adapter)
+    statics = static_subscriptions(settings, runtime.guard)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not runtime.api_keys:
+            logger.warning(
+                "NO API KEYS CONFIGURED: the API is open to anyone who can reach it. "
+                "Set auth.api_keys in config.yaml or HOOKLINE_API_KEYS before exposing it."
+            )
+        await runtime.adapter.start()
+        await runtime.sender.start()
+        static_task = asyncio.create_task(_apply_static(runtime, statics))
+        runtime.dispatcher.start()
+        logger.info(
+            "hookline %s started",
+            __version__,
+            extra={"adapter": runtime.adapter.name, "static_subscriptions": len(statics)},
+        )
+        try:
+            yield
+        finally:
+            logger.info("shutting down: finishing in-flight deliveries")
+            static_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await static_task
+            await runtime.dispatcher.stop()
+            await runtime.sender.close()
+            await runtime.adapter.close()
+            logger.info("stopped")
+
+    hide_docs = settings.auth.protect_docs
+    app = FastAPI(
+        title="hookline",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None if hide_docs else "/docs",
+        redoc_url=None,
+        openapi_url=None if hide_docs else "/openapi.json",
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (messages, subscriptions, dlq, topics, functions, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
+    return app

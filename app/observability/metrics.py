@@ -1,0 +1,123 @@
+"""Prometheus metrics: counters fed by the dispatcher and publisher, gauges read at scrape.
+
+Each app instance owns its registry, so several apps in one process (tests) never clash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from app.adapters.base import QueueAdapter
+from app.core.models import Delivery, Subscription, now_ms
+from app.core.outcome import SendResult
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class DispatchMetrics:
+    """Every figure hookline exports at ``/metrics``."""
+
+    def __init__(self) -> None:
+        """Create the metric families in a private registry."""
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.published = Counter(
+            "hookline_messages_published", "Messages accepted", ["topic"], registry=r
+        )
+        self.duplicates = Counter(
+            "hookline_messages_duplicate",
+            "Publishes answered from an idempotency key",
+            ["topic"],
+            registry=r,
+        )
+        self.delivered_total = Counter(
+            "hookline_deliveries", "Messages delivered (2xx)", ["topic", "subscription"], registry=r
+        )
+        self.attempts_failed = Counter(
+            "hookline_delivery_attempts_failed",
+            "Attempts that failed, by reason",
+            ["topic", "subscription", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "hookline_retries_scheduled", "Retries scheduled", ["topic", "subscription"], registry=r
+        )
+        self.dead = Counter(
+            "hookline_dead_lettered",
+            "Messages dead-lettered, by reason",
+            ["topic", "subscription", "reason"],
+            registry=r,
+        )
+        self.filtered_total = Counter(
+            "hookline_filtered",
+            "Messages skipped by a subscription's condition",
+            ["topic", "subscription"],
+            registry=r,
+        )
+        self.attempt_seconds = Histogram(
+            "hookline_delivery_attempt_seconds",
+            "Duration of one HTTP attempt",
+            ["topic", "subscription"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "hookline_delivery_latency_seconds",
+            "Publish-to-delivered time",
+            ["topic", "subscription"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        labels = ["topic", "subscription"]
+        self.backlog = Gauge("hookline_backlog", "Messages waiting", labels, registry=r)
+        self.in_flight = Gauge("hookline_in_flight", "Attempts leased now", labels, registry=r)
+        self.scheduled = Gauge("hookline_scheduled", "Retries/delays waiting", labels, registry=r)
+        self.dlq = Gauge("hookline_dlq", "DLQ entries", labels, registry=r)
+
+    def published_messages(self, topic: str, new: int, duplicates: int) -> None:
+        """Count a publish call's results."""
+        if new:
+            self.published.labels(topic).inc(new)
+        if duplicates:
+            self.duplicates.labels(topic).inc(duplicates)
+
+    def attempt(self, subscription: Subscription, result: SendResult) -> None:
+        """Record one HTTP attempt."""
+        self.attempt_seconds.labels(subscription.topic, subscription.id).observe(
+            result.duration_ms / 1000
+        )
+        if not result.ok:
+            self.attempts_failed.labels(subscription.topic, subscription.id, result.reason).inc()
+
+    def delivered(self, subscription: Subscription, delivery: Delivery) -> None:
+        """A 2xx."""
+        self.delivered_total.labels(subscription.topic, subscription.id).inc()
+        latency = max(0, now_ms() - delivery.message.published_at) / 1000
+        self.end_to_end_seconds.labels(subscription.topic, subscription.id).observe(latency)
+
+    def retry_scheduled(self, subscription: Subscription) -> None:
+        """A retry went on the schedule."""
+        self.retries.labels(subscription.topic, subscription.id).inc()
+
+    def dead_lettered(self, subscription: Subscription, reason: str) -> None:
+        """A message went to the DLQ."""
+        self.dead.labels(subscription.topic, subscription.id, reason).inc()
+
+    def filtered(self, subscription: Subscription) -> None:
+        """A condition said no."""
+        self.filtered_total.labels(subscription.topic, subscription.id).inc()
+
+    async def render(self, adapter: QueueAdapter, topics: Sequence[str]) -> bytes:
+        """Refresh the per-topic gauges from the adapter, then the exposition text."""
+        for gauge in (self.backlog, self.in_flight, self.scheduled, self.dlq):
+            gauge.clear()
+        for topic in topics:
+            stats = await adapter.topic_stats(topic)
+            for sub in stats.subscriptions:
+                self.backlog.labels(topic, sub.subscription_id).set(sub.backlog)
+                self.in_flight.labels(topic, sub.subscription_id).set(sub.in_flight)
+                self.scheduled.labels(topic, sub.subscription_id).set(sub.scheduled)
+                self.dlq.labels(topic, sub.subscription_id).set(sub.dlq)
+        return generate_latest(self.registry)
