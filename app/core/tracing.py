@@ -10,11 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 _tracer = trace.get_tracer("hookline")
+
+
+@contextmanager
+def _attached(context: Context) -> Iterator[None]:
+    """Make ``context`` current (span *and* baggage) for the block."""
+    token = context_api.attach(context)
+    try:
+        yield
+    finally:
+        context_api.detach(token)
 
 
 @contextmanager
@@ -24,16 +35,18 @@ def publish_span(topic: str, carrier: Mapping[str, str]) -> Iterator[dict[str, s
     The yielded dict holds ``traceparent`` (and ``baggage``) of the span, or of the caller
     when no tracer provider records spans, so the trace survives either way.
     """
-    parent: Context | None = propagate.extract(dict(carrier)) if carrier else None
-    with _tracer.start_as_current_span(
-        f"{topic} publish",
-        context=parent,
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "hookline",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": topic,
-        },
+    parent = propagate.extract(dict(carrier)) if carrier else context_api.get_current()
+    with (
+        _attached(parent),
+        _tracer.start_as_current_span(
+            f"{topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "hookline",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": topic,
+            },
+        ),
     ):
         stored: dict[str, str] = {}
         propagate.inject(stored)
@@ -59,19 +72,21 @@ def delivery_span(
     if baggage:
         carrier["baggage"] = baggage
     parent = propagate.extract(carrier) if carrier else Context()
-    with _tracer.start_as_current_span(
-        f"{topic} process",
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "hookline",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
-            "messaging.message.id": message_id,
-            "messaging.consumer.group.name": subscription_id,
-            "hookline.delivery.attempt": attempt,
-        },
-    ) as span:
+    with (
+        _attached(parent),
+        _tracer.start_as_current_span(
+            f"{topic} process",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "hookline",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": topic,
+                "messaging.message.id": message_id,
+                "messaging.consumer.group.name": subscription_id,
+                "hookline.delivery.attempt": attempt,
+            },
+        ) as span,
+    ):
         outbound: dict[str, str] = {}
         propagate.inject(outbound)
         if "traceparent" not in outbound and traceparent:

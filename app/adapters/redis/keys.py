@@ -1,0 +1,101 @@
+"""Key names. Every key of one topic carries the hash tag ``{<topic>}``.
+
+So each Lua script and each multi-key command touches a single slot, and the adapter runs
+unchanged on Redis Cluster. Keys not tied to a topic (the subscription registry) share the
+tag ``{_}``, which no topic can use (topics start with a letter or digit).
+
+Layout for prefix ``hookline`` and topic ``orders``::
+
+    hookline:{orders}:stream           stream: every message of the topic (one group per subscription)
+    hookline:{orders}:subs             set: ids of the topic's subscriptions (fan-out of delayed publishes)
+    hookline:{orders}:origins          hash: subscription -> stream id its group started at
+    hookline:{orders}:q:<sub>          stream: one subscription's own copies (retries, delayed, redrive)
+    hookline:{orders}:sched:<sub>      zset: one subscription's scheduled copies, scored by due time
+    hookline:{orders}:dlq              hash: DLQ entry id -> entry JSON
+    hookline:{orders}:dlq:all          zset (lex): every DLQ entry id of the topic, oldest first
+    hookline:{orders}:dlq:sub:<sub>    zset (lex): the DLQ entry ids of one subscription
+    hookline:{orders}:idem:<key>       string: idempotency key -> first message id (PX TTL)
+    hookline:{_}:subscriptions         hash: subscription id -> subscription JSON
+    hookline:{_}:version               string: changes whenever the registry changes
+    hookline:{_}:topics                set: topics that ever had a subscription
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicKeys:
+    """The keys of one topic (all in one cluster slot)."""
+
+    base: str
+
+    @property
+    def stream(self) -> str:
+        """The topic's stream."""
+        return f"{self.base}:stream"
+
+    @property
+    def subs(self) -> str:
+        """Set of the topic's subscription ids."""
+        return f"{self.base}:subs"
+
+    @property
+    def origins(self) -> str:
+        """Where each subscription's group started in the stream."""
+        return f"{self.base}:origins"
+
+    def queue(self, subscription_id: str) -> str:
+        """A subscription's own stream."""
+        return f"{self.base}:q:{subscription_id}"
+
+    def schedule(self, subscription_id: str) -> str:
+        """A subscription's scheduled copies."""
+        return f"{self.base}:sched:{subscription_id}"
+
+    @property
+    def dlq(self) -> str:
+        """DLQ entries by id."""
+        return f"{self.base}:dlq"
+
+    @property
+    def dlq_all(self) -> str:
+        """Lex index of every DLQ entry id."""
+        return f"{self.base}:dlq:all"
+
+    def dlq_sub(self, subscription_id: str) -> str:
+        """Lex index of one subscription's DLQ entry ids."""
+        return f"{self.base}:dlq:sub:{subscription_id}"
+
+    def idempotency(self, key: str) -> str:
+        """An idempotency key."""
+        return f"{self.base}:idem:{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """All key names under one prefix (``key_prefix`` in the config)."""
+
+    prefix: str
+
+    def topic(self, topic: str) -> TopicKeys:
+        """The keys of ``topic``."""
+        if "{" in topic or "}" in topic:
+            raise ValueError(f"topic names cannot contain braces: {topic!r}")
+        return TopicKeys(f"{self.prefix}:{{{topic}}}")
+
+    @property
+    def registry(self) -> str:
+        """Subscription id -> subscription JSON."""
+        return f"{self.prefix}:{{_}}:subscriptions"
+
+    @property
+    def registry_version(self) -> str:
+        """Token replaced on every registry change (cheap polling)."""
+        return f"{self.prefix}:{{_}}:version"
+
+    @property
+    def topics(self) -> str:
+        """Topics that ever had a subscription."""
+        return f"{self.prefix}:{{_}}:topics"

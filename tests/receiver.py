@@ -1,0 +1,107 @@
+"""A real HTTP receiver for webhook tests: records every request, answers as scripted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the receiver answers to one request."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"ok"
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as it arrived."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+class Receiver:
+    """An aiohttp server on a free loopback port."""
+
+    def __init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self._defaults: dict[str, Reply] = {}
+        self._received: list[Received] = []
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """Answer the next requests on ``path`` with ``replies``, in order."""
+        self._scripts[path].extend(replies)
+
+    def default(self, path: str, reply: Reply) -> None:
+        """Answer every unscripted request on ``path`` with ``reply``."""
+        self._defaults[path] = reply
+
+    def requests(self, path: str | None = None) -> list[Received]:
+        return [r for r in self._received if path is None or r.path == path]
+
+    async def wait_for(
+        self, count: int, path: str | None = None, within_s: float = 10.0
+    ) -> list[Received]:
+        """Wait until ``count`` requests arrived on ``path``; fail after ``within_s``."""
+        deadline = time.monotonic() + within_s
+        while True:
+            got = self.requests(path)
+            if len(got) >= count:
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"expected {count} requests on {path or 'any path'}, got {len(got)}"
+                )
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self._received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        self._changed.set()
+        script = self._scripts.get(request.path)
+        reply = script.popleft() if script else self._defaults.get(request.path, Reply())
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)  # the scripted slowness under test
+        return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
