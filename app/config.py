@@ -206,6 +206,10 @@ def load_settings(config_path: str | None = None) -> Settings:
         file_config = _queue_module_config(raw, str(path))
     elif explicit:
         raise ConfigError(f"{path}: no such file")
+    unknown = sorted(set(file_config) - set(Settings.model_fields))
+    if unknown:
+        known = ", ".join(sorted(Settings.model_fields))
+        raise ConfigError(f"{path}: {unknown[0]}: unknown key (known: {known})")
     try:
         settings = Settings(**file_config)
         settings.all_api_keys()

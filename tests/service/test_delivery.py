@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import itertools
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.backends import unique
@@ -43,12 +45,8 @@ async def test_signature_verifies_with_standardwebhooks(
     payload = Webhook(sub["secret"]).verify(got.body, headers)
     assert payload["data"] == {"amount": 42, "text": "naïve ✓"}
     tampered = got.body.replace(b"42", b"43")
-    try:
+    with pytest.raises(Exception, match=r"(?i)signature"):
         Webhook(sub["secret"]).verify(tampered, headers)
-    except Exception as exc:
-        assert "signature" in str(exc).lower()
-    else:
-        raise AssertionError("a tampered body verified")
 
 
 async def test_unsigned_when_secret_is_null_and_own_headers_sent(
@@ -123,7 +121,7 @@ async def test_fixed_retries_then_dlq(hookline: Hookline, receiver: Receiver) ->
     got = await receiver.wait_for(3)
     assert [r.json()["attempt"] for r in got] == [1, 2, 3]
     assert {r.headers["webhook-id"] for r in got} == {published["id"]}
-    gaps = [b.at - a.at for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     assert all(gap >= 0.055 for gap in gaps), gaps
     await eventually(lambda: hookline.dlq_count(topic))
     [entry] = (await hookline.client.get(f"/v1/topics/{topic}/dlq")).json()["entries"]
@@ -147,7 +145,7 @@ async def test_exponential_backoff_doubles(hookline: Hookline, receiver: Receive
     )
     await hookline.publish(topic, "x")
     got = await receiver.wait_for(4)
-    gaps = [b.at - a.at for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     for gap, expected in zip(gaps, (0.1, 0.2, 0.4), strict=True):
         assert expected * 0.95 <= gap <= expected + 0.35, gaps
     assert await hookline.dlq_count(topic) == 0
@@ -198,12 +196,12 @@ async def test_redirects_are_failures(hookline: Hookline, receiver: Receiver) ->
 
 async def test_timeout_counts_as_failure(hookline: Hookline, receiver: Receiver) -> None:
     topic = unique("slow")
-    receiver.script("/hook", Reply(delay_s=2.0), Reply(200))
+    receiver.script("/hook", Reply(delay_s=1.0), Reply(200))
     await hookline.subscribe(topic=topic, url=receiver.url(), timeout_ms=200)
     await hookline.publish(topic, "x")
     first, second = await receiver.wait_for(2)
     assert second.json()["attempt"] == 2
-    assert second.at - first.at < 1.5
+    assert second.at - first.at < 0.9
 
 
 async def test_connection_refused_dead_letters(hookline: Hookline) -> None:

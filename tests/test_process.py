@@ -1,0 +1,53 @@
+"""The real ``hookline serve`` process: graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.process import ServeProcess, write_config
+from tests.receiver import Receiver, Reply
+
+
+@pytest.mark.parametrize(
+    ("grace_ms", "delay_s", "handed_back"), [(10_000, 1.0, False), (300, 5.0, True)]
+)
+async def test_sigterm_finishes_or_hands_back_in_flight_deliveries(
+    tmp_path: Path, receiver: Receiver, grace_ms: int, delay_s: float, handed_back: bool
+) -> None:
+    config = write_config(
+        tmp_path / "config.yaml",
+        "modules::queue::BuiltinQueueAdapter",
+        {},
+        delivery={"shutdown_grace_ms": grace_ms},
+    )
+    server = ServeProcess(config, tmp_path / "serve.log")
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        receiver.default("/slow", Reply(delay_s=delay_s))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            created = await client.post(
+                "/v1/subscriptions", json={"topic": "t", "url": receiver.url("/slow")}
+            )
+            assert created.status_code == 201
+            assert (await client.post("/v1/topics/t/messages", json={"data": 1})).status_code == 202
+        await receiver.wait_for(1, "/slow")
+        started = time.monotonic()
+        code = await asyncio.to_thread(server.terminate)
+        took = time.monotonic() - started
+        log = server.log()
+        assert code in (0, -15), log  # uvicorn re-raises SIGTERM after a clean shutdown
+        assert "stopped" in log
+        assert "Traceback" not in log
+        if handed_back:
+            assert "handing back 1 unfinished deliveries" in log
+            assert took < delay_s
+        else:
+            assert "handing back" not in log
+            assert took >= delay_s * 0.5
+    finally:
+        server.close()
