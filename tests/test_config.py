@@ -10,6 +10,7 @@ import pytest
 
 from app.config import ConfigError, load_settings
 
+QUEUE_MODULE = "modules:\n  - class: modules::queue::QueueModule\n    config:\n"
 ENGINE_CONFIG = """
 modules:
   - class: modules::queue::QueueModule
@@ -60,13 +61,11 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     [
         ("modules: [", "not valid YAML"),
         (
-            "modules:\n  - class: modules::queue::QueueModule\n    config:\n"
-            "      adapter: {class: Nope}",
+            QUEUE_MODULE + "      adapter: {class: Nope}",
             "adapter.class",
         ),
         (
-            "modules:\n  - class: modules::queue::QueueModule\n    config:\n"
-            "      limits: {max_batch: -1}",
+            QUEUE_MODULE + "      limits: {max_batch: -1}",
             "limits.max_batch",
         ),
         (
