@@ -97,6 +97,7 @@ class RedisConnection:
         self._reachable = False
         self._probe: asyncio.Task[None] | None = None
         self._ever_reachable = asyncio.Event()
+        self._first_probe = True
 
     @property
     def client(self) -> RedisClient:
@@ -145,17 +146,15 @@ class RedisConnection:
         if reachable and not self._reachable:
             logger.info("redis reachable at %s", where)
             self._ever_reachable.set()
-        elif not reachable and (self._reachable or self._probe_first_failure):
+        elif not reachable and (self._reachable or self._first_probe):
             logger.warning(
                 "redis unreachable at %s (%s); retrying in the background, "
                 "/readyz answers 503 and publishes are refused until it answers",
                 where,
                 error,
             )
-        self._probe_first_failure = False
+        self._first_probe = False
         self._reachable = reachable
-
-    _probe_first_failure = True
 
     async def _probe_loop(self) -> None:
         while True:
@@ -178,6 +177,6 @@ class RedisConnection:
         """
         with self.translate():
             try:
-                return await self._client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
             except rexc.NoScriptError:
-                return await self._client.eval(script.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+                return await self._client.eval(script.source, len(keys), *keys, *args)

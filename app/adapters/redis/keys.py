@@ -6,10 +6,10 @@ tag ``{_}``, which no topic can use (topics start with a letter or digit).
 
 Layout for prefix ``hookline`` and topic ``orders``::
 
-    hookline:{orders}:stream           stream: every message of the topic (one group per subscription)
-    hookline:{orders}:subs             set: ids of the topic's subscriptions (fan-out of delayed publishes)
+    hookline:{orders}:stream           stream: the topic's messages (a group per subscription)
+    hookline:{orders}:subs             set: the topic's subscription ids (delayed fan-out)
     hookline:{orders}:origins          hash: subscription -> stream id its group started at
-    hookline:{orders}:q:<sub>          stream: one subscription's own copies (retries, delayed, redrive)
+    hookline:{orders}:q:<sub>          stream: one subscription's own copies (retries...)
     hookline:{orders}:sched:<sub>      zset: one subscription's scheduled copies, scored by due time
     hookline:{orders}:dlq              hash: DLQ entry id -> entry JSON
     hookline:{orders}:dlq:all          zset (lex): every DLQ entry id of the topic, oldest first

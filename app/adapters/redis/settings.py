@@ -80,29 +80,33 @@ class RedisSettings:
         return max(self.visibility_timeout_ms, delivery_timeout_ms + self.lease_margin_ms)
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_INVALID = object()
+
+
 def _coerce(key: str, raw: Any, default: Any) -> Any:
     """Accept what YAML or env vars give (``"5000"``, ``"true"``) for a field's type."""
+    value = _convert(raw, default)
+    if value is _INVALID:
+        kind = type(default).__name__ if default is not None else "str"
+        raise ValueError(f"adapter config: {key} must be a {kind}, got {raw!r}")
+    return value
+
+
+def _convert(raw: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        lowered = str(raw).strip().lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else _INVALID
+    if isinstance(default, int):
+        if isinstance(raw, bool):
+            return _INVALID
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            return _INVALID
     if raw is None and default is None:
         return None
-    try:
-        if isinstance(default, bool):
-            if isinstance(raw, str):
-                lowered = raw.strip().lower()
-                if lowered in {"1", "true", "yes", "on"}:
-                    return True
-                if lowered in {"0", "false", "no", "off"}:
-                    return False
-                raise ValueError(raw)
-            if isinstance(raw, bool):
-                return raw
-            raise ValueError(raw)
-        if isinstance(default, int):
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return int(raw)
-        if not isinstance(raw, str):
-            raise ValueError(raw)
-    except ValueError:
-        kind = type(default).__name__ if default is not None else "str"
-        raise ValueError(f"adapter config: {key} must be a {kind}, got {raw!r}") from None
-    return raw
+    return raw if isinstance(raw, str) else _INVALID

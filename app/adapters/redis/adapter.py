@@ -1,0 +1,249 @@
+"""The Redis adapter: durable, shared by every hookline process, crash-safe.
+
+A stream per topic with a consumer group per subscription (fan-out and competing
+consumers), a stream and a schedule per subscription for its own copies (retries,
+delayed publishes, releases, redrives), a DLQ indexed by id, and a registry shared by
+all instances. See ``docs/redis.md`` for deployment notes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from app.adapters.base import (
+    BackendUnavailableError,
+    DlqPage,
+    OutgoingMessage,
+    SubscriptionExistsError,
+)
+from app.adapters.redis.connection import RedisConnection
+from app.adapters.redis.dlq import DeadLetterStore
+from app.adapters.redis.groups import ConsumerGroups
+from app.adapters.redis.keys import KeySpace
+from app.adapters.redis.leases import Leases
+from app.adapters.redis.lua_messages import PROMOTE
+from app.adapters.redis.maintenance import Maintenance
+from app.adapters.redis.publishing import Publisher
+from app.adapters.redis.registry import SubscriptionRegistry
+from app.adapters.redis.settings import RedisSettings
+from app.adapters.redis.stats import topic_stats
+from app.adapters.redis.timer import DueTimer
+from app.core.models import Delivery, DlqEntry, Subscription, TopicStats, now_ms
+
+logger = logging.getLogger("hookline.redis")
+
+_CLOSE_TIDY_TIMEOUT_S = 2.0
+
+
+def default_consumer_name() -> str:
+    """``host:pid:random``: unique per process, readable in ``XINFO CONSUMERS``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class RedisAdapter:
+    """Implementation of :class:`app.adapters.base.QueueAdapter` on Redis Streams."""
+
+    name = "redis"
+    shared_across_processes = True
+
+    def __init__(self, settings: RedisSettings) -> None:
+        """No I/O: :meth:`start` connects (in the background when Redis is down)."""
+        self.settings = settings
+        self.keys = KeySpace(settings.key_prefix)
+        self.connection = RedisConnection(settings)
+        self.consumer = settings.consumer_name or default_consumer_name()
+        self.registry = SubscriptionRegistry(self.connection, self.keys)
+        self.groups = ConsumerGroups(self.connection, self.keys, self.registry)
+        self.timer = DueTimer(self._promote)
+        self.leases = Leases(
+            self.connection, self.keys, settings, self.groups, self.timer, self.consumer
+        )
+        self.publisher = Publisher(self.connection, self.keys, self.timer)
+        self.dlq = DeadLetterStore(self.connection, self.keys)
+        self.maintenance = Maintenance(self.connection, self.keys, self.registry, settings)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RedisAdapter:
+        """Build from the ``config:`` block of ``config.yaml`` (see :class:`RedisSettings`)."""
+        return cls(RedisSettings.from_config(config))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start probing Redis, the due-time timer and maintenance; never raises."""
+        if self._tasks:
+            return
+        self.connection.start()
+        self._tasks = [
+            asyncio.create_task(self.timer.run(), name="redis-timer"),
+            asyncio.create_task(self.maintenance.run(), name="redis-maintenance"),
+        ]
+
+    async def close(self) -> None:
+        """Stop background work, drop this process's idle consumers, close connections.
+
+        Unended leases stay pending: another consumer claims them after the visibility
+        timeout (or this one, restarted, does).
+        """
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(BackendUnavailableError, TimeoutError):
+            await asyncio.wait_for(self._forget_own_consumer(), _CLOSE_TIDY_TIMEOUT_S)
+        await self.connection.close()
+
+    async def _forget_own_consumer(self) -> None:
+        if self.leases.touched:
+            await self.maintenance.tidy(only_consumer=self.consumer, idle_ms=0)
+
+    async def ping(self) -> bool:
+        """True when Redis answers now."""
+        return await self.connection.ping()
+
+    async def _promote(self, topic: str, subscription_id: str) -> int | None:
+        tk = self.keys.topic(topic)
+        keys = [tk.schedule(subscription_id), tk.queue(subscription_id)]
+        next_due = await self.connection.run(PROMOTE, keys, [now_ms(), 500])
+        return int(float(next_due)) if next_due else None
+
+    # -- messages -----------------------------------------------------------------------
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Store for every current subscription; returns once Redis holds them."""
+        if messages:
+            await self.publisher.publish(messages)
+
+    async def receive(
+        self, subscription: Subscription, max_count: int, wait_ms: int
+    ) -> list[Delivery]:
+        """Lease up to ``max_count`` copies, waiting at most ``wait_ms`` for the first."""
+        return await self.leases.receive(subscription, max_count, wait_ms)
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """End leases for good (batched XACK)."""
+        if deliveries:
+            await self.leases.ack(deliveries)
+
+    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
+        """End the lease and schedule attempt + 1 at ``due_at_ms``, atomically."""
+        await self.leases.retry_at(delivery, due_at_ms)
+
+    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> None:
+        """End the lease and keep ``entry`` in the topic's DLQ, atomically."""
+        await self.leases.dead_letter(delivery, entry)
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Hand leases back untried; the same attempt is leased again first."""
+        if deliveries:
+            await self.leases.release(deliveries)
+
+    # -- dead-letter queue ---------------------------------------------------------------
+
+    async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
+        """O(1) count of a topic's (or one subscription's) entries."""
+        return await self.dlq.count(topic, subscription_id)
+
+    async def dlq_list(
+        self,
+        topic: str,
+        subscription_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> DlqPage:
+        """A page of entries, oldest first, after ``cursor`` (an entry id)."""
+        return await self.dlq.page(topic, subscription_id, limit, cursor)
+
+    async def dlq_redrive(
+        self,
+        topic: str,
+        subscription_id: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Give entries back to the subscription that failed them, attempt 1."""
+        return await self.dlq.redrive(topic, subscription_id, ids)
+
+    async def dlq_purge(
+        self,
+        topic: str,
+        subscription_id: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete entries."""
+        return await self.dlq.purge(topic, subscription_id, ids)
+
+    # -- subscription registry -----------------------------------------------------------
+
+    async def create_subscription(self, subscription: Subscription) -> None:
+        """Register, then create its groups at the end of the topic stream."""
+        if not await self.registry.create(subscription):
+            raise SubscriptionExistsError(subscription.id)
+        try:
+            await self.groups.create(subscription)
+        except BackendUnavailableError:
+            with contextlib.suppress(BackendUnavailableError):
+                await self.registry.remove(subscription.id)
+            raise
+
+    async def update_subscription(self, subscription: Subscription) -> None:
+        """Replace the stored definition (its groups and pending copies are kept)."""
+        if not await self.registry.put(subscription):
+            await self.groups.create(subscription)
+
+    async def get_subscription(self, subscription_id: str) -> Subscription | None:
+        """One subscription, read fresh from Redis."""
+        return await self.registry.get(subscription_id)
+
+    async def list_subscriptions(self, topic: str | None = None) -> list[Subscription]:
+        """All subscriptions (of one topic), as every instance sees them."""
+        return await self.registry.list(topic)
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Unregister, then drop its groups, pending and scheduled copies (DLQ stays)."""
+        subscription = await self.registry.get(subscription_id)
+        if subscription is None or not await self.registry.remove(subscription_id):
+            return False
+        await self.groups.drop(subscription.topic, subscription_id)
+        self.timer.forget(subscription.topic, subscription_id)
+        return True
+
+    # -- idempotency ----------------------------------------------------------------------
+
+    async def claim_idempotency_key(
+        self, topic: str, key: str, message_id: str, ttl_ms: int
+    ) -> str | None:
+        """``SET NX PX GET``: one round trip, shared by every instance."""
+        name = self.keys.topic(topic).idempotency(key)
+        with self.connection.translate():
+            previous = await self.connection.client.set(
+                name, message_id, nx=True, px=max(1, ttl_ms), get=True
+            )
+        return None if previous is None else str(previous)
+
+    async def release_idempotency_key(self, topic: str, key: str) -> None:
+        """Forget a key whose publish failed."""
+        with self.connection.translate():
+            await self.connection.client.delete(self.keys.topic(topic).idempotency(key))
+
+    # -- introspection -------------------------------------------------------------------
+
+    async def topic_stats(self, topic: str) -> TopicStats:
+        """Backlog, in flight, scheduled and DLQ per subscription."""
+        return await topic_stats(self.connection, self.keys, self.registry, topic)
+
+    async def list_topics(self) -> list[str]:
+        """Topics with subscriptions, or with DLQ entries left by deleted ones."""
+        with_subs = {s.topic for s in await self.registry.list()}
+        others = sorted((await self.registry.topics()) - with_subs)
+        counts = await asyncio.gather(*(self.dlq.count(t, None) for t in others))
+        return sorted(with_subs | {t for t, n in zip(others, counts, strict=True) if n})

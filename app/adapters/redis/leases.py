@@ -1,0 +1,223 @@
+"""Leasing copies to a subscription and ending those leases.
+
+A lease is a pending entry of the subscription's consumer group, on the topic stream
+(first attempts) or on the subscription's own stream (retries, delayed publishes,
+releases, redrives). Both are read by one script per call: due scheduled copies are
+promoted, leases of silent consumers are claimed (XAUTOCLAIM, only once idle past the
+visibility timeout), then new entries are read, up to ``max_count`` in all. When there
+is nothing, the caller blocks on XREAD for anything newer, which costs no lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.adapters.base import BackendUnavailableError
+from app.adapters.redis.codec import Receipt, decode_leases, receipt_of
+from app.adapters.redis.connection import RedisConnection
+from app.adapters.redis.groups import ConsumerGroups
+from app.adapters.redis.keys import KeySpace
+from app.adapters.redis.lua_messages import ACK, DEAD_LETTER, RECEIVE, RELEASE, RETRY
+from app.adapters.redis.settings import RedisSettings
+from app.adapters.redis.timer import DueTimer
+from app.core.models import Delivery, DlqEntry, Subscription, now_ms
+
+logger = logging.getLogger("hookline.redis")
+
+PROMOTE_LIMIT = 500
+"""Scheduled copies moved per call; more are moved by the next call."""
+
+ACK_CHUNK = 1000
+"""Ids per XACK script call (keeps Lua's argument unpacking well inside its limits)."""
+
+_HEADER = 5  # status, next due, stream cursor, queue cursor, claimed
+
+
+@dataclass(slots=True)
+class _ClaimState:
+    """Where this process's XAUTOCLAIM scan of one subscription stands."""
+
+    next_at: float = 0.0
+    stream_cursor: str = "0-0"
+    queue_cursor: str = "0-0"
+
+
+class Leases:
+    """receive / ack / retry_at / dead_letter / release for the Redis adapter."""
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        keys: KeySpace,
+        settings: RedisSettings,
+        groups: ConsumerGroups,
+        timer: DueTimer,
+        consumer: str,
+    ) -> None:
+        """``consumer`` is this process's name in every group (unique per process)."""
+        self._conn = connection
+        self._keys = keys
+        self._settings = settings
+        self._groups = groups
+        self._timer = timer
+        self.consumer = consumer
+        self._claims: dict[str, _ClaimState] = {}
+        self.touched: dict[str, str] = {}
+        """Subscriptions this process leased from (id -> topic), to tidy up at close."""
+        self._max_block_ms = max(100, settings.socket_timeout_ms - 1000)
+
+    # -- receive -------------------------------------------------------------------------
+
+    async def receive(
+        self, subscription: Subscription, max_count: int, wait_ms: int
+    ) -> list[Delivery]:
+        """Lease up to ``max_count`` copies, blocking up to ``wait_ms`` for the first.
+
+        An outage is waited out here (and logged once by the connection) rather than
+        raised, so each receive loop resumes within one wait of Redis coming back.
+        """
+        deadline = time.monotonic() + wait_ms / 1000
+        if max_count <= 0:
+            await _sleep_until(deadline)
+            return []
+        self.touched[subscription.id] = subscription.topic
+        recovered = False
+        try:
+            while True:
+                reply = await self._lease(subscription, max_count)
+                status = reply[0]
+                if status == "wait":
+                    remaining_ms = int((deadline - time.monotonic()) * 1000)
+                    if remaining_ms <= 0:
+                        return []
+                    await self._wait_for_news(
+                        subscription, reply[_HEADER], reply[_HEADER + 1], remaining_ms
+                    )
+                    continue
+                deliveries = decode_leases(subscription.id, subscription.topic, reply, _HEADER)
+                if deliveries:
+                    return deliveries
+                if status != "nogroup":
+                    continue
+                if recovered or not await self._groups.recover(subscription):
+                    await _sleep_until(deadline)
+                    return []
+                recovered = True
+        except BackendUnavailableError:
+            await _sleep_until(deadline)
+            return []
+
+    async def _lease(self, subscription: Subscription, max_count: int) -> list[str]:
+        tk = self._keys.topic(subscription.topic)
+        state = self._claims.setdefault(subscription.id, _ClaimState())
+        started = time.monotonic()
+        claim = started >= state.next_at
+        args = [
+            subscription.id,
+            self.consumer,
+            max_count,
+            now_ms(),
+            "1" if claim else "0",
+            self._settings.visibility_ms(subscription.timeout_ms),
+            state.stream_cursor,
+            state.queue_cursor,
+            PROMOTE_LIMIT,
+        ]
+        keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id)]
+        reply: list[str] = await self._conn.run(RECEIVE, keys, args)
+        if reply[1]:
+            self._timer.notify(subscription.topic, subscription.id, int(float(reply[1])))
+        if claim and reply[0] != "nogroup":
+            state.stream_cursor, state.queue_cursor = reply[2], reply[3]
+            claimed = int(reply[4])
+            scan_done = state.stream_cursor == "0-0" and state.queue_cursor == "0-0"
+            # Keep claiming on the next call while a dead consumer's backlog remains.
+            if claimed < max_count and scan_done:
+                state.next_at = started + self._settings.claim_interval_ms / 1000
+        return reply
+
+    async def _wait_for_news(
+        self, subscription: Subscription, stream_last: str, queue_last: str, wait_ms: int
+    ) -> None:
+        """Block until either stream gets an entry newer than what was seen (no lease taken)."""
+        tk = self._keys.topic(subscription.topic)
+        streams = {tk.stream: stream_last, tk.queue(subscription.id): queue_last}
+        with self._conn.translate():
+            await self._conn.client.xread(streams, count=1, block=min(wait_ms, self._max_block_ms))  # type: ignore[arg-type]
+
+    # -- ending leases -------------------------------------------------------------------
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """XACK (and XDEL from the subscription's own stream) in as few calls as possible."""
+        batches: dict[tuple[str, str], tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+        for delivery in deliveries:
+            receipt = receipt_of(delivery)
+            stream_ids, queue_ids = batches[(receipt.topic, delivery.subscription_id)]
+            (stream_ids if receipt.source == "t" else queue_ids).append(receipt.entry_id)
+        calls = []
+        for (topic, sub_id), (stream_ids, queue_ids) in batches.items():
+            tk = self._keys.topic(topic)
+            keys = [tk.stream, tk.queue(sub_id)]
+            for i in range(0, max(len(stream_ids), len(queue_ids)), ACK_CHUNK):
+                t_ids, q_ids = stream_ids[i : i + ACK_CHUNK], queue_ids[i : i + ACK_CHUNK]
+                calls.append(self._conn.run(ACK, keys, [sub_id, len(t_ids), *t_ids, *q_ids]))
+        await asyncio.gather(*calls)
+
+    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
+        """End the lease and schedule the next attempt, in one script; False if not ours."""
+        receipt = receipt_of(delivery)
+        tk = self._keys.topic(receipt.topic)
+        sub_id = delivery.subscription_id
+        keys = [tk.stream, tk.queue(sub_id), tk.schedule(sub_id)]
+        now = now_ms()
+        args = [
+            sub_id,
+            receipt.source,
+            receipt.entry_id,
+            due_at_ms,
+            now,
+            delivery.attempt + 1,
+            receipt.envelope_json,
+        ]
+        done = bool(await self._conn.run(RETRY, keys, args))
+        if done and due_at_ms > now:
+            self._timer.notify(receipt.topic, sub_id, due_at_ms)
+        return done
+
+    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
+        """End the lease and file the DLQ entry, in one script; False if not ours."""
+        receipt = receipt_of(delivery)
+        tk = self._keys.topic(receipt.topic)
+        sub_id = delivery.subscription_id
+        keys = [tk.stream, tk.queue(sub_id), tk.dlq, tk.dlq_all, tk.dlq_sub(entry.subscription_id)]
+        args = [sub_id, receipt.source, receipt.entry_id, entry.id, _entry_json(entry)]
+        return bool(await self._conn.run(DEAD_LETTER, keys, args))
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Hand copies back untried: same attempt, first in line on the next receive."""
+        batches: dict[tuple[str, str], list[tuple[Delivery, Receipt]]] = defaultdict(list)
+        for delivery in deliveries:
+            receipt = receipt_of(delivery)
+            batches[(receipt.topic, delivery.subscription_id)].append((delivery, receipt))
+        calls = []
+        for (topic, sub_id), items in batches.items():
+            tk = self._keys.topic(topic)
+            args: list[str | int] = [sub_id]
+            for delivery, receipt in items:
+                args += [receipt.source, receipt.entry_id, delivery.attempt, receipt.envelope_json]
+            calls.append(self._conn.run(RELEASE, [tk.stream, tk.queue(sub_id)], args))
+        await asyncio.gather(*calls)
+
+
+def _entry_json(entry: DlqEntry) -> str:
+    return json.dumps(entry.to_dict(), separators=(",", ":"))
+
+
+async def _sleep_until(deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))

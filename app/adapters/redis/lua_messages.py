@@ -1,0 +1,226 @@
+"""Lua for the message path: publish, lease, and the four ways a lease ends.
+
+Each script touches the keys of one topic only (one cluster slot) and does its whole
+step atomically: an outcome is recorded in the same step that acknowledges the lease, so
+a crash leaves either the lease (redelivered later) or the outcome, never neither.
+
+Entries: the topic stream holds ``e`` (envelope JSON); a subscription's own stream holds
+``e`` and ``a`` (attempt). Scheduled copies are zset members ``<token>|<attempt>|<json>``
+scored by due time (ms); ``<token>`` keeps members unique.
+"""
+
+from __future__ import annotations
+
+from app.adapters.redis.connection import LuaScript
+
+_PROMOTE = """
+local function promote(sched, queue, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
+  for _, member in ipairs(due) do
+    local a = string.find(member, '|', 1, true)
+    local b = string.find(member, '|', a + 1, true)
+    local attempt, envelope = string.sub(member, a + 1, b - 1), string.sub(member, b + 1)
+    redis.call('XADD', queue, '*', 'e', envelope, 'a', attempt)
+  end
+  if #due > 0 then redis.call('ZREM', sched, unpack(due)) end
+  local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  return nxt[2] or ''
+end
+"""
+
+PUBLISH = LuaScript(
+    "publish",
+    """
+-- KEYS: stream, subs, schedule of each expected subscription
+-- ARGV: n, sub ids (n), n_now, envelopes (n_now), n_later, (due, member) pairs
+local n = tonumber(ARGV[1])
+local pos = n + 2
+local n_now = tonumber(ARGV[pos])
+local first_now = pos + 1
+pos = first_now + n_now
+local n_later = tonumber(ARGV[pos])
+local first_later = pos + 1
+if n_later > 0 then
+  -- delayed copies go to the subscriptions existing now; the caller must name them all
+  if redis.call('SCARD', KEYS[2]) ~= n then return {'stale'} end
+  for i = 1, n do
+    if redis.call('SISMEMBER', KEYS[2], ARGV[1 + i]) == 0 then return {'stale'} end
+  end
+end
+local stored = 0
+-- a topic without subscriptions delivers to nobody: nothing to keep
+if n_now > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  for i = first_now, first_now + n_now - 1 do
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+  end
+  stored = n_now
+end
+for k = 1, n do
+  for i = first_later, first_later + 2 * n_later - 1, 2 do
+    redis.call('ZADD', KEYS[2 + k], ARGV[i], ARGV[i + 1])
+  end
+end
+return {'ok', stored}
+""",
+)
+
+RECEIVE = LuaScript(
+    "receive",
+    _PROMOTE
+    + """
+-- KEYS: stream, queue (the subscription's own stream), schedule
+-- ARGV: group, consumer, want, now, claim?, min idle, stream cursor, queue cursor, promote limit
+-- Returns status ('ok' | 'wait' | 'nogroup'), next due, both claim cursors, claimed count,
+-- then (kind, id, attempt, envelope) per lease; 'wait' adds both streams' last ids instead.
+local stream, queue, sched = KEYS[1], KEYS[2], KEYS[3]
+local group, consumer = ARGV[1], ARGV[2]
+local want = tonumber(ARGV[3])
+local out = {'ok', '', ARGV[7], ARGV[8], 0}
+
+local function add(kind, id, fields)
+  local e, a = nil, '1'
+  for i = 1, #fields, 2 do
+    if fields[i] == 'e' then e = fields[i + 1] elseif fields[i] == 'a' then a = fields[i + 1] end
+  end
+  if e then
+    out[#out + 1] = kind; out[#out + 1] = id; out[#out + 1] = a; out[#out + 1] = e
+    want = want - 1
+  else
+    -- not ours to interpret: end it so it cannot loop forever
+    redis.call('XACK', kind == 't' and stream or queue, group, id)
+  end
+end
+
+local function lost_group(reply)
+  if type(reply) == 'table' and reply.err then
+    if string.find(reply.err, 'NOGROUP', 1, true) then return true end
+    error(reply)
+  end
+  return false
+end
+
+-- due retries and delayed copies join the subscription's own stream
+out[2] = promote(sched, queue, ARGV[4], tonumber(ARGV[9]))
+
+-- leases left silent longer than the visibility timeout (their consumer died)
+if ARGV[5] == '1' then
+  for _, spec in ipairs({{queue, 'q', 4}, {stream, 't', 3}}) do
+    if want > 0 then
+      local r = redis.pcall('XAUTOCLAIM', spec[1], group, consumer, ARGV[6], out[spec[3]],
+                            'COUNT', want)
+      if lost_group(r) then out[1] = 'nogroup'; return out end
+      out[spec[3]] = r[1]
+      for _, entry in ipairs(r[2]) do
+        if type(entry[2]) == 'table' then
+          add(spec[2], entry[1], entry[2])
+          out[5] = out[5] + 1
+        end
+      end
+    end
+  end
+end
+
+-- new copies: the subscription's own stream first (released, retried, redriven), then the topic
+for _, spec in ipairs({{queue, 'q'}, {stream, 't'}}) do
+  if want > 0 then
+    local r = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want,
+                          'STREAMS', spec[1], '>')
+    if lost_group(r) then out[1] = 'nogroup'; return out end
+    if r then
+      for _, entry in ipairs(r[1][2]) do add(spec[2], entry[1], entry[2]) end
+    end
+  end
+end
+
+if #out == 5 then
+  -- nothing now: tell the caller the last ids, so it can block for anything newer
+  out[1] = 'wait'
+  local t = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local q = redis.call('XREVRANGE', queue, '+', '-', 'COUNT', 1)
+  out[6] = t[1] and t[1][1] or '0-0'
+  out[7] = q[1] and q[1][1] or '0-0'
+end
+return out
+""",
+)
+
+PROMOTE = LuaScript(
+    "promote",
+    _PROMOTE
+    + """
+-- KEYS: schedule, queue; ARGV: now, limit. Returns the next due time or ''.
+return promote(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+""",
+)
+
+ACK = LuaScript(
+    "ack",
+    """
+-- KEYS: stream, queue; ARGV: group, n stream ids, stream ids, queue ids
+local n = tonumber(ARGV[2])
+local acked = 0
+if n > 0 then
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3, 2 + n))
+end
+if #ARGV > 2 + n then
+  acked = acked + redis.call('XACK', KEYS[2], ARGV[1], unpack(ARGV, 3 + n, #ARGV))
+  redis.call('XDEL', KEYS[2], unpack(ARGV, 3 + n, #ARGV))
+end
+return acked
+""",
+)
+
+_END_LEASE = """
+local function end_lease(kind, group, id)
+  local source = kind == 't' and KEYS[1] or KEYS[2]
+  if redis.call('XACK', source, group, id) == 0 then return false end
+  if kind == 'q' then redis.call('XDEL', source, id) end
+  return true
+end
+"""
+
+RETRY = LuaScript(
+    "retry",
+    _END_LEASE
+    + """
+-- KEYS: stream, queue, schedule; ARGV: group, kind, id, due, now, attempt, envelope
+-- A lease that is no longer ours (acked or taken over) is left to its new holder.
+if not end_lease(ARGV[2], ARGV[1], ARGV[3]) then return 0 end
+if tonumber(ARGV[4]) <= tonumber(ARGV[5]) then
+  redis.call('XADD', KEYS[2], '*', 'e', ARGV[7], 'a', ARGV[6])
+else
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2] .. ARGV[3] .. '|' .. ARGV[6] .. '|' .. ARGV[7])
+end
+return 1
+""",
+)
+
+DEAD_LETTER = LuaScript(
+    "dead_letter",
+    _END_LEASE
+    + """
+-- KEYS: stream, queue, dlq, dlq index, dlq index of the subscription
+-- ARGV: group, kind, id, entry id, entry JSON
+if not end_lease(ARGV[2], ARGV[1], ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[4], 0, ARGV[4])
+redis.call('ZADD', KEYS[5], 0, ARGV[4])
+return 1
+""",
+)
+
+RELEASE = LuaScript(
+    "release",
+    _END_LEASE
+    + """
+-- KEYS: stream, queue; ARGV: group, then (kind, id, attempt, envelope) per lease
+local moved = 0
+for i = 2, #ARGV, 4 do
+  if end_lease(ARGV[i], ARGV[1], ARGV[i + 1]) then
+    redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + 3], 'a', ARGV[i + 2])
+    moved = moved + 1
+  end
+end
+return moved
+""",
+)

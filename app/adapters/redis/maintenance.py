@@ -1,0 +1,82 @@
+"""Background upkeep: trimming topic streams and removing consumers of dead processes.
+
+A topic stream is trimmed only below the oldest entry that some consumer group still
+needs (its oldest pending entry, or its last delivered one), so a lagging subscription
+never loses data, and memory stays bounded by what is not yet acknowledged by everyone.
+Every process does this; it is idempotent, so running it more than once is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from app.adapters.base import BackendUnavailableError
+from app.adapters.redis.connection import RedisConnection
+from app.adapters.redis.keys import KeySpace
+from app.adapters.redis.lua_admin import TIDY_CONSUMERS, TRIM
+from app.adapters.redis.registry import SubscriptionRegistry
+from app.adapters.redis.settings import RedisSettings
+
+logger = logging.getLogger("hookline.redis")
+
+TIDY_INTERVAL_S = 300.0
+"""How often consumers with nothing pending and long idle are removed."""
+
+
+class Maintenance:
+    """Trims streams every ``trim_interval_ms`` and tidies consumers now and then."""
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        keys: KeySpace,
+        registry: SubscriptionRegistry,
+        settings: RedisSettings,
+    ) -> None:
+        """Topics come from the registry: a topic with no subscription stores nothing."""
+        self._conn = connection
+        self._keys = keys
+        self._registry = registry
+        self._settings = settings
+        self._next_tidy = time.monotonic() + TIDY_INTERVAL_S
+
+    async def trim(self, topic: str) -> int:
+        """Trim one topic's stream; entries removed (-1: a group is missing, nothing done)."""
+        tk = self._keys.topic(topic)
+        return int(await self._conn.run(TRIM, [tk.stream, tk.subs], []))
+
+    async def tidy(self, only_consumer: str = "", idle_ms: int | None = None) -> int:
+        """Remove consumers with nothing pending (``only_consumer``: just that one)."""
+        idle = self._settings.consumer_idle_ms if idle_ms is None else idle_ms
+        removed = 0
+        for sub in await self._registry.list():
+            tk = self._keys.topic(sub.topic)
+            keys = [tk.stream, tk.queue(sub.id)]
+            removed += int(
+                await self._conn.run(TIDY_CONSUMERS, keys, [sub.id, idle, only_consumer])
+            )
+        return removed
+
+    async def run_once(self) -> None:
+        """One round: trim every topic with subscriptions; tidy consumers when due."""
+        topics = sorted({s.topic for s in await self._registry.list()})
+        for topic in topics:
+            await self.trim(topic)
+        if time.monotonic() >= self._next_tidy:
+            self._next_tidy = time.monotonic() + TIDY_INTERVAL_S
+            await self.tidy()
+
+    async def run(self) -> None:
+        """Forever, with jitter so several processes do not all trim at once."""
+        interval = self._settings.trim_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                await self.run_once()
+            except BackendUnavailableError:
+                continue  # the connection has logged the outage; next round
+            except Exception:
+                logger.exception("redis maintenance round failed; will try again")

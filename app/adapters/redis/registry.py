@@ -1,0 +1,73 @@
+"""The subscription registry: one Redis hash shared by every hookline instance.
+
+The dispatcher polls :meth:`SubscriptionRegistry.list` about once a second in every
+process, so a version token changes with each write and a poll that finds it unchanged
+costs one tiny script call instead of reading every subscription again.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from app.adapters.redis.connection import RedisConnection
+from app.adapters.redis.keys import KeySpace
+from app.adapters.redis.lua_admin import LIST_REGISTRY, REGISTER, UNREGISTER
+from app.core.models import Subscription
+
+
+class SubscriptionRegistry:
+    """Create, read, replace and remove subscription definitions."""
+
+    def __init__(self, connection: RedisConnection, keys: KeySpace) -> None:
+        """Reads and writes go to ``keys.registry``."""
+        self._conn = connection
+        self._keys = keys
+        self._cached_version = ""
+        self._cached: list[Subscription] = []
+
+    def _registry_keys(self) -> list[str]:
+        return [self._keys.registry, self._keys.registry_version, self._keys.topics]
+
+    async def _register(self, subscription: Subscription, mode: str) -> int:
+        raw = json.dumps(subscription.to_dict(), separators=(",", ":"))
+        args = [subscription.id, raw, secrets.token_hex(8), subscription.topic, mode]
+        return int(await self._conn.run(REGISTER, self._registry_keys(), args))
+
+    async def create(self, subscription: Subscription) -> bool:
+        """Store a new subscription; False when the id is taken."""
+        return await self._register(subscription, "create") != -1
+
+    async def put(self, subscription: Subscription) -> bool:
+        """Store or replace; True when it existed before."""
+        return await self._register(subscription, "put") == 1
+
+    async def remove(self, subscription_id: str) -> bool:
+        """Forget a subscription; False when there was none."""
+        keys = self._registry_keys()[:2]
+        return bool(await self._conn.run(UNREGISTER, keys, [subscription_id, secrets.token_hex(8)]))
+
+    async def get(self, subscription_id: str) -> Subscription | None:
+        """Read one, always fresh."""
+        with self._conn.translate():
+            raw = await self._conn.client.hget(self._keys.registry, subscription_id)
+        return None if raw is None else Subscription.from_dict(json.loads(raw))
+
+    async def list(self, topic: str | None = None) -> list[Subscription]:
+        """All subscriptions (of ``topic``), oldest first; cached while the version holds."""
+        keys = self._registry_keys()[:2]
+        reply = await self._conn.run(LIST_REGISTRY, keys, [self._cached_version])
+        version = str(reply[0])
+        if version != self._cached_version or not version:
+            subs = [Subscription.from_dict(json.loads(raw)) for raw in reply[2::2]]
+            subs.sort(key=lambda s: (s.created_at, s.id))
+            self._cached, self._cached_version = subs, version
+        if topic is None:
+            return list(self._cached)
+        return [s for s in self._cached if s.topic == topic]
+
+    async def topics(self) -> set[str]:
+        """Topics that ever had a subscription."""
+        with self._conn.translate():
+            members = await self._conn.client.smembers(self._keys.topics)
+        return {str(m) for m in members}
