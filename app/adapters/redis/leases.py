@@ -170,7 +170,11 @@ class Leases:
         await asyncio.gather(*calls)
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
-        """End the lease and schedule the next attempt, in one script; False if not ours."""
+        """End the lease and schedule the next attempt, in one script.
+
+        False when the lease is no longer ours (another consumer claimed it after we were
+        silent past the visibility timeout): its holder's outcome decides instead.
+        """
         receipt = receipt_of(delivery)
         tk = self._keys.topic(receipt.topic)
         sub_id = delivery.subscription_id
@@ -178,6 +182,7 @@ class Leases:
         now = now_ms()
         args = [
             sub_id,
+            self.consumer,
             receipt.source,
             receipt.entry_id,
             due_at_ms,
@@ -196,7 +201,14 @@ class Leases:
         tk = self._keys.topic(receipt.topic)
         sub_id = delivery.subscription_id
         keys = [tk.stream, tk.queue(sub_id), tk.dlq, tk.dlq_all, tk.dlq_sub(entry.subscription_id)]
-        args = [sub_id, receipt.source, receipt.entry_id, entry.id, _entry_json(entry)]
+        args = [
+            sub_id,
+            self.consumer,
+            receipt.source,
+            receipt.entry_id,
+            entry.id,
+            _entry_json(entry),
+        ]
         return bool(await self._conn.run(DEAD_LETTER, keys, args))
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
@@ -208,7 +220,7 @@ class Leases:
         calls = []
         for (topic, sub_id), items in batches.items():
             tk = self._keys.topic(topic)
-            args: list[str | int] = [sub_id]
+            args: list[str | int] = [sub_id, self.consumer]
             for delivery, receipt in items:
                 args += [receipt.source, receipt.entry_id, delivery.attempt, receipt.envelope_json]
             calls.append(self._conn.run(RELEASE, [tk.stream, tk.queue(sub_id)], args))

@@ -171,9 +171,13 @@ return acked
 )
 
 _END_LEASE = """
-local function end_lease(kind, group, id)
+-- Ends a lease only while it is still ours: once another consumer has claimed it (we were
+-- silent past the visibility timeout), our late outcome is dropped and theirs decides.
+local function end_lease(kind, group, consumer, id)
   local source = kind == 't' and KEYS[1] or KEYS[2]
-  if redis.call('XACK', source, group, id) == 0 then return false end
+  local mine = redis.pcall('XPENDING', source, group, id, id, 1, consumer)
+  if type(mine) ~= 'table' or mine.err or not mine[1] then return false end
+  redis.call('XACK', source, group, id)
   if kind == 'q' then redis.call('XDEL', source, id) end
   return true
 end
@@ -183,13 +187,12 @@ RETRY = LuaScript(
     "retry",
     _END_LEASE
     + """
--- KEYS: stream, queue, schedule; ARGV: group, kind, id, due, now, attempt, envelope
--- A lease that is no longer ours (acked or taken over) is left to its new holder.
-if not end_lease(ARGV[2], ARGV[1], ARGV[3]) then return 0 end
-if tonumber(ARGV[4]) <= tonumber(ARGV[5]) then
-  redis.call('XADD', KEYS[2], '*', 'e', ARGV[7], 'a', ARGV[6])
+-- KEYS: stream, queue, schedule; ARGV: group, consumer, kind, id, due, now, attempt, envelope
+if not end_lease(ARGV[3], ARGV[1], ARGV[2], ARGV[4]) then return 0 end
+if tonumber(ARGV[5]) <= tonumber(ARGV[6]) then
+  redis.call('XADD', KEYS[2], '*', 'e', ARGV[8], 'a', ARGV[7])
 else
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2] .. ARGV[3] .. '|' .. ARGV[6] .. '|' .. ARGV[7])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3] .. ARGV[4] .. '|' .. ARGV[7] .. '|' .. ARGV[8])
 end
 return 1
 """,
@@ -200,11 +203,11 @@ DEAD_LETTER = LuaScript(
     _END_LEASE
     + """
 -- KEYS: stream, queue, dlq, dlq index, dlq index of the subscription
--- ARGV: group, kind, id, entry id, entry JSON
-if not end_lease(ARGV[2], ARGV[1], ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
-redis.call('ZADD', KEYS[4], 0, ARGV[4])
-redis.call('ZADD', KEYS[5], 0, ARGV[4])
+-- ARGV: group, consumer, kind, id, entry id, entry JSON
+if not end_lease(ARGV[3], ARGV[1], ARGV[2], ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
+redis.call('ZADD', KEYS[4], 0, ARGV[5])
+redis.call('ZADD', KEYS[5], 0, ARGV[5])
 return 1
 """,
 )
@@ -213,10 +216,10 @@ RELEASE = LuaScript(
     "release",
     _END_LEASE
     + """
--- KEYS: stream, queue; ARGV: group, then (kind, id, attempt, envelope) per lease
+-- KEYS: stream, queue; ARGV: group, consumer, then (kind, id, attempt, envelope) per lease
 local moved = 0
-for i = 2, #ARGV, 4 do
-  if end_lease(ARGV[i], ARGV[1], ARGV[i + 1]) then
+for i = 3, #ARGV, 4 do
+  if end_lease(ARGV[i], ARGV[1], ARGV[2], ARGV[i + 1]) then
     redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + 3], 'a', ARGV[i + 2])
     moved = moved + 1
   end
