@@ -61,7 +61,11 @@ def wait_until(condition: object, within_s: float, what: str) -> None:
 def cli(port: int, *args: str) -> str:
     """``redis-cli -p port args...`` (empty string when it cannot connect)."""
     result = subprocess.run(
-        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
     )
     return result.stdout.strip()
 
@@ -130,8 +134,15 @@ class RedisClusterNodes:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0"]
-            + ["--cluster-yes"],
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
             check=True,
             capture_output=True,
             timeout=60,

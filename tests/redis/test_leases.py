@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.core.models import now_ms
-from tests.redis.helpers import make_msg, make_sub, publish, receive_n
+from app.core.models import Delivery, now_ms
 from tests.redis.conftest import OpenAdapter
+from tests.redis.helpers import make_msg, make_sub, publish, receive_n
 
 FAST_CLAIM = {"visibility_timeout_ms": 600, "lease_margin_ms": 0, "claim_interval_ms": 20}
 
@@ -67,7 +67,7 @@ async def test_a_dead_consumers_whole_backlog_is_claimed_promptly(open_redis: Op
         # batches of 10: claiming goes on while full batches come back; once per interval
         # it would take 25 x 0.4 s, far past the 2 s this loop is given
         started = time.monotonic()
-        got = []
+        got: list[Delivery] = []
         while len(got) < 250 and time.monotonic() - started < 2:
             batch = await alive.receive(sub, 10, 50)
             got += batch

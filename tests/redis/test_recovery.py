@@ -6,6 +6,7 @@ import time
 
 from app.adapters.redis import RedisAdapter
 from app.core.models import now_ms
+from tests.redis.conftest import OpenAdapter
 from tests.redis.helpers import (
     dlq_entry,
     make_msg,
@@ -13,7 +14,6 @@ from tests.redis.helpers import (
     publish,
     receive_n,
 )
-from tests.redis.conftest import OpenAdapter
 
 
 async def test_group_destroyed_under_a_live_subscription_is_recreated(

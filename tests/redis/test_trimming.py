@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.adapters.redis import RedisAdapter
-from tests.redis.helpers import make_msg, make_sub, publish, receive_n
 from tests.redis.conftest import OpenAdapter
+from tests.redis.helpers import make_msg, make_sub, publish, receive_n
 
 
 async def _stream_len(adapter: RedisAdapter, topic: str) -> int:
