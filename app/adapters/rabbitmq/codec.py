@@ -1,0 +1,70 @@
+"""What a hookline message looks like on the wire: JSON body, attempt and due time in headers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pamqp.commands import Basic
+
+from app.core.models import DlqEntry, Envelope
+
+ATTEMPT = "hl-attempt"
+"""Header: the attempt number this copy is on (1 for the first try)."""
+
+DUE = "hl-due"
+"""Header: epoch ms before which the copy must not be delivered (delayed publish, retries)."""
+
+PERSISTENT = 2
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """Compact JSON of the envelope: the same bytes go to every subscription queue."""
+    return json.dumps(envelope.to_dict(), separators=(",", ":")).encode()
+
+
+def decode_envelope(body: bytes) -> Envelope:
+    """Inverse of :func:`encode_envelope`."""
+    return Envelope.from_dict(json.loads(body))
+
+
+def encode_entry(entry: DlqEntry) -> bytes:
+    """A DLQ entry, message included, as JSON."""
+    return json.dumps(entry.to_dict(), separators=(",", ":")).encode()
+
+
+def decode_entry(body: bytes) -> DlqEntry:
+    """Inverse of :func:`encode_entry`."""
+    return DlqEntry.from_dict(json.loads(body))
+
+
+def properties(headers: dict[str, Any] | None = None) -> Basic.Properties:
+    """Persistent JSON message properties; no message id, so publisher returns match uniquely."""
+    return Basic.Properties(
+        content_type="application/json",
+        delivery_mode=PERSISTENT,
+        headers=headers or None,
+    )
+
+
+def copy_headers(attempt: int, due_at_ms: int | None = None) -> dict[str, Any]:
+    """Headers of one subscription's copy."""
+    headers: dict[str, Any] = {ATTEMPT: attempt}
+    if due_at_ms is not None:
+        headers[DUE] = due_at_ms
+    return headers
+
+
+def header_int(headers: dict[str, Any] | None, name: str, default: int | None) -> int | None:
+    """An integer header, tolerating its absence or a foreign type."""
+    if not headers or name not in headers:
+        return default
+    value = headers[name]
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

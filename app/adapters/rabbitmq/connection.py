@@ -1,0 +1,343 @@
+"""Staying connected: two AMQP connections, rebuilt in the background after any loss.
+
+Publishing and consuming use separate connections, as RabbitMQ recommends: when the
+broker blocks publishers (memory or disk alarm) consumers must keep acknowledging, or
+nothing would ever drain. A :class:`Session` is one live pair; after a broker restart a
+new session (a new ``generation``) replaces it, and everything bound to the old one
+(consumers, delivery tags) is known to be void.
+
+We do not use aio-pika's robust connection: it replays every queue it ever declared,
+which would resurrect the queue of a subscription another instance deleted meanwhile.
+Instead the adapter re-declares what the shared registry says exists (``on_connected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aio_pika
+import aiormq
+import aiormq.abc
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from pamqp.commands import Basic
+from pamqp.common import FieldTable
+
+from app.adapters.base import BackendUnavailableError
+from app.adapters.rabbitmq.config import RabbitMQConfig
+
+logger = logging.getLogger("hookline.rabbitmq")
+
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    OSError,  # includes TimeoutError
+    RuntimeError,  # aiormq's ChannelInvalidStateError
+)
+"""What a call to the broker raises when the broker or the connection is gone."""
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (*BROKER_ERRORS, BackendUnavailableError)
+"""Broker errors, raw or already translated for the API."""
+
+
+def unavailable(what: str, exc: BaseException) -> BackendUnavailableError:
+    """The error the API turns into a 503, with the cause in one line."""
+    reason = str(exc) or type(exc).__name__
+    return BackendUnavailableError(f"RabbitMQ {what} failed: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One message to publish with a confirm."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Basic.Properties
+    mandatory: bool = True
+
+
+class Session:
+    """One live pair of connections and the channels the adapter shares on them."""
+
+    def __init__(
+        self,
+        generation: int,
+        publish_conn: AbstractConnection,
+        consume_conn: AbstractConnection,
+        publish_timeout_s: float,
+    ) -> None:
+        """Wrap two open connections; channels are opened lazily and reopened when closed."""
+        self.generation = generation
+        self.publish_conn = publish_conn
+        self.consume_conn = consume_conn
+        self.publish_timeout_s = publish_timeout_s
+        self._confirm: AbstractChannel | None = None
+        self._admin: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def alive(self) -> bool:
+        """True while both connections are open."""
+        return not (self.publish_conn.is_closed or self.consume_conn.is_closed)
+
+    async def confirm_channel(self) -> aiormq.abc.AbstractChannel:
+        """The shared publisher-confirms channel (unroutable mandatory messages raise)."""
+        channel = self._confirm
+        if channel is None or channel.is_closed:
+            async with self._lock:
+                channel = self._confirm
+                if channel is None or channel.is_closed:
+                    channel = await self.publish_conn.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    self._confirm = channel
+        return await channel.get_underlay_channel()
+
+    async def admin_channel(self) -> aiormq.abc.AbstractChannel:
+        """A shared channel for declarations that cannot fail on a missing entity."""
+        channel = self._admin
+        if channel is None or channel.is_closed:
+            async with self._lock:
+                channel = self._admin
+                if channel is None or channel.is_closed:
+                    channel = await self.publish_conn.channel(publisher_confirms=False)
+                    self._admin = channel
+        return await channel.get_underlay_channel()
+
+    @contextlib.asynccontextmanager
+    async def scratch_channel(
+        self, consume: bool = False
+    ) -> AsyncIterator[aiormq.abc.AbstractChannel]:
+        """A private channel for one operation that may close it (passive declare, lock)."""
+        conn = self.consume_conn if consume else self.publish_conn
+        channel = await conn.channel(publisher_confirms=False)
+        try:
+            yield await channel.get_underlay_channel()
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
+                    await channel.close()
+
+    async def publish(self, message: Outbound) -> None:
+        """Publish one message and wait for the broker's confirm.
+
+        Raises :class:`aiormq.exceptions.PublishError` when a mandatory message was
+        unroutable and :class:`BackendUnavailableError` for anything else.
+        """
+        [error] = await self.publish_each([message])
+        if error is not None:
+            raise error
+
+    async def publish_each(self, messages: Sequence[Outbound]) -> list[BaseException | None]:
+        """Publish concurrently (confirms pipeline on one channel); one result per message.
+
+        A result is None (confirmed), a :class:`aiormq.exceptions.PublishError`
+        (unroutable) or a :class:`BackendUnavailableError`.
+        """
+        if not messages:
+            return []
+        try:
+            channel = await self.confirm_channel()
+        except BROKER_ERRORS as exc:
+            error = unavailable("publish", exc)
+            return [error for _ in messages]
+
+        async def one(message: Outbound) -> None:
+            await channel.basic_publish(
+                message.body,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                properties=message.properties,
+                mandatory=message.mandatory,
+            )
+
+        try:
+            async with asyncio.timeout(self.publish_timeout_s):
+                results = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
+        except TimeoutError:
+            timeout = unavailable(
+                "publish", TimeoutError(f"not confirmed within {self.publish_timeout_s:g}s")
+            )
+            return [timeout for _ in messages]
+        out: list[BaseException | None] = []
+        for result in results:
+            if result is None or isinstance(result, aiormq.exceptions.PublishError):
+                out.append(result)
+            elif isinstance(result, aiormq.exceptions.DeliveryError):
+                out.append(BackendUnavailableError("RabbitMQ refused the message (nack)"))
+            elif isinstance(result, BROKER_ERRORS):
+                out.append(unavailable("publish", result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out.append(None)
+        return out
+
+    async def close(self) -> None:
+        """Close both connections (unacked deliveries go back to their queues)."""
+        for conn in (self.consume_conn, self.publish_conn):
+            with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
+                await conn.close()
+
+
+OnConnected = Callable[[Session], Awaitable[None]]
+OnLost = Callable[[Session], None]
+
+
+class BrokerConnection:
+    """Keeps a :class:`Session` alive, reconnecting with capped exponential backoff."""
+
+    def __init__(self, config: RabbitMQConfig, on_connected: OnConnected, on_lost: OnLost) -> None:
+        """``on_connected`` runs on every new session before it is handed out."""
+        self._config = config
+        self._on_connected = on_connected
+        self._on_lost = on_lost
+        self._session: Session | None = None
+        self._up = asyncio.Event()
+        self._attempted = asyncio.Event()
+        self._down_reason: str | None = None
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._generation = 0
+
+    @property
+    def current(self) -> Session | None:
+        """The live session, if any."""
+        session = self._session
+        return session if session is not None and session.alive else None
+
+    def start(self) -> None:
+        """Start connecting in the background; never raises."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="hookline-rabbitmq-connection")
+
+    async def first_attempt(self, timeout_s: float) -> None:
+        """Wait (bounded) until the first connection attempt succeeded or failed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._attempted.wait()
+
+    async def session(self, wait_s: float | None = None) -> Session:
+        """The live session; waits for one only while a first attempt is still under way.
+
+        During a known outage it raises :class:`BackendUnavailableError` at once, so an
+        HTTP publish answers 503 quickly instead of hanging.
+        """
+        session = self.current
+        if session is not None:
+            return session
+        if self._closing.is_set():
+            raise BackendUnavailableError("RabbitMQ adapter is closed")
+        if self._down_reason is None:
+            try:
+                async with asyncio.timeout(
+                    self._config.connect_timeout_ms / 1000 if wait_s is None else wait_s
+                ):
+                    await self._up.wait()
+            except TimeoutError:
+                pass
+            session = self.current
+            if session is not None:
+                return session
+        reason = self._down_reason or "not connected yet"
+        raise BackendUnavailableError(
+            f"RabbitMQ at {self._config.safe_url} is unavailable ({reason})"
+        )
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the live session."""
+        self._closing.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        session, self._session = self._session, None
+        self._up.clear()
+        if session is not None:
+            self._on_lost(session)
+            await session.close()
+
+    async def _connect(self) -> Session:
+        timeout = self._config.connect_timeout_ms / 1000
+        name: FieldTable = {"connection_name": "hookline"}
+        publish_conn = await aio_pika.connect(
+            self._config.amqp_url, timeout=timeout, client_properties=name
+        )
+        try:
+            consume_conn = await aio_pika.connect(
+                self._config.amqp_url, timeout=timeout, client_properties=name
+            )
+        except BaseException:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await publish_conn.close()
+            raise
+        self._generation += 1
+        return Session(self._generation, publish_conn, consume_conn, self._config.publish_timeout_s)
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self._closing.is_set():
+            session: Session | None = None
+            try:
+                session = await self._connect()
+                await self._on_connected(session)
+            except Exception as exc:  # the reconnect loop must outlive any failure
+                if not isinstance(exc, UNAVAILABLE):
+                    logger.exception("unexpected error while connecting to RabbitMQ")
+                if session is not None:
+                    await session.close()
+                self._note_failure(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.reconnect_max_ms / 1000)
+                continue
+            delay = 0.2
+            self._session = session
+            self._down_reason = None
+            self._up.set()
+            self._attempted.set()
+            logger.info("connected to RabbitMQ at %s", self._config.safe_url)
+            await self._wait_lost(session)
+            self._up.clear()
+            self._session = None
+            if self._closing.is_set():
+                return
+            self._down_reason = "connection lost, reconnecting"
+            logger.warning(
+                "lost the connection to RabbitMQ at %s; reconnecting in the background "
+                "(publishes answer 503 meanwhile)",
+                self._config.safe_url,
+            )
+            self._on_lost(session)
+            await session.close()
+
+    def _note_failure(self, exc: BaseException) -> None:
+        reason = str(exc) or type(exc).__name__
+        first = self._down_reason is None or self._down_reason.startswith("connection lost")
+        self._down_reason = reason
+        self._attempted.set()
+        if first:
+            logger.warning(
+                "RabbitMQ at %s is unreachable (%s); retrying in the background, "
+                "/readyz and publishes answer 503 until it is back",
+                self._config.safe_url,
+                reason,
+            )
+        else:
+            logger.debug("RabbitMQ still unreachable: %s", reason)
+
+    async def _wait_lost(self, session: Session) -> None:
+        waiters = [
+            asyncio.ensure_future(session.publish_conn.closed()),
+            asyncio.ensure_future(session.consume_conn.closed()),
+            asyncio.ensure_future(self._closing.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

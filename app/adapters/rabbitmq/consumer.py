@@ -1,0 +1,163 @@
+"""Turning RabbitMQ's push into ``receive``'s pull: one consumer per subscription.
+
+The broker pushes up to ``prefetch`` (= the subscription's ``max_in_flight``) unacked
+messages into a local buffer; ``receive`` takes from it. A message stays unacked, and
+so invisible to other instances, from delivery until the outcome is recorded; if this
+process dies the broker hands it to another consumer. Delivery tags only mean something
+on the channel that received them, so a receipt remembers its consumer and becomes void
+when that consumer's channel is gone (the broker has requeued the message by then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import aiormq.abc
+from aio_pika.abc import AbstractChannel
+from pamqp.commands import Basic
+
+from app.adapters.rabbitmq.connection import BROKER_ERRORS, Session
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The adapter's handle on one leased message (``Delivery.receipt``)."""
+
+    consumer: SubscriptionConsumer
+    delivery_tag: int
+
+
+class SubscriptionConsumer:
+    """A consumer on one subscription queue, feeding a local buffer."""
+
+    def __init__(self, subscription_id: str, queue: str, prefetch: int, generation: int) -> None:
+        """Not consuming until :meth:`start`."""
+        self.subscription_id = subscription_id
+        self.queue = queue
+        self.prefetch = prefetch
+        self.generation = generation
+        self.last_used = time.monotonic()
+        self.leased: set[int] = set()
+        self._buffer: deque[aiormq.abc.DeliveredMessage] = deque()
+        self._wakeup = asyncio.Event()
+        self._channel: AbstractChannel | None = None
+        self._underlay: aiormq.abc.AbstractChannel | None = None
+        self._tag: str | None = None
+        self._cancelled = False
+        self._paused = False
+
+    @property
+    def open(self) -> bool:
+        """True while the channel is open: leased messages can still be settled."""
+        channel = self._channel
+        return channel is not None and not channel.is_closed
+
+    @property
+    def consuming(self) -> bool:
+        """True while new messages may arrive (not paused, not cancelled by the broker)."""
+        return self.open and not self._cancelled and not self._paused
+
+    @property
+    def buffered(self) -> int:
+        """Messages pushed to us but not yet handed out by ``receive``."""
+        return len(self._buffer)
+
+    async def start(self, session: Session) -> None:
+        """Open a channel, set the prefetch and start consuming."""
+        channel = await session.consume_conn.channel(publisher_confirms=False)
+        self._channel = channel
+        underlay = await channel.get_underlay_channel()
+        self._underlay = underlay
+        underlay.on_consumer_cancel_callbacks.add(self._on_cancel)
+        await underlay.basic_qos(prefetch_count=self.prefetch)
+        ok = await underlay.basic_consume(self.queue, self._on_message)
+        self._tag = ok.consumer_tag
+
+    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        self._buffer.append(message)
+        self._wakeup.set()
+
+    def _on_cancel(self, frame: Basic.Cancel) -> None:
+        if frame.consumer_tag == self._tag:
+            self._cancelled = True
+            self._wakeup.set()
+
+    async def take(self, max_count: int, wait_s: float) -> list[aiormq.abc.DeliveredMessage]:
+        """Up to ``max_count`` buffered messages, waiting at most ``wait_s`` for the first."""
+        self.last_used = time.monotonic()
+        if not self._buffer and wait_s > 0 and self.consuming:
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._wakeup.wait()
+        taken: list[aiormq.abc.DeliveredMessage] = []
+        while self._buffer and len(taken) < max_count:
+            message = self._buffer.popleft()
+            tag = message.delivery_tag
+            if message.channel is not self._underlay or tag is None:
+                continue
+            self.leased.add(tag)
+            taken.append(message)
+        return taken
+
+    def owns(self, receipt: object) -> bool:
+        """True if the receipt can still be settled on this consumer's live channel."""
+        return (
+            isinstance(receipt, Receipt)
+            and receipt.consumer is self
+            and self.open
+            and receipt.delivery_tag in self.leased
+        )
+
+    async def settle(self, delivery_tag: int, requeue: bool | None) -> None:
+        """Ack (``requeue`` None) or nack a leased message; a dead channel makes it a no-op."""
+        self.leased.discard(delivery_tag)
+        underlay = self._underlay
+        if underlay is not None and self.open:
+            with contextlib.suppress(*BROKER_ERRORS):
+                if requeue is None:
+                    await underlay.basic_ack(delivery_tag, wait=False)
+                else:
+                    await underlay.basic_nack(delivery_tag, requeue=requeue, wait=False)
+        if not self.consuming and not self.leased:
+            await self.stop()
+
+    async def set_prefetch(self, prefetch: int) -> None:
+        """Follow a changed ``max_in_flight``."""
+        if prefetch != self.prefetch and self._underlay is not None and self.open:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await self._underlay.basic_qos(prefetch_count=prefetch)
+        self.prefetch = prefetch
+
+    async def pause(self) -> None:
+        """Stop receiving; unleased messages go back now, leased ones when settled."""
+        if self._paused:
+            return
+        self._paused = True
+        self._wakeup.set()
+        underlay, tag = self._underlay, self._tag
+        buffered = [m.delivery_tag for m in self._buffer if m.delivery_tag is not None]
+        self._buffer.clear()
+        if underlay is not None and self.open:
+            with contextlib.suppress(*BROKER_ERRORS):
+                if tag is not None and not self._cancelled:
+                    await underlay.basic_cancel(tag)
+                for delivery_tag in buffered:
+                    await underlay.basic_nack(delivery_tag, requeue=True, wait=False)
+        if not self.leased:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Close the channel: everything unacked on it goes back to the queue."""
+        channel, self._channel = self._channel, None
+        self._paused = True
+        self._buffer.clear()
+        self.leased.clear()
+        self._wakeup.set()
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
+                await channel.close()
