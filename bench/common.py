@@ -1,0 +1,151 @@
+"""Shared pieces of the bench: message data, processes, /proc readings, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PYTHON = sys.executable
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+_PAD = "lorem ipsum dolor sit amet consectetur adipiscing elit " * 20
+
+
+def make_data(seq: int, size: int = 1000) -> dict[str, object]:
+    """A realistic message of about ``size`` bytes of JSON (nested objects, a list, text)."""
+    data: dict[str, object] = {
+        "seq": seq,
+        "event": "order.created",
+        "customer": {"id": f"cus_{seq:08d}", "email": f"user{seq}@example.com", "tier": "gold"},
+        "items": [
+            {"sku": f"SKU-{seq % 97:04d}-{i}", "qty": i + 1, "price_cents": 1999 + i}
+            for i in range(3)
+        ],
+        "currency": "EUR",
+        "paid": True,
+        "note": "",
+    }
+    missing = size - len(json.dumps(data, separators=(",", ":")))
+    data["note"] = _PAD[: max(0, missing)]
+    return data
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of an unsorted sequence (nan when empty)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+# -- /proc ----------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB from /proc/<pid>/status."""
+    rss = hwm = 0.0
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return rss, hwm
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return rss, hwm
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+class Processes:
+    """Every process the bench starts, so each one is stopped by its pid, also on errors."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: dict[int, asyncio.subprocess.Process] = {}
+
+    async def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> asyncio.subprocess.Process:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=str(cwd or ROOT),
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self.running[process.pid] = process
+        return process
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def stop(self, process: asyncio.subprocess.Process, grace_s: float = 10.0) -> None:
+        """SIGTERM its process group (a Celery worker's children too), then SIGKILL."""
+        self.running.pop(process.pid, None)
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    async def stop_all(self) -> None:
+        for process in list(self.running.values()):
+            await self.stop(process, grace_s=5.0)
+
+
+async def wait_until(check: object, within_s: float, interval_s: float = 0.02) -> bool:
+    """Poll an async predicate until true or the deadline passes."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(interval_s)
+    return False

@@ -1,0 +1,272 @@
+"""The markdown table and the verdict lines of issue 5's targets."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+ADAPTERS = ["builtin", "redis", "rabbitmq"]
+
+TARGETS: list[tuple[str, str, str, dict[str, float]]] = [
+    # (label, kind: ">=" or "<=", unit, per adapter)
+    (
+        "publish, one message per request",
+        ">=",
+        "msg/s",
+        {"builtin": 4000, "redis": 3000, "rabbitmq": 3000},
+    ),
+    (
+        "publish, batches of 100",
+        ">=",
+        "msg/s",
+        {"builtin": 50000, "redis": 30000, "rabbitmq": 6000},
+    ),
+    (
+        "drain, one subscription",
+        ">=",
+        "deliveries/s",
+        {"builtin": 7000, "redis": 6000, "rabbitmq": 3500},
+    ),
+    (
+        "drain / that backend's raw ceiling",
+        ">=",
+        "x",
+        {"builtin": 0.7, "redis": 0.7, "rabbitmq": 0.7},
+    ),
+    ("drain / Celery's best", ">=", "x", {"builtin": 6, "redis": 6, "rabbitmq": 4}),
+    (
+        "latency p99 at 1,000 msg/s, first attempts",
+        "<=",
+        "ms",
+        {"builtin": 5, "redis": 10, "rabbitmq": 15},
+    ),
+    (
+        "hookline RSS with a 100,000 x 1 KB backlog",
+        "<=",
+        "MB",
+        {"builtin": 400, "redis": 200, "rabbitmq": 200},
+    ),
+]
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, str):
+        return value
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _ok(entry: Any) -> bool:
+    return isinstance(entry, dict) and "unavailable" not in entry
+
+
+def _why(entry: Any) -> str:
+    if isinstance(entry, dict) and "unavailable" in entry:
+        return f"unavailable: {entry['unavailable']}"
+    return "not run"
+
+
+def best_celery(results: dict[str, Any]) -> dict[str, Any] | None:
+    runs = [r for r in results.get("peers", {}).get("celery", {}).values() if _ok(r)]
+    return max(runs, key=lambda r: r["rate"]) if runs else None
+
+
+def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per adapter: the values the targets are checked against (None when not measured)."""
+    celery = best_celery(results)
+    out: dict[str, dict[str, Any]] = {}
+    for kind in ADAPTERS:
+        scen = results.get("adapters", {}).get(kind, {})
+        ceiling = results.get("ceilings", {}).get(kind)
+        pub, drain, lat, back = (scen.get(s) for s in ("publish", "drain", "latency", "backlog"))
+        drain_rate = drain["rate"] if _ok(drain) else None
+        out[kind] = {
+            "publish, one message per request": pub["single_rate"] if _ok(pub) else _why(pub),
+            "publish, batches of 100": pub["batch_rate"] if _ok(pub) else _why(pub),
+            "drain, one subscription": drain_rate if drain_rate is not None else _why(drain),
+            "drain / that backend's raw ceiling": (
+                drain_rate / ceiling["rate"]
+                if drain_rate is not None and _ok(ceiling) and ceiling["rate"]
+                else _why(ceiling if drain_rate is not None else drain)
+            ),
+            "drain / Celery's best": (
+                drain_rate / celery["rate"]
+                if drain_rate is not None and celery and celery["rate"]
+                else ("Celery not measured" if drain_rate is not None else _why(drain))
+            ),
+            "latency p99 at 1,000 msg/s, first attempts": lat["p99_ms"] if _ok(lat) else _why(lat),
+            "hookline RSS with a 100,000 x 1 KB backlog": (
+                back["peak_rss_mb"] if _ok(back) else _why(back)
+            ),
+        }
+    return out
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    values = figures(results)
+    lines = []
+    for label, kind, unit, goals in TARGETS:
+        for adapter in ADAPTERS:
+            value = values[adapter][label]
+            goal = goals[adapter]
+            goal_text = f"{kind} {fmt(goal, 1 if goal < 10 else 0)} {unit}"
+            if isinstance(value, str):
+                lines.append(f"- {adapter} · {label} ({goal_text}): NOT MEASURED ({value})")
+                continue
+            met = value >= goal if kind == ">=" else value <= goal
+            digits = 2 if unit in {"x", "ms"} else 0
+            shown = f"{fmt(value, digits)} {unit}"
+            lines.append(
+                f"- {adapter} · {label}: {shown} (target {goal_text}): "
+                + ("met" if met else "MISSED")
+            )
+    return lines
+
+
+def _cell(entry: Any, render: Any) -> str:
+    if not _ok(entry):
+        return _why(entry)
+    try:
+        return str(render(entry))
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"? ({exc})"
+
+
+def table(results: dict[str, Any]) -> str:
+    adapters = results.get("adapters", {})
+    ceilings = results.get("ceilings", {})
+    peers = results.get("peers", {})
+    celery = best_celery(results)
+    celery_fail = peers.get("celery_failures")
+    arq_drain = peers.get("arq")
+    arq_fail = peers.get("arq_failures")
+    values = figures(results)
+
+    def scen(kind: str, name: str) -> Any:
+        return adapters.get(kind, {}).get(name)
+
+    def failures_cell(entry: Any) -> str:
+        return _cell(
+            entry,
+            lambda r: (
+                f"{fmt(r['delivered'])} / {fmt(r['dead_lettered'])} / {len(r['lost'])} / "
+                f"{fmt(r['duplicates'])}"
+            ),
+        )
+
+    ceiling_names = {
+        "builtin": "aiohttp loop",
+        "redis": "streams loop",
+        "rabbitmq": "aio-pika loop",
+    }
+    rows: list[tuple[str, list[str], list[str]]] = [
+        (
+            "publish, 1 message per request (msg/s)",
+            [_cell(scen(k, "publish"), lambda r: fmt(r["single_rate"])) for k in ADAPTERS],
+            ["–", "–"],
+        ),
+        (
+            "publish, batches of 100 (msg/s)",
+            [_cell(scen(k, "publish"), lambda r: fmt(r["batch_rate"])) for k in ADAPTERS],
+            ["–", "–"],
+        ),
+        (
+            "drain, 1 subscription (deliveries/s)",
+            [_cell(scen(k, "drain"), lambda r: fmt(r["rate"])) for k in ADAPTERS],
+            [
+                _cell(celery, lambda r: f"{fmt(r['rate'])} ({r['config']})") if celery else "–",
+                _cell(arq_drain, lambda r: fmt(r["rate"])),
+            ],
+        ),
+        (
+            "raw ceiling, same run (deliveries/s)",
+            [
+                _cell(ceilings.get(k), lambda r, k=k: f"{fmt(r['rate'])} ({ceiling_names[k]})")
+                for k in ADAPTERS
+            ],
+            ["–", "–"],
+        ),
+        (
+            "drain / raw ceiling",
+            [fmt(values[k]["drain / that backend's raw ceiling"], 2) for k in ADAPTERS],
+            ["–", "–"],
+        ),
+        (
+            "drain / Celery's best",
+            [fmt(values[k]["drain / Celery's best"], 1) for k in ADAPTERS],
+            ["1.0" if celery else "–", "–"],
+        ),
+        (
+            "CPU-seconds per 1,000 deliveries (drain)",
+            [_cell(scen(k, "drain"), lambda r: fmt(r["cpu_per_1k"], 3)) for k in ADAPTERS],
+            [
+                _cell(celery, lambda r: fmt(r["cpu_per_1k"], 3)) if celery else "–",
+                _cell(arq_drain, lambda r: fmt(r["cpu_per_1k"], 3)),
+            ],
+        ),
+        (
+            "peak RSS during drain (MB)",
+            [_cell(scen(k, "drain"), lambda r: fmt(r["peak_rss_mb"])) for k in ADAPTERS],
+            [
+                _cell(celery, lambda r: fmt(r["rss_mb"])) if celery else "–",
+                _cell(arq_drain, lambda r: fmt(r["rss_mb"])),
+            ],
+        ),
+        (
+            "peak RSS with a backlog of N x 1 KB (MB)",
+            [
+                _cell(scen(k, "backlog"), lambda r: f"{fmt(r['peak_rss_mb'])} (N={fmt(r['n'])})")
+                for k in ADAPTERS
+            ],
+            ["–", "–"],
+        ),
+        (
+            "latency p50 / p95 / p99, first attempts (ms)",
+            [
+                _cell(
+                    scen(k, "latency"),
+                    lambda r: (
+                        f"{fmt(r['p50_ms'], 1)} / {fmt(r['p95_ms'], 1)} / {fmt(r['p99_ms'], 1)}"
+                    ),
+                )
+                for k in ADAPTERS
+            ],
+            ["–", "–"],
+        ),
+        (
+            "fan-out, K subscriptions (total deliveries/s)",
+            [
+                _cell(scen(k, "fanout"), lambda r: f"{fmt(r['rate'])} (K={r['subscriptions']})")
+                for k in ADAPTERS
+            ],
+            ["–", "–"],
+        ),
+        (
+            "failures: delivered / dead / lost / duplicates",
+            [failures_cell(scen(k, "failures")) for k in ADAPTERS],
+            [failures_cell(celery_fail) if celery_fail else "–", failures_cell(arq_fail)],
+        ),
+    ]
+    head = "| figure | builtin | redis | rabbitmq | Celery 5 + Redis (best pool) | arq (Redis) |"
+    lines = [head, "| --- | --- | --- | --- | --- | --- |"]
+    lines.extend(f"| {label} | " + " | ".join(cells + peer) + " |" for label, cells, peer in rows)
+    return "\n".join(lines)
+
+
+def lost_total(results: dict[str, Any]) -> list[str]:
+    """Every lost message of the run, labelled by where."""
+    lost: list[str] = []
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("lost"), list):
+                lost.extend(f"{prefix}: {i}" for i in node["lost"])
+            for key, value in node.items():
+                if key != "lost":
+                    walk(f"{prefix}/{key}" if prefix else key, value)
+
+    walk("", results)
+    return lost

@@ -1,0 +1,306 @@
+"""The benchmark suite: ``python -m bench.run [--quick] [--adapters ...] [--scenarios ...]``.
+
+Starts the bench receiver, measures its ceiling, then for every adapter its raw ceiling and
+the scenarios of issue 5, then the peers (Celery, arq) on the same receiver, and prints one
+markdown table plus a verdict line per target. Exit status: 0 on a clean run, 1 when a
+message was lost (the run is invalid), 2 when the harness itself broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import shlex
+import socket
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import peer_runner, scenarios
+from bench.common import BENCH, PYTHON, Processes
+from bench.receiver import run_loop
+from bench.report import lost_total, table, verdicts
+from bench.scenarios import FULL, QUICK, Context, ReceiverClient
+from bench.service import Unavailable, check_adapter_importable
+
+ALL_ADAPTERS = ["builtin", "redis", "rabbitmq"]
+ALL_SCENARIOS = ["receiver", "ceilings", *scenarios.SCENARIOS, "peers"]
+BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
+
+
+class HarnessError(Exception):
+    """The bench itself is broken (not an adapter that is not ready)."""
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def summary(name: str, result: dict[str, Any]) -> str:
+    keys = [k for k, v in result.items() if isinstance(v, int | float) and k != "n"]
+    shown = ", ".join(
+        f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}"
+        for k in keys[:8]
+    )
+    return f"{name}: {shown}, lost={len(result.get('lost', []))}"
+
+
+async def guarded(name: str, run: Any, harness_errors: list[str], critical: bool) -> dict[str, Any]:
+    """Run one scenario; an adapter/backend problem becomes ``unavailable: reason``."""
+    started = time.monotonic()
+    try:
+        result = dict(await run())
+    except Unavailable as exc:
+        log(f"{name}: unavailable: {exc}")
+        return {"unavailable": str(exc)}
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+        log(f"{name}: failed: {reason}")
+        traceback.print_exc(file=sys.stderr)
+        if critical:
+            harness_errors.append(f"{name}: {reason}")
+        return {"unavailable": reason}
+    result["wall_seconds"] = round(time.monotonic() - started, 2)
+    log(summary(name, result))
+    return result
+
+
+async def run_adapter(
+    ctx: Context, kind: str, wanted: list[str], results: dict[str, Any], errors: list[str]
+) -> None:
+    slot = results["adapters"].setdefault(kind, {})
+    reason: str | None = None
+    if kind in BROKERS and not reachable(*BROKERS[kind]):
+        reason = f"{kind} is not reachable on {BROKERS[kind][0]}:{BROKERS[kind][1]}"
+    else:
+        try:
+            check_adapter_importable(kind)
+        except Unavailable as exc:
+            reason = str(exc)
+    if reason is not None:
+        log(f"{kind}: unavailable: {reason}")
+        for name in [*scenarios.SCENARIOS, "ceiling"]:
+            if name in wanted or (name == "ceiling" and "ceilings" in wanted):
+                target = results["ceilings"] if name == "ceiling" else slot
+                target[kind if name == "ceiling" else name] = {"unavailable": reason}
+        return
+    critical = kind == "builtin"
+    if "ceilings" in wanted:
+        results["ceilings"][kind] = await guarded(
+            f"{kind} raw ceiling", lambda: scenarios.ceiling(ctx, kind), errors, critical
+        )
+    for name, scenario in scenarios.SCENARIOS.items():
+        if name in wanted:
+            slot[name] = await guarded(
+                f"{kind} {name}",
+                lambda scenario=scenario: scenario(ctx, kind),
+                errors,
+                critical,
+            )
+
+
+async def run_peers(
+    ctx: Context, venvs: Path, results: dict[str, Any], errors: list[str], quick: bool
+) -> None:
+    peers = results["peers"]
+    n = ctx.sizes.drain_n
+    n_fail = ctx.sizes.failures_n
+    if not reachable("127.0.0.1", 6379):
+        peers["celery"] = {"all": {"unavailable": "redis is not reachable on 127.0.0.1:6379"}}
+        peers["arq"] = {"unavailable": "redis is not reachable on 127.0.0.1:6379"}
+        return
+    try:
+        celery_python = await peer_runner.ensure_venv(venvs, "celery", ctx.processes)
+    except Exception as exc:
+        peers["celery"] = {"all": {"unavailable": f"venv: {exc}"}}
+    else:
+        pools = peer_runner.CELERY_POOLS[:1] if quick else peer_runner.CELERY_POOLS
+        runs: dict[str, Any] = {}
+        for pool, conc in pools:
+            runs[f"{pool}-c{conc}"] = await guarded(
+                f"celery {pool} -c {conc} drain",
+                lambda pool=pool, conc=conc: peer_runner.celery(
+                    ctx, celery_python, n, False, pool, conc
+                ),
+                errors,
+                True,
+            )
+        peers["celery"] = runs
+        best = max(
+            ((k, r) for k, r in runs.items() if "unavailable" not in r),
+            key=lambda kr: kr[1]["rate"],
+            default=None,
+        )
+        if best is not None:
+            pool, _, conc = best[0].partition("-c")
+            peers["celery_failures"] = await guarded(
+                f"celery {best[0]} failures",
+                lambda: peer_runner.celery(ctx, celery_python, n_fail, True, pool, int(conc)),
+                errors,
+                True,
+            )
+    try:
+        arq_python = await peer_runner.ensure_venv(venvs, "arq", ctx.processes)
+    except Exception as exc:
+        peers["arq"] = {"unavailable": f"venv: {exc}"}
+        return
+    peers["arq"] = await guarded(
+        "arq drain", lambda: peer_runner.arq(ctx, arq_python, n, False), errors, True
+    )
+    peers["arq_failures"] = await guarded(
+        "arq failures", lambda: peer_runner.arq(ctx, arq_python, n_fail, True), errors, True
+    )
+
+
+async def start_receiver(processes: Processes, workdir: Path) -> ReceiverClient:
+    ready = workdir / "receiver.port"
+    await processes.start("receiver", [PYTHON, "-m", "bench.receiver", "--ready-file", str(ready)])
+    for _ in range(200):
+        if ready.exists() and ready.read_text().strip():
+            client = ReceiverClient(int(ready.read_text()))
+            await client.stats()
+            return client
+        await asyncio.sleep(0.05)
+    raise HarnessError(f"the receiver did not start: {processes.log_tail('receiver')}")
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex[:8]
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = BENCH / "results" / f"run-{stamp}-{run_id}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    processes = Processes(workdir)
+    sizes = QUICK if args.quick else FULL
+    adapters = [a for a in args.adapters.split(",") if a]
+    wanted = [s for s in args.scenarios.split(",") if s]
+    unknown = sorted((set(adapters) - set(ALL_ADAPTERS)) | (set(wanted) - set(ALL_SCENARIOS)))
+    if unknown:
+        log(f"unknown adapter or scenario: {', '.join(unknown)}")
+        return 2
+    command = "python -m bench.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results: dict[str, Any] = {
+        "command": command.strip(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if args.quick else "full",
+        "sizes": sizes.__dict__,
+        "adapters": {},
+        "ceilings": {},
+        "peers": {},
+    }
+    errors: list[str] = []
+    venvs = Path(args.venvs) if args.venvs else peer_runner.default_venvs()
+    try:
+        if "peers" in wanted and not args.quick:
+            # Built before any measurement, so pip never competes with a timed scenario.
+            for peer in ("celery", "arq"):
+                with contextlib.suppress(Exception):
+                    log(f"preparing the {peer} venv in {venvs}")
+                    await peer_runner.ensure_venv(venvs, peer, processes)
+        receiver = await start_receiver(processes, workdir)
+        ctx = Context(processes, receiver, workdir, sizes, run_id)
+        if "receiver" in wanted:
+            results["receiver"] = await guarded(
+                "receiver ceiling", lambda: scenarios.receiver_ceiling(ctx), errors, True
+            )
+        for kind in adapters:
+            await run_adapter(ctx, kind, wanted, results, errors)
+        if "peers" in wanted:
+            await run_peers(ctx, venvs, results, errors, args.quick)
+        results["notes"] = ctx.notes
+    except HarnessError as exc:
+        errors.append(str(exc))
+    finally:
+        await processes.stop_all()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    results["harness_errors"] = errors
+    lost = lost_total(results)
+    text = render(results, lost, errors)
+    print(text)
+    (workdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        log(f"wrote {out}")
+    log(f"details and logs in {workdir}")
+    if lost:
+        return 1
+    return 2 if errors else 0
+
+
+def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
+    receiver = results.get("receiver") or {}
+    lines = [
+        f"Command: `{results['command']}` ({results['mode']} mode), {results['date']}, "
+        f"{results['seconds']} s on this machine.",
+        "",
+        table(results),
+        "",
+    ]
+    if "rate" in receiver:
+        lines.append(
+            f"Bench receiver alone (raw asyncio client, 32 connections): "
+            f"{receiver['rate']:,.0f} requests/s."
+        )
+    sizes = results["sizes"]
+    lines += [
+        f"Sizes: drain {sizes['drain_n']:,} x ~1 KB; backlog {sizes['backlog_n']:,}; latency "
+        f"{sizes['latency_rate']:,.0f} msg/s for {sizes['latency_seconds']:.0f} s; fan-out "
+        f"{sizes['fanout_subs']} x {sizes['fanout_n']:,}; failures {sizes['failures_n']:,}; "
+        f"max_in_flight {sizes['concurrency']}.",
+        "",
+        "Targets (issue 5):",
+        *verdicts(results),
+    ]
+    if errors:
+        lines += ["", "HARNESS ERRORS:", *(f"- {e}" for e in errors)]
+    if lost:
+        lines += [
+            "",
+            f"!!! INVALID RUN: {len(lost)} MESSAGE(S) LOST !!!",
+            *(f"- {item}" for item in lost[:20]),
+        ]
+    else:
+        lines += ["", "No message lost: every accepted message was delivered or dead-lettered."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny N: checks the harness (CI)")
+    parser.add_argument("--adapters", default=",".join(ALL_ADAPTERS))
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(ALL_SCENARIOS),
+        help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}",
+    )
+    parser.add_argument("--output", help="also write the markdown here")
+    parser.add_argument("--venvs", help="where the peers' venvs live (default: user cache)")
+    args = parser.parse_args()
+    code = 0
+
+    async def runner() -> None:
+        nonlocal code
+        code = await main_async(args)
+
+    run_loop(runner())
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

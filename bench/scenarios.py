@@ -1,0 +1,560 @@
+"""The scenarios of issue 5, each against one hookline adapter, plus the raw ceilings.
+
+Every scenario returns a plain dict of figures and a list of message ids that were lost
+(published, accepted with a 202, and neither delivered nor dead-lettered in time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import PYTHON, Processes, make_data, percentile
+from bench.loadgen import closed_loop, open_loop
+from bench.rawhttp import Connection, build_request
+from bench.receiver import fate
+from bench.service import AMQP_URL, REDIS_URL, Hookline, adapter_setup, cleanup_backend
+
+FAILURE_RETRY = {
+    "max_retries": 2,
+    "retry_delay_ms": 100,
+    "backoff": "fixed",
+    "max_delay_ms": 1000,
+    "jitter": 0,
+}
+"""Retries for the failure scenario: 3 attempts in all, 100 ms apart (peers use the same)."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    publish_single_n: int
+    publish_batch_n: int
+    publish_seconds: float
+    drain_n: int
+    backlog_n: int
+    latency_rate: float
+    latency_seconds: float
+    fanout_subs: int
+    fanout_n: int
+    failures_n: int
+    receiver_n: int
+    concurrency: int = 64
+    publish_concurrency: int = 32
+    batch_concurrency: int = 8
+
+
+FULL = Sizes(
+    publish_single_n=40_000,
+    publish_batch_n=400_000,
+    publish_seconds=8.0,
+    drain_n=50_000,
+    backlog_n=100_000,
+    latency_rate=1000.0,
+    latency_seconds=30.0,
+    fanout_subs=10,
+    fanout_n=5_000,
+    failures_n=10_000,
+    receiver_n=100_000,
+)
+QUICK = Sizes(
+    publish_single_n=300,
+    publish_batch_n=3_000,
+    publish_seconds=2.0,
+    drain_n=500,
+    backlog_n=1_000,
+    latency_rate=200.0,
+    latency_seconds=1.0,
+    fanout_subs=3,
+    fanout_n=100,
+    failures_n=400,
+    receiver_n=2_000,
+)
+
+
+class ReceiverClient:
+    """The bench receiver process and its control endpoints."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._conn: Connection | None = None
+
+    def url(self, tag: str) -> str:
+        return f"http://127.0.0.1:{self.port}/h/{tag}"
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = await Connection.open("127.0.0.1", self.port)
+        raw = build_request(
+            method, "127.0.0.1", self.port, path, json.dumps(body).encode() if body else b""
+        )
+        status, reply = await asyncio.wait_for(self._conn.request(raw), 60)
+        if status != 200:
+            raise RuntimeError(f"receiver {path}: {status}")
+        return json.loads(reply)
+
+    async def reset(self, fail: bool = False) -> None:
+        await self._call("POST", "/_bench/reset", {"fail": fail})
+
+    async def stats(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/_bench/stats"))
+
+    async def dump(self) -> dict[str, list[float]]:
+        return dict(await self._call("GET", "/_bench/dump"))
+
+    async def wait_for(
+        self, unique_ok: int, within_s: float, always_fail_attempts: int = 0
+    ) -> dict[str, Any]:
+        """Poll until ``unique_ok`` distinct deliveries succeeded (and the always-failing ids
+        were tried ``always_fail_attempts`` times in all); returns the last stats.
+        """
+        deadline = time.monotonic() + within_s
+        while True:
+            stats = await self.stats()
+            done = (
+                stats["unique_ok"] >= unique_ok
+                and stats["always_fail_attempts"] >= always_fail_attempts
+            )
+            if done or time.monotonic() > deadline:
+                stats["timed_out"] = not done
+                return stats
+            await asyncio.sleep(0.02)
+
+
+@dataclass
+class Context:
+    processes: Processes
+    receiver: ReceiverClient
+    workdir: Path
+    sizes: Sizes
+    run_id: str
+    notes: list[str] = field(default_factory=list)
+
+    def unique(self, what: str) -> str:
+        return f"bench.{what}.{uuid.uuid4().hex[:8]}"
+
+
+def check_delivered(
+    dump: dict[str, list[float]], tag: str, ids: list[str], dead: set[str] | None = None
+) -> dict[str, Any]:
+    """Lost = neither delivered (a 2xx answered) nor dead-lettered; duplicates = extra 2xx."""
+    dead = dead or set()
+    lost = []
+    duplicates = 0
+    delivered = 0
+    for message_id in ids:
+        record = dump.get(f"{tag} {message_id}")
+        if record is not None and record[1] >= 1:
+            delivered += 1
+            duplicates += int(record[1]) - 1
+        elif message_id not in dead:
+            lost.append(message_id)
+    return {"delivered": delivered, "lost": lost, "duplicates": duplicates}
+
+
+async def start_hookline(ctx: Context, kind: str, name: str) -> Hookline:
+    hookline = Hookline(ctx.processes, adapter_setup(kind, ctx.run_id), ctx.workdir, name)
+    await hookline.start()
+    return hookline
+
+
+async def stop_hookline(ctx: Context, hookline: Hookline) -> None:
+    await hookline.stop()
+    note = await cleanup_backend(hookline.setup)
+    if note:
+        ctx.notes.append(f"{hookline.name}: {note}")
+
+
+def message_bodies(count: int) -> list[bytes]:
+    return [json.dumps({"data": make_data(i)}).encode() for i in range(count)]
+
+
+def batch_bodies(count: int, per_batch: int) -> list[bytes]:
+    return [
+        json.dumps(
+            {"messages": [{"data": make_data(b * per_batch + i)} for i in range(per_batch)]}
+        ).encode()
+        for b in range(count)
+    ]
+
+
+# -- scenario 1: publish --------------------------------------------------------------------
+
+
+async def publish(ctx: Context, kind: str) -> dict[str, Any]:
+    """Closed-loop publishing to a topic with one paused subscription (so it is stored)."""
+    sizes = ctx.sizes
+    hookline = await start_hookline(ctx, kind, f"{kind}-publish")
+    try:
+        topic = ctx.unique("publish")
+        sub = await hookline.subscribe(
+            topic, ctx.receiver.url("publish"), paused=True, max_in_flight=sizes.concurrency
+        )
+        path = f"/v1/topics/{topic}/messages"
+        singles = [
+            build_request("POST", "127.0.0.1", hookline.port, path, b) for b in message_bodies(200)
+        ]
+        batches = [
+            build_request("POST", "127.0.0.1", hookline.port, f"{path}/batch", b)
+            for b in batch_bodies(8, 100)
+        ]
+        await closed_loop(
+            "127.0.0.1", hookline.port, singles, 1, 8, min(500, sizes.publish_single_n), 5
+        )
+        single = await closed_loop(
+            "127.0.0.1",
+            hookline.port,
+            singles,
+            1,
+            sizes.publish_concurrency,
+            sizes.publish_single_n,
+            sizes.publish_seconds,
+        )
+        batch = await closed_loop(
+            "127.0.0.1",
+            hookline.port,
+            batches,
+            100,
+            sizes.batch_concurrency,
+            sizes.publish_batch_n,
+            sizes.publish_seconds,
+        )
+        await hookline.delete_subscription(sub)
+        return {
+            "single_rate": single.rate,
+            "single_errors": single.errors,
+            "single_messages": single.messages,
+            "batch_rate": batch.rate,
+            "batch_errors": batch.errors,
+            "batch_messages": batch.messages,
+            "statuses": {**single.statuses, **batch.statuses},
+            "lost": [],
+        }
+    finally:
+        await stop_hookline(ctx, hookline)
+
+
+# -- scenario 2: drain ----------------------------------------------------------------------
+
+
+async def prequeue(
+    ctx: Context, hookline: Hookline, topic: str, count: int, subs: list[str]
+) -> list[str]:
+    """Publish ``count`` messages through the batch API while the subscriptions are paused."""
+    del subs
+    ids: list[str] = []
+    step = 10_000
+    for start in range(0, count, step):
+        chunk = [make_data(i) for i in range(start, min(count, start + step))]
+        ids.extend(await hookline.publish_batches(topic, chunk, batch=1000, parallel=2))
+    return ids
+
+
+def drain_timeout(count: int) -> float:
+    return 60 + count / 300
+
+
+async def drain(ctx: Context, kind: str) -> dict[str, Any]:
+    """N x 1 KB queued behind a paused subscription; resume; time until all are received."""
+    n = ctx.sizes.drain_n
+    hookline = await start_hookline(ctx, kind, f"{kind}-drain")
+    try:
+        topic = ctx.unique("drain")
+        sub = await hookline.subscribe(
+            topic, ctx.receiver.url("drain"), paused=True, max_in_flight=ctx.sizes.concurrency
+        )
+        ids = await prequeue(ctx, hookline, topic, n, [sub])
+        await ctx.receiver.reset(fail=False)
+        await asyncio.sleep(0.5)
+        cpu_before = hookline.cpu()
+        started = time.monotonic()
+        await hookline.resume(sub)
+        stats = await ctx.receiver.wait_for(n, drain_timeout(n))
+        cpu = hookline.cpu() - cpu_before
+        rss, hwm = hookline.memory()
+        seconds = (stats["last_new_ok_t"] or time.monotonic()) - started
+        checked = check_delivered(await ctx.receiver.dump(), "drain", ids)
+        await hookline.delete_subscription(sub)
+        return {
+            "n": n,
+            "rate": checked["delivered"] / seconds if seconds > 0 else 0.0,
+            "seconds": seconds,
+            "cpu_per_1k": cpu / max(1, checked["delivered"]) * 1000,
+            "rss_mb": rss,
+            "peak_rss_mb": hwm,
+            "duplicates": checked["duplicates"],
+            "lost": checked["lost"],
+        }
+    finally:
+        await stop_hookline(ctx, hookline)
+
+
+# -- backlog RSS ----------------------------------------------------------------------------
+
+
+async def backlog(ctx: Context, kind: str) -> dict[str, Any]:
+    """RSS of hookline holding N x 1 KB for a paused subscription."""
+    n = ctx.sizes.backlog_n
+    hookline = await start_hookline(ctx, kind, f"{kind}-backlog")
+    try:
+        topic = ctx.unique("backlog")
+        sub = await hookline.subscribe(
+            topic, ctx.receiver.url("backlog"), paused=True, max_in_flight=ctx.sizes.concurrency
+        )
+        _, base = hookline.memory()
+        await prequeue(ctx, hookline, topic, n, [sub])
+        await asyncio.sleep(1.0)
+        rss, hwm = hookline.memory()
+        stats = await hookline.call("GET", f"/v1/topics/{topic}")
+        await hookline.delete_subscription(sub)
+        return {
+            "n": n,
+            "rss_mb": rss,
+            "peak_rss_mb": hwm,
+            "start_rss_mb": base,
+            "topic_stats": stats,
+            "lost": [],
+        }
+    finally:
+        await stop_hookline(ctx, hookline)
+
+
+# -- scenario 3: latency --------------------------------------------------------------------
+
+
+async def latency(ctx: Context, kind: str) -> dict[str, Any]:
+    """Open loop at a fixed rate; enqueue (request written) to first receipt."""
+    sizes = ctx.sizes
+    hookline = await start_hookline(ctx, kind, f"{kind}-latency")
+    try:
+        topic = ctx.unique("latency")
+        sub = await hookline.subscribe(
+            topic, ctx.receiver.url("lat"), paused=False, max_in_flight=sizes.concurrency
+        )
+        path = f"/v1/topics/{topic}/messages"
+        total = int(sizes.latency_rate * sizes.latency_seconds)
+        bodies = message_bodies(min(total, 2000))
+        warm = await open_loop(
+            "127.0.0.1", hookline.port, path, lambda i: bodies[i % len(bodies)], 200, 1.0
+        )
+        await ctx.receiver.wait_for(len(warm.sent_at), 30)
+        await ctx.receiver.reset(fail=False)
+        result = await open_loop(
+            "127.0.0.1",
+            hookline.port,
+            path,
+            lambda i: bodies[i % len(bodies)],
+            sizes.latency_rate,
+            sizes.latency_seconds,
+        )
+        ids = list(result.sent_at)
+        await ctx.receiver.wait_for(len(ids), 60)
+        dump = await ctx.receiver.dump()
+        checked = check_delivered(dump, "lat", ids)
+        latencies = []
+        retried = 0
+        for message_id, sent in result.sent_at.items():
+            record = dump.get(f"lat {message_id}")
+            if record is None:
+                continue
+            if record[0] > 1 and record[3] != record[2]:
+                retried += 1  # first attempt failed: not a first-attempt latency
+                continue
+            latencies.append((record[2] - sent) * 1000)
+        await hookline.delete_subscription(sub)
+        return {
+            "rate": sizes.latency_rate,
+            "seconds": sizes.latency_seconds,
+            "sent": result.sent,
+            "accepted": len(ids),
+            "publish_errors": result.errors,
+            "p50_ms": percentile(latencies, 0.50),
+            "p95_ms": percentile(latencies, 0.95),
+            "p99_ms": percentile(latencies, 0.99),
+            "max_ms": max(latencies) if latencies else float("nan"),
+            "loadgen_lag_p99_ms": percentile(result.lag_ms, 0.99),
+            "connections": result.connections,
+            "retried": retried,
+            "duplicates": checked["duplicates"],
+            "lost": checked["lost"],
+        }
+    finally:
+        await stop_hookline(ctx, hookline)
+
+
+# -- scenario 4: fan-out --------------------------------------------------------------------
+
+
+async def fanout(ctx: Context, kind: str) -> dict[str, Any]:
+    """K paused subscriptions on one topic, N messages queued, all resumed: deliveries/s."""
+    sizes = ctx.sizes
+    hookline = await start_hookline(ctx, kind, f"{kind}-fanout")
+    try:
+        topic = ctx.unique("fanout")
+        subs = [
+            await hookline.subscribe(
+                topic, ctx.receiver.url(f"f{k}"), paused=True, max_in_flight=sizes.concurrency
+            )
+            for k in range(sizes.fanout_subs)
+        ]
+        ids = await prequeue(ctx, hookline, topic, sizes.fanout_n, subs)
+        await ctx.receiver.reset(fail=False)
+        await asyncio.sleep(0.5)
+        expected = len(ids) * len(subs)
+        cpu_before = hookline.cpu()
+        started = time.monotonic()
+        await asyncio.gather(*(hookline.resume(s) for s in subs))
+        stats = await ctx.receiver.wait_for(expected, drain_timeout(expected))
+        cpu = hookline.cpu() - cpu_before
+        seconds = (stats["last_new_ok_t"] or time.monotonic()) - started
+        dump = await ctx.receiver.dump()
+        lost: list[str] = []
+        delivered = duplicates = 0
+        for k in range(len(subs)):
+            checked = check_delivered(dump, f"f{k}", ids)
+            lost.extend(f"f{k}:{i}" for i in checked["lost"])
+            delivered += checked["delivered"]
+            duplicates += checked["duplicates"]
+        for sub in subs:
+            await hookline.delete_subscription(sub)
+        _, hwm = hookline.memory()
+        return {
+            "subscriptions": len(subs),
+            "messages": len(ids),
+            "deliveries": delivered,
+            "rate": delivered / seconds if seconds > 0 else 0.0,
+            "seconds": seconds,
+            "cpu_per_1k": cpu / max(1, delivered) * 1000,
+            "peak_rss_mb": hwm,
+            "duplicates": duplicates,
+            "lost": lost,
+        }
+    finally:
+        await stop_hookline(ctx, hookline)
+
+
+# -- scenario 5: failures -------------------------------------------------------------------
+
+
+async def failures(ctx: Context, kind: str) -> dict[str, Any]:
+    """9 % fail once, 1 % always fail: all delivered or dead-lettered, none lost."""
+    n = ctx.sizes.failures_n
+    hookline = await start_hookline(ctx, kind, f"{kind}-failures")
+    try:
+        topic = ctx.unique("failures")
+        sub = await hookline.subscribe(
+            topic,
+            ctx.receiver.url("fail"),
+            paused=True,
+            max_in_flight=ctx.sizes.concurrency,
+            retry=FAILURE_RETRY,
+        )
+        ids = await prequeue(ctx, hookline, topic, n, [sub])
+        doomed = {i for i in ids if fate(i) == "always_fail"}
+        attempts = FAILURE_RETRY["max_retries"] + 1
+        await ctx.receiver.reset(fail=True)
+        started = time.monotonic()
+        await hookline.resume(sub)
+        stats = await ctx.receiver.wait_for(
+            len(ids) - len(doomed), drain_timeout(n), always_fail_attempts=attempts * len(doomed)
+        )
+        dead: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            count = await hookline.call("GET", f"/v1/topics/{topic}/dlq/count")
+            if count["count"] >= len(doomed):
+                break
+            await asyncio.sleep(0.1)
+        seconds = time.monotonic() - started
+        dead = await hookline.dlq_message_ids(topic)
+        checked = check_delivered(await ctx.receiver.dump(), "fail", ids, set(dead))
+        wrongly_dead = sorted(set(dead) - doomed)
+        await hookline.delete_subscription(sub)
+        return {
+            "n": len(ids),
+            "delivered": checked["delivered"],
+            "dead_lettered": len(dead),
+            "expected_dead": len(doomed),
+            "wrongly_dead": len(wrongly_dead),
+            "duplicates": checked["duplicates"],
+            "attempts": stats["requests"],
+            "seconds": seconds,
+            "lost": checked["lost"],
+        }
+    finally:
+        await stop_hookline(ctx, hookline)
+
+
+SCENARIOS = {
+    "publish": publish,
+    "drain": drain,
+    "backlog": backlog,
+    "latency": latency,
+    "fanout": fanout,
+    "failures": failures,
+}
+
+
+# -- raw ceilings ---------------------------------------------------------------------------
+
+CEILING_OF = {"builtin": "aiohttp", "redis": "redis", "rabbitmq": "rabbitmq"}
+
+
+async def ceiling(ctx: Context, adapter: str) -> dict[str, Any]:
+    """The backend's bare loop, in its own process, draining ``drain_n`` messages."""
+    kind = CEILING_OF[adapter]
+    await ctx.receiver.reset(fail=False)
+    argv = [
+        PYTHON,
+        "-m",
+        "bench.ceilings",
+        kind,
+        "--n",
+        str(ctx.sizes.drain_n),
+        "--url",
+        ctx.receiver.url("ceil"),
+        "--concurrency",
+        str(ctx.sizes.concurrency),
+        "--redis-url",
+        REDIS_URL,
+        "--amqp-url",
+        AMQP_URL,
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(
+            process.communicate(), drain_timeout(ctx.sizes.drain_n) * 2
+        )
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"ceiling {kind} failed: {err.decode()[-500:]}")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    stats = await ctx.receiver.stats()
+    result["receiver_unique_ok"] = stats["unique_ok"]
+    result["lost"] = []
+    return result
+
+
+async def receiver_ceiling(ctx: Context) -> dict[str, Any]:
+    """The receiver alone, hammered by the raw client (no hookline, no aiohttp)."""
+    await ctx.receiver.reset(fail=False)
+    n = ctx.sizes.receiver_n
+    body = json.dumps({"data": make_data(0)}).encode()
+    requests = [
+        build_request(
+            "POST", "127.0.0.1", ctx.receiver.port, "/h/rc", body, {"webhook-id": f"rc-{i}"}
+        )
+        for i in range(n)
+    ]
+    result = await closed_loop("127.0.0.1", ctx.receiver.port, requests, 1, 32, n, 60, ok=200)
+    await ctx.receiver.reset(fail=False)
+    return {"rate": result.rate, "requests": result.requests, "errors": result.errors, "lost": []}
