@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -49,5 +51,44 @@ async def test_sigterm_finishes_or_hands_back_in_flight_deliveries(
         else:
             assert "handing back" not in log
             assert took >= delay_s * 0.5
+    finally:
+        server.close()
+
+
+async def test_cli_publish_and_check_config(tmp_path: Path, receiver: Receiver) -> None:
+    config = write_config(tmp_path / "config.yaml", "modules::queue::BuiltinQueueAdapter", {})
+    checked = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        "check-config",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await checked.communicate()
+    assert checked.returncode == 0
+    assert b"config ok: adapter builtin" in out
+    server = ServeProcess(config, tmp_path / "serve.log")
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await client.post("/v1/subscriptions", json={"topic": "cli", "url": receiver.url()})
+        published = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.cli",
+            "publish",
+            "cli",
+            '{"from": "cli"}',
+            "--url",
+            server.url,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await published.communicate()
+        assert published.returncode == 0
+        assert json.loads(out)["topic"] == "cli"
+        [got] = await receiver.wait_for(1)
+        assert got.json()["data"] == {"from": "cli"}
     finally:
         server.close()

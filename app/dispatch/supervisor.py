@@ -50,6 +50,7 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Begin following the registry."""
@@ -70,7 +71,9 @@ class Dispatcher:
         self._wakeup.set()
         if self._task is not None:
             await self._task
-        await asyncio.gather(*(w.stop(self._shutdown_grace_s) for w in self._workers.values()))
+        await asyncio.gather(
+            *(w.stop(self._shutdown_grace_s) for w in self._workers.values()), *self._retiring
+        )
         self._workers.clear()
 
     async def _follow_registry(self) -> None:
@@ -89,8 +92,11 @@ class Dispatcher:
             return
         wanted = {s.id: s for s in subscriptions if not s.paused}
         for sub_id in [i for i in self._workers if i not in wanted]:
-            worker = self._workers.pop(sub_id)
-            await worker.stop(self._shutdown_grace_s)
+            # Paused or deleted: let its in-flight attempts finish in the background, so a
+            # slow receiver never holds up the other subscriptions' registry updates.
+            retiring = asyncio.create_task(self._workers.pop(sub_id).stop(self._shutdown_grace_s))
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retiring.discard)
         for sub_id, subscription in wanted.items():
             existing = self._workers.get(sub_id)
             if existing is None:
