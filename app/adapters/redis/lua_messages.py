@@ -104,6 +104,8 @@ out[2] = promote(sched, queue, ARGV[4], tonumber(ARGV[9]))
 
 -- leases left silent longer than the visibility timeout (their consumer died)
 if ARGV[5] == '1' then
+  -- show this process in XINFO CONSUMERS even while idle (7.0 adds it only on a read)
+  redis.pcall('XGROUP', 'CREATECONSUMER', stream, group, consumer)
   for _, spec in ipairs({{queue, 'q', 4}, {stream, 't', 3}}) do
     if want > 0 then
       local r = redis.pcall('XAUTOCLAIM', spec[1], group, consumer, ARGV[6], out[spec[3]],
