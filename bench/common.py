@@ -149,3 +149,31 @@ async def wait_until(check: object, within_s: float, interval_s: float = 0.02) -
             return True
         await asyncio.sleep(interval_s)
     return False
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields), idle
+
+
+async def busy_fraction(seconds: float = 0.5) -> float:
+    """Share of the machine's CPU in use (by anything) over ``seconds``."""
+    total0, idle0 = _cpu_times()
+    await asyncio.sleep(seconds)
+    total1, idle1 = _cpu_times()
+    spent = total1 - total0
+    return 1 - (idle1 - idle0) / spent if spent else 0.0
+
+
+async def wait_for_quiet(max_busy: float, within_s: float) -> float:
+    """Wait (bounded) until the machine is mostly idle; returns the last busy fraction.
+
+    Other work on a 2-core machine (a test suite, a build) halves every figure; a scenario
+    starting on a busy machine is flagged in the report instead of silently trusted.
+    """
+    deadline = time.monotonic() + within_s
+    busy = await busy_fraction()
+    while busy > max_busy and time.monotonic() < deadline:
+        busy = await busy_fraction(1.0)
+    return busy

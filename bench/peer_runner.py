@@ -106,9 +106,7 @@ def tree_cpu_and_rss(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-async def _produce(
-    ctx: Context, python: Path, module: str, n: int, run: str, env: dict[str, str]
-) -> float:
+async def _produce(python: Path, module: str, n: int, run: str, env: dict[str, str]) -> float:
     process = await asyncio.create_subprocess_exec(
         str(python),
         "-m",
@@ -160,7 +158,7 @@ async def run_peer(
     doomed = {i for i in ids if fail and fate(i) == "always_fail"}
     attempts = FAILURE_RETRY["max_retries"] + 1
     try:
-        produce_s = await _produce(ctx, python, f"bench.peers.{peer}_peer", n, run, env)
+        produce_s = await _produce(python, f"bench.peers.{peer}_peer", n, run, env)
         await ctx.receiver.reset(fail=fail)
         worker = await ctx.processes.start(f"{peer}-{label}", [str(python), *worker_argv], env=env)
         try:
@@ -219,8 +217,7 @@ def celery_worker_argv(pool: str, concurrency: int, queue_hint: str) -> list[str
 
 async def celery(ctx: Context, python: Path, n: int, fail: bool, pool: str, conc: int) -> dict:
     argv = celery_worker_argv(pool, conc, "")
-    result = await run_peer(ctx, "celery", python, n, fail, argv, f"{pool}-c{conc}")
-    return result
+    return await run_peer(ctx, "celery", python, n, fail, argv, f"{pool}-c{conc}")
 
 
 async def arq(ctx: Context, python: Path, n: int, fail: bool) -> dict[str, Any]:

@@ -51,7 +51,7 @@ TARGETS: list[tuple[str, str, str, dict[str, float]]] = [
 
 def fmt(value: Any, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     if isinstance(value, str):
         return value
     if digits == 0:
@@ -166,18 +166,18 @@ def table(results: dict[str, Any]) -> str:
         (
             "publish, 1 message per request (msg/s)",
             [_cell(scen(k, "publish"), lambda r: fmt(r["single_rate"])) for k in ADAPTERS],
-            ["–", "–"],
+            ["-", "-"],
         ),
         (
             "publish, batches of 100 (msg/s)",
             [_cell(scen(k, "publish"), lambda r: fmt(r["batch_rate"])) for k in ADAPTERS],
-            ["–", "–"],
+            ["-", "-"],
         ),
         (
             "drain, 1 subscription (deliveries/s)",
             [_cell(scen(k, "drain"), lambda r: fmt(r["rate"])) for k in ADAPTERS],
             [
-                _cell(celery, lambda r: f"{fmt(r['rate'])} ({r['config']})") if celery else "–",
+                _cell(celery, lambda r: f"{fmt(r['rate'])} ({r['config']})") if celery else "-",
                 _cell(arq_drain, lambda r: fmt(r["rate"])),
             ],
         ),
@@ -187,23 +187,23 @@ def table(results: dict[str, Any]) -> str:
                 _cell(ceilings.get(k), lambda r, k=k: f"{fmt(r['rate'])} ({ceiling_names[k]})")
                 for k in ADAPTERS
             ],
-            ["–", "–"],
+            ["-", "-"],
         ),
         (
             "drain / raw ceiling",
             [fmt(values[k]["drain / that backend's raw ceiling"], 2) for k in ADAPTERS],
-            ["–", "–"],
+            ["-", "-"],
         ),
         (
             "drain / Celery's best",
             [fmt(values[k]["drain / Celery's best"], 1) for k in ADAPTERS],
-            ["1.0" if celery else "–", "–"],
+            ["1.0" if celery else "-", "-"],
         ),
         (
             "CPU-seconds per 1,000 deliveries (drain)",
             [_cell(scen(k, "drain"), lambda r: fmt(r["cpu_per_1k"], 3)) for k in ADAPTERS],
             [
-                _cell(celery, lambda r: fmt(r["cpu_per_1k"], 3)) if celery else "–",
+                _cell(celery, lambda r: fmt(r["cpu_per_1k"], 3)) if celery else "-",
                 _cell(arq_drain, lambda r: fmt(r["cpu_per_1k"], 3)),
             ],
         ),
@@ -211,7 +211,7 @@ def table(results: dict[str, Any]) -> str:
             "peak RSS during drain (MB)",
             [_cell(scen(k, "drain"), lambda r: fmt(r["peak_rss_mb"])) for k in ADAPTERS],
             [
-                _cell(celery, lambda r: fmt(r["rss_mb"])) if celery else "–",
+                _cell(celery, lambda r: fmt(r["rss_mb"])) if celery else "-",
                 _cell(arq_drain, lambda r: fmt(r["rss_mb"])),
             ],
         ),
@@ -221,7 +221,7 @@ def table(results: dict[str, Any]) -> str:
                 _cell(scen(k, "backlog"), lambda r: f"{fmt(r['peak_rss_mb'])} (N={fmt(r['n'])})")
                 for k in ADAPTERS
             ],
-            ["–", "–"],
+            ["-", "-"],
         ),
         (
             "latency p50 / p95 / p99, first attempts (ms)",
@@ -234,7 +234,7 @@ def table(results: dict[str, Any]) -> str:
                 )
                 for k in ADAPTERS
             ],
-            ["–", "–"],
+            ["-", "-"],
         ),
         (
             "fan-out, K subscriptions (total deliveries/s)",
@@ -242,12 +242,12 @@ def table(results: dict[str, Any]) -> str:
                 _cell(scen(k, "fanout"), lambda r: f"{fmt(r['rate'])} (K={r['subscriptions']})")
                 for k in ADAPTERS
             ],
-            ["–", "–"],
+            ["-", "-"],
         ),
         (
             "failures: delivered / dead / lost / duplicates",
             [failures_cell(scen(k, "failures")) for k in ADAPTERS],
-            [failures_cell(celery_fail) if celery_fail else "–", failures_cell(arq_fail)],
+            [failures_cell(celery_fail) if celery_fail else "-", failures_cell(arq_fail)],
         ),
     ]
     head = "| figure | builtin | redis | rabbitmq | Celery 5 + Redis (best pool) | arq (Redis) |"

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import peer_runner, scenarios
-from bench.common import BENCH, PYTHON, Processes
+from bench.common import BENCH, PYTHON, Processes, wait_for_quiet
 from bench.receiver import run_loop
 from bench.report import lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
-from bench.service import Unavailable, check_adapter_importable
+from bench.service import UnavailableError, check_adapter_importable
 
 ALL_ADAPTERS = ["builtin", "redis", "rabbitmq"]
 ALL_SCENARIOS = ["receiver", "ceilings", *scenarios.SCENARIOS, "peers"]
@@ -59,12 +59,18 @@ def summary(name: str, result: dict[str, Any]) -> str:
     return f"{name}: {shown}, lost={len(result.get('lost', []))}"
 
 
+QUIET = {"max_busy": 0.25, "within_s": 0.0}
+
+
 async def guarded(name: str, run: Any, harness_errors: list[str], critical: bool) -> dict[str, Any]:
     """Run one scenario; an adapter/backend problem becomes ``unavailable: reason``."""
+    background = await wait_for_quiet(QUIET["max_busy"], QUIET["within_s"])
+    if background > QUIET["max_busy"]:
+        log(f"{name}: the machine is busy ({background:.0%} CPU in use) before the start")
     started = time.monotonic()
     try:
         result = dict(await run())
-    except Unavailable as exc:
+    except UnavailableError as exc:
         log(f"{name}: unavailable: {exc}")
         return {"unavailable": str(exc)}
     except Exception as exc:
@@ -75,6 +81,7 @@ async def guarded(name: str, run: Any, harness_errors: list[str], critical: bool
             harness_errors.append(f"{name}: {reason}")
         return {"unavailable": reason}
     result["wall_seconds"] = round(time.monotonic() - started, 2)
+    result["background_busy"] = round(background, 2)
     log(summary(name, result))
     return result
 
@@ -89,7 +96,7 @@ async def run_adapter(
     else:
         try:
             check_adapter_importable(kind)
-        except Unavailable as exc:
+        except UnavailableError as exc:
             reason = str(exc)
     if reason is not None:
         log(f"{kind}: unavailable: {reason}")
@@ -103,14 +110,19 @@ async def run_adapter(
         results["ceilings"][kind] = await guarded(
             f"{kind} raw ceiling", lambda: scenarios.ceiling(ctx, kind), errors, critical
         )
-    for name, scenario in scenarios.SCENARIOS.items():
-        if name in wanted:
-            slot[name] = await guarded(
-                f"{kind} {name}",
-                lambda scenario=scenario: scenario(ctx, kind),
-                errors,
-                critical,
-            )
+    try:
+        for name, scenario in scenarios.SCENARIOS.items():
+            if name in wanted:
+                slot[name] = await guarded(
+                    f"{kind} {name}",
+                    lambda scenario=scenario: scenario(ctx, kind),
+                    errors,
+                    critical,
+                )
+    finally:
+        shared = ctx.shared.get(kind)
+        if shared is not None:
+            await scenarios.stop_hookline(ctx, shared, final=True)
 
 
 async def run_peers(
@@ -166,12 +178,18 @@ async def run_peers(
     )
 
 
+def read_port(path: Path) -> int:
+    text = path.read_text().strip() if path.exists() else ""
+    return int(text) if text else 0
+
+
 async def start_receiver(processes: Processes, workdir: Path) -> ReceiverClient:
     ready = workdir / "receiver.port"
     await processes.start("receiver", [PYTHON, "-m", "bench.receiver", "--ready-file", str(ready)])
     for _ in range(200):
-        if ready.exists() and ready.read_text().strip():
-            client = ReceiverClient(int(ready.read_text()))
+        port = read_port(ready)
+        if port:
+            client = ReceiverClient(port)
             await client.stats()
             return client
         await asyncio.sleep(0.05)
@@ -186,6 +204,7 @@ async def main_async(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     processes = Processes(workdir)
     sizes = QUICK if args.quick else FULL
+    QUIET["within_s"] = 0.0 if args.quick else args.wait_quiet
     adapters = [a for a in args.adapters.split(",") if a]
     wanted = [s for s in args.scenarios.split(",") if s]
     unknown = sorted((set(adapters) - set(ALL_ADAPTERS)) | (set(wanted) - set(ALL_SCENARIOS)))
@@ -212,7 +231,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     log(f"preparing the {peer} venv in {venvs}")
                     await peer_runner.ensure_venv(venvs, peer, processes)
         receiver = await start_receiver(processes, workdir)
-        ctx = Context(processes, receiver, workdir, sizes, run_id)
+        ctx = Context(processes, receiver, workdir, sizes, run_id, share_process=args.quick)
         if "receiver" in wanted:
             results["receiver"] = await guarded(
                 "receiver ceiling", lambda: scenarios.receiver_ceiling(ctx), errors, True
@@ -231,42 +250,72 @@ async def main_async(args: argparse.Namespace) -> int:
     lost = lost_total(results)
     text = render(results, lost, errors)
     print(text)
-    (workdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-        log(f"wrote {out}")
+    write_outputs(workdir, results, text, args.output)
     log(f"details and logs in {workdir}")
     if lost:
         return 1
     return 2 if errors else 0
 
 
+def write_outputs(workdir: Path, results: dict[str, Any], text: str, output: str | None) -> None:
+    (workdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    if output:
+        out = Path(output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        log(f"wrote {out}")
+
+
+def busy_scenarios(results: dict[str, Any]) -> list[str]:
+    """Scenarios that started while something else used the machine."""
+    found: list[str] = []
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            busy = node.get("background_busy")
+            if isinstance(busy, float) and busy > QUIET["max_busy"]:
+                found.append(f"{prefix} ({busy:.0%})")
+            for key, value in node.items():
+                walk(f"{prefix} {key}".strip(), value)
+
+    walk("", results)
+    return found
+
+
 def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     receiver = results.get("receiver") or {}
-    lines = [
+    sizes = results["sizes"]
+    command = (
         f"Command: `{results['command']}` ({results['mode']} mode), {results['date']}, "
-        f"{results['seconds']} s on this machine.",
+        f"{results['seconds']} s on this machine."
+    )
+    lines = [
+        command,
         "",
         table(results),
         "",
     ]
     if "rate" in receiver:
         lines.append(
-            f"Bench receiver alone (raw asyncio client, 32 connections): "
+            "Bench receiver alone (raw asyncio client, 32 connections): "
             f"{receiver['rate']:,.0f} requests/s."
         )
-    sizes = results["sizes"]
-    lines += [
-        f"Sizes: drain {sizes['drain_n']:,} x ~1 KB; backlog {sizes['backlog_n']:,}; latency "
-        f"{sizes['latency_rate']:,.0f} msg/s for {sizes['latency_seconds']:.0f} s; fan-out "
-        f"{sizes['fanout_subs']} x {sizes['fanout_n']:,}; failures {sizes['failures_n']:,}; "
-        f"max_in_flight {sizes['concurrency']}.",
-        "",
-        "Targets (issue 5):",
-        *verdicts(results),
-    ]
+    lines.append(
+        f"Sizes: drain {sizes['drain_n']:,} x ~1 KB; backlog {sizes['backlog_n']:,}; "
+        f"latency {sizes['latency_rate']:,.0f} msg/s for {sizes['latency_seconds']:.0f} s; "
+        f"fan-out {sizes['fanout_subs']} x {sizes['fanout_n']:,}; "
+        f"failures {sizes['failures_n']:,}; max_in_flight {sizes['concurrency']}."
+    )
+    busy = busy_scenarios(results)
+    if busy:
+        lines.append(
+            "WARNING: the machine was busy with other work when these started (figures low): "
+            + ", ".join(busy)
+        )
+    lines += ["", "Targets (issue 5):"]
+    if results["mode"] == "quick":
+        lines.append("(quick mode: tiny N, figures are not comparable with the targets)")
+    lines += verdicts(results)
     if errors:
         lines += ["", "HARNESS ERRORS:", *(f"- {e}" for e in errors)]
     if lost:
@@ -290,6 +339,12 @@ def main() -> None:
         help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}",
     )
     parser.add_argument("--output", help="also write the markdown here")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120.0,
+        help="seconds to wait, before each scenario, for other CPU use to fall under 25%%",
+    )
     parser.add_argument("--venvs", help="where the peers' venvs live (default: user cache)")
     args = parser.parse_args()
     code = 0

@@ -132,7 +132,9 @@ class Context:
     workdir: Path
     sizes: Sizes
     run_id: str
+    share_process: bool = False
     notes: list[str] = field(default_factory=list)
+    shared: dict[str, Hookline] = field(default_factory=dict)
 
     def unique(self, what: str) -> str:
         return f"bench.{what}.{uuid.uuid4().hex[:8]}"
@@ -157,12 +159,22 @@ def check_delivered(
 
 
 async def start_hookline(ctx: Context, kind: str, name: str) -> Hookline:
+    """A fresh process per scenario; in quick mode one per adapter (start-up is seconds)."""
+    if ctx.share_process and kind in ctx.shared:
+        return ctx.shared[kind]
+    if ctx.share_process:
+        name = f"{kind}-shared"
     hookline = Hookline(ctx.processes, adapter_setup(kind, ctx.run_id), ctx.workdir, name)
     await hookline.start()
+    if ctx.share_process:
+        ctx.shared[kind] = hookline
     return hookline
 
 
-async def stop_hookline(ctx: Context, hookline: Hookline) -> None:
+async def stop_hookline(ctx: Context, hookline: Hookline, final: bool = False) -> None:
+    if ctx.share_process and not final:
+        return
+    ctx.shared.pop(hookline.setup.kind, None)
     await hookline.stop()
     note = await cleanup_backend(hookline.setup)
     if note:
@@ -241,9 +253,7 @@ async def publish(ctx: Context, kind: str) -> dict[str, Any]:
 # -- scenario 2: drain ----------------------------------------------------------------------
 
 
-async def prequeue(
-    ctx: Context, hookline: Hookline, topic: str, count: int, subs: list[str]
-) -> list[str]:
+async def prequeue(hookline: Hookline, topic: str, count: int, subs: list[str]) -> list[str]:
     """Publish ``count`` messages through the batch API while the subscriptions are paused."""
     del subs
     ids: list[str] = []
@@ -267,7 +277,7 @@ async def drain(ctx: Context, kind: str) -> dict[str, Any]:
         sub = await hookline.subscribe(
             topic, ctx.receiver.url("drain"), paused=True, max_in_flight=ctx.sizes.concurrency
         )
-        ids = await prequeue(ctx, hookline, topic, n, [sub])
+        ids = await prequeue(hookline, topic, n, [sub])
         await ctx.receiver.reset(fail=False)
         await asyncio.sleep(0.5)
         cpu_before = hookline.cpu()
@@ -306,7 +316,7 @@ async def backlog(ctx: Context, kind: str) -> dict[str, Any]:
             topic, ctx.receiver.url("backlog"), paused=True, max_in_flight=ctx.sizes.concurrency
         )
         _, base = hookline.memory()
-        await prequeue(ctx, hookline, topic, n, [sub])
+        await prequeue(hookline, topic, n, [sub])
         await asyncio.sleep(1.0)
         rss, hwm = hookline.memory()
         stats = await hookline.call("GET", f"/v1/topics/{topic}")
@@ -401,7 +411,7 @@ async def fanout(ctx: Context, kind: str) -> dict[str, Any]:
             )
             for k in range(sizes.fanout_subs)
         ]
-        ids = await prequeue(ctx, hookline, topic, sizes.fanout_n, subs)
+        ids = await prequeue(hookline, topic, sizes.fanout_n, subs)
         await ctx.receiver.reset(fail=False)
         await asyncio.sleep(0.5)
         expected = len(ids) * len(subs)
@@ -453,7 +463,7 @@ async def failures(ctx: Context, kind: str) -> dict[str, Any]:
             max_in_flight=ctx.sizes.concurrency,
             retry=FAILURE_RETRY,
         )
-        ids = await prequeue(ctx, hookline, topic, n, [sub])
+        ids = await prequeue(hookline, topic, n, [sub])
         doomed = {i for i in ids if fate(i) == "always_fail"}
         attempts = FAILURE_RETRY["max_retries"] + 1
         await ctx.receiver.reset(fail=True)

@@ -32,7 +32,7 @@ ADAPTER_CLASSES = {
 }
 
 
-class Unavailable(Exception):
+class UnavailableError(Exception):
     """A scenario cannot run here (adapter missing, broker down); reported, not fatal."""
 
 
@@ -54,7 +54,7 @@ def adapter_setup(kind: str, run_id: str) -> AdapterSetup:
 
 
 def check_adapter_importable(kind: str) -> None:
-    """Raise :class:`Unavailable` when the adapter's code is not there (yet)."""
+    """Raise :class:`UnavailableError` when the adapter's code is not there (yet)."""
     if kind == "builtin":
         return
     from app.adapters.factory import build_adapter
@@ -63,7 +63,9 @@ def check_adapter_importable(kind: str) -> None:
     try:
         build_adapter(ADAPTER_CLASSES[kind], setup.config)
     except Exception as exc:
-        raise Unavailable(f"{kind} adapter cannot be built: {type(exc).__name__}: {exc}") from exc
+        raise UnavailableError(
+            f"{kind} adapter cannot be built: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 @dataclass
@@ -110,7 +112,7 @@ class Hookline:
             await asyncio.sleep(0.05)
         tail = self.processes.log_tail(self.name)
         await self.stop()
-        raise Unavailable(f"hookline ({self.setup.kind}) did not become ready: {tail[-400:]}")
+        raise UnavailableError(f"hookline ({self.setup.kind}) did not become ready: {tail[-400:]}")
 
     async def stop(self) -> None:
         if self.process is not None:

@@ -41,7 +41,7 @@ http = urllib3.PoolManager(maxsize=128, retries=False, timeout=urllib3.Timeout(1
 
 
 @app.task(bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True)
-def deliver(self, message_id: str, body: str) -> None:  # noqa: ANN001
+def deliver(self, message_id: str, body: str) -> None:
     """POST one message; a failure is retried with a countdown, then the task fails."""
     headers = {"Content-Type": "application/json", "webhook-id": message_id}
     try:
