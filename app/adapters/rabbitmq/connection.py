@@ -78,11 +78,21 @@ class Session:
         self._confirm: AbstractChannel | None = None
         self._admin: AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        self.lost = asyncio.Event()
+        # A plain aio-pika connection closed by the broker is not ``is_closed`` (that only
+        # follows close()); its close callbacks do run, so they are what we watch.
+        publish_conn.close_callbacks.add(self._mark_lost)
+        consume_conn.close_callbacks.add(self._mark_lost)
+
+    def _mark_lost(self, _sender: object, _exc: BaseException | None = None) -> None:
+        self.lost.set()
 
     @property
     def alive(self) -> bool:
         """True while both connections are open."""
-        return not (self.publish_conn.is_closed or self.consume_conn.is_closed)
+        return not self.lost.is_set() and not (
+            self.publish_conn.is_closed or self.consume_conn.is_closed
+        )
 
     async def confirm_channel(self) -> aiormq.abc.AbstractChannel:
         """The shared publisher-confirms channel (unroutable mandatory messages raise)."""
@@ -179,6 +189,7 @@ class Session:
 
     async def close(self) -> None:
         """Close both connections (unacked deliveries go back to their queues)."""
+        self.lost.set()
         for conn in (self.consume_conn, self.publish_conn):
             with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
                 await conn.close()
@@ -332,8 +343,7 @@ class BrokerConnection:
 
     async def _wait_lost(self, session: Session) -> None:
         waiters = [
-            asyncio.ensure_future(session.publish_conn.closed()),
-            asyncio.ensure_future(session.consume_conn.closed()),
+            asyncio.ensure_future(session.lost.wait()),
             asyncio.ensure_future(self._closing.wait()),
         ]
         try:
