@@ -238,9 +238,8 @@ class RabbitMQAdapter:
                 and current.consuming
                 and current.generation == session.generation
                 and current.queue == registered.queue
+                and current.prefetch == max(1, prefetch)
             ):
-                if current.prefetch != prefetch:
-                    await current.set_prefetch(prefetch)
                 return current
             if current is not None:
                 self._retire(current)
@@ -371,6 +370,9 @@ class RabbitMQAdapter:
         if not isinstance(receipt, Receipt) or not receipt.consumer.owns(receipt):
             return  # the channel died: the broker already gave the original back
         consumer = receipt.consumer
+        if not self._is_current(consumer):
+            await consumer.settle(receipt.delivery_tag, None)  # subscription deleted meanwhile
+            return
         wait = due_at_ms - now_ms()
         headers: dict[str, Any] = codec.copy_headers(delivery.attempt + 1, due_at_ms)
         if wait > 0:
@@ -401,6 +403,9 @@ class RabbitMQAdapter:
         receipt = delivery.receipt
         if not isinstance(receipt, Receipt) or not receipt.consumer.owns(receipt):
             return
+        if not self._is_current(receipt.consumer):
+            await receipt.consumer.settle(receipt.delivery_tag, None)
+            return
         try:
             session = await self._conn.session()
             await self._dlq.add(session, entry)
@@ -408,6 +413,11 @@ class RabbitMQAdapter:
             await receipt.consumer.settle(receipt.delivery_tag, requeue=True)
             raise
         await receipt.consumer.settle(receipt.delivery_tag, None)
+
+    def _is_current(self, consumer: SubscriptionConsumer) -> bool:
+        """False when the consumer's subscription (that incarnation) was deleted."""
+        registered = self._registry.get(consumer.subscription_id)
+        return registered is not None and registered.queue == consumer.queue
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Nack with requeue: RabbitMQ puts each back where it was, same attempt header."""
@@ -577,10 +587,12 @@ class RabbitMQAdapter:
         consumer = self._consumers.get(registered.subscription.id)
         if consumer is None:
             return
-        if registered.subscription.paused:
+        # A consumer's prefetch is fixed when it starts (basic.qos only affects new consumers,
+        # and quorum queues refuse a channel-wide one): a new limit means a new consumer.
+        if registered.subscription.paused or consumer.prefetch != max(
+            1, registered.subscription.max_in_flight
+        ):
             self._retire(consumer)
-        elif consumer.prefetch != registered.subscription.max_in_flight:
-            self._spawn(consumer.set_prefetch(max(1, registered.subscription.max_in_flight)))
 
     def _on_deleted(self, registered: Registered, live: bool) -> None:
         """Stop consuming; while following live, also delete the queue (idempotent)."""
@@ -693,6 +705,11 @@ class RabbitMQAdapter:
                     del self._scheduled[subscription_id]
 
     # -- maintenance ----------------------------------------------------------------------
+
+    def subscription_queue(self, subscription_id: str) -> str | None:
+        """Name of the subscription's queue, for operators (``rabbitmqctl``) and tests."""
+        registered = self._registry.get(subscription_id)
+        return registered.queue if registered is not None else None
 
     async def destroy(self) -> None:
         """Delete every exchange, queue and stream of this prefix (tests, decommissioning).

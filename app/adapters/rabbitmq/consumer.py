@@ -126,13 +126,6 @@ class SubscriptionConsumer:
         if not self.consuming and not self.leased:
             await self.stop()
 
-    async def set_prefetch(self, prefetch: int) -> None:
-        """Follow a changed ``max_in_flight``."""
-        if prefetch != self.prefetch and self._underlay is not None and self.open:
-            with contextlib.suppress(*BROKER_ERRORS):
-                await self._underlay.basic_qos(prefetch_count=prefetch)
-        self.prefetch = prefetch
-
     async def pause(self) -> None:
         """Stop receiving; unleased messages go back now, leased ones when settled."""
         if self._paused:
