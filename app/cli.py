@@ -19,11 +19,13 @@ DEFAULT_OPENAPI_PATH = "openapi/openapi.json"
 
 def app_from_env() -> Any:
     """Factory used by uvicorn workers (``--workers N``): settings from HOOKLINE_CONFIG + env."""
+    from app.api.http_server import server_options
     from app.main import create_app
     from app.observability.logging import setup_logging
 
     settings = load_settings()
     setup_logging(settings.logging.level, settings.logging.json_format)
+    server_options(settings.limits)  # this worker's protocol class gets the configured bound
     return create_app(settings)
 
 
@@ -42,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP API and the dispatcher."""
     import uvicorn
 
+    from app.api.http_server import server_options
     from app.main import create_app
     from app.observability.logging import setup_logging
 
@@ -59,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "timeout_graceful_shutdown": max(1, settings.delivery.shutdown_grace_ms // 1000 + 1),
         "server_header": False,
+        **server_options(settings.limits),
     }
     if args.workers > 1:
         uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **common)

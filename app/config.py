@@ -90,6 +90,8 @@ class LimitSettings(BaseModel):
     max_batch: int = Field(1000, ge=1, le=10_000)
     max_delay_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
     idempotency_ttl_ms: int = Field(24 * 3600 * 1000, ge=1000)
+    max_headers: int = Field(100, ge=16, le=1000)
+    max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
 
 
 class LoggingSettings(BaseModel):

@@ -14,7 +14,12 @@ from app import __version__
 from app.adapters.base import AdapterError, QueueAdapter
 from app.adapters.factory import build_adapter
 from app.api import dlq, functions, messages, ops, subscriptions, topics
-from app.api.errors import ApiError, BodyLimitMiddleware, install_error_handlers
+from app.api.errors import (
+    ApiError,
+    BodyLimitMiddleware,
+    HeaderLimitMiddleware,
+    install_error_handlers,
+)
 from app.api.schemas import SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.config import ConfigError, Settings
@@ -163,4 +168,9 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
     for module in (messages, subscriptions, dlq, topics, functions, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_headers=settings.limits.max_headers,
+        max_header_bytes=settings.limits.max_header_bytes,
+    )
     return app

@@ -1,6 +1,8 @@
 """One error shape for every failure: ``{"error": {"code", "message", "details"?}}``.
 
-Also the request-body limit (413), enforced before anything reads the body.
+Also the request limits enforced before any router runs: the body (413) and the header
+count and size (431). The server protocol (:mod:`app.api.http_server`) bounds the head
+before it is buffered; the middleware here gives the same answer under any ASGI server.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.adapters.base import (
@@ -34,9 +37,11 @@ _STATUS_CODES = {
     406: "not_acceptable",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
+    431: "headers_too_large",
     503: "unavailable",
 }
 
@@ -75,6 +80,23 @@ def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
     return cleaned
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's and FastAPI's own errors (404, 405, body parsing) in the error shape."""
+    if exc.status_code == 400:
+        # FastAPI's only 400: a body that is not UTF-8 JSON. The contract says 422.
+        return error_response(
+            422,
+            "validation_error",
+            "body: not valid JSON",
+            [{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}],
+        )
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers or None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every exception the API can meet onto the error shape."""
 
@@ -89,11 +111,7 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(p for p in first["loc"] if p != "body") or "body"
         return error_response(422, "validation_error", f"{where}: {first['msg']}", details)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "error")
-        headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
     @app.exception_handler(BackendUnavailableError)
     async def _unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
@@ -133,6 +151,84 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 _RETRY = {"Retry-After": "1"}
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path.
+
+    Starlette's own 405 names only the methods of the first route matching the path,
+    but GET and POST on one path are two routes here. Each method is tried against the
+    router, so included (nested) routers answer for themselves.
+    """
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def json_error_bytes(code: str, message: str) -> bytes:
+    """The error shape, serialised, for answers sent below the router."""
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+async def send_json_error(send: Send, status: int, code: str, message: str) -> None:
+    """Answer with the error shape straight on the ASGI channel and close the connection."""
+    body = json_error_bytes(code, message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class HeaderLimitMiddleware:
+    """Answers 431 when a request has more than ``max_headers`` headers or their names
+    and values add up to more than ``max_header_bytes``.
+
+    Nothing hookline offers needs many or large headers; a request that has them is
+    either broken or an attempt to make every layer below copy them around.
+    """
+
+    def __init__(self, app: ASGIApp, max_headers: int, max_header_bytes: int) -> None:
+        """Wrap ``app``."""
+        self._app = app
+        self._max_headers = max_headers
+        self._max_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http":
+            headers = scope.get("headers", ())
+            if len(headers) > self._max_headers:
+                await send_json_error(
+                    send,
+                    431,
+                    "headers_too_large",
+                    f"a request may carry at most {self._max_headers} headers",
+                )
+                return
+            size = sum(len(name) + len(value) for name, value in headers)
+            if size > self._max_bytes:
+                await send_json_error(
+                    send,
+                    431,
+                    "headers_too_large",
+                    f"request headers are larger than {self._max_bytes} bytes",
+                )
+                return
+        await self._app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -193,23 +289,6 @@ class BodyLimitMiddleware:
         await self._app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request body is larger than {self._limit} bytes",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_json_error(
+            send, 413, "payload_too_large", f"request body is larger than {self._limit} bytes"
         )
-        await send({"type": "http.response.body", "body": body})

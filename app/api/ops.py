@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import Credentials, RuntimeDep, authorize
-from app.api.schemas import HealthOut, ReadyOut
+from app.api.schemas import ErrorOut, HealthOut, ReadyOut
 
 router = APIRouter(tags=["operations"])
 
@@ -33,9 +33,20 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+    },
+    # The key is needed only with auth.protect_metrics: the bearer scheme OR nothing.
+    openapi_extra={"security": [{}]},
+)
 async def metrics(runtime: RuntimeDep, credentials: Credentials) -> Response:
-    """Counters, latency histograms and per-subscription gauges."""
+    """Counters, latency histograms and per-subscription gauges (see the README)."""
     if runtime.settings.auth.protect_metrics:
         authorize(runtime, credentials, "admin")
     topics = await runtime.adapter.list_topics()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from app.core.signing import is_valid_secret
 from app.core.topics import TOPIC_PATTERN
@@ -19,12 +26,28 @@ MAX_MESSAGE_HEADERS = 32
 DAY_MS = 86_400_000
 
 Topic = str
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+"
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's ``integer`` includes ``3.0``; pydantic's strict ``int`` does not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_whole_number)]
+"""An integer as JSON means it: ``3`` or ``3.0``, never ``true`` or ``"3"``."""
 
 
 class Strict(BaseModel):
-    """Unknown fields are an error: a typo must not be silently ignored."""
+    """Unknown fields are an error: a typo must not be silently ignored.
 
-    model_config = ConfigDict(extra="forbid")
+    Types are strict too: ``"delay_ms": false`` or ``"max_retries": "3"`` is a 422, not a
+    quiet 0 or 3, so what the spec says is exactly what the API takes.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_headers(headers: dict[str, str] | None, limit: int, *, reserved: bool) -> None:
@@ -50,7 +73,7 @@ class MessageIn(Strict):
     """One message to publish."""
 
     data: Any = Field(description="Any JSON value; delivered as-is.")
-    delay_ms: int = Field(0, ge=0, description="Deliver no earlier than this many ms from now.")
+    delay_ms: Int = Field(0, ge=0, description="Deliver no earlier than this many ms from now.")
     headers: dict[str, str] | None = Field(
         None, description="Message attributes, visible to conditions as `headers`."
     )
@@ -108,27 +131,32 @@ class BatchOut(BaseModel):
 class RetryIn(Strict):
     """Retry policy; every field optional (defaults, then the engine's metadata, fill in)."""
 
-    max_retries: int | None = Field(None, ge=0, le=100, description="Retries after the first try.")
-    retry_delay_ms: int | None = Field(None, ge=0, le=DAY_MS)
+    max_retries: Int | None = Field(None, ge=0, le=100, description="Retries after the first try.")
+    retry_delay_ms: Int | None = Field(None, ge=0, le=DAY_MS)
     backoff: Literal["exponential", "fixed"] | None = None
-    max_delay_ms: int | None = Field(None, ge=0, le=7 * DAY_MS)
+    max_delay_ms: Int | None = Field(None, ge=0, le=7 * DAY_MS)
     jitter: float | None = Field(None, ge=0, le=1)
 
 
 class QueueInfrastructure(BaseModel):
     """The engine's ``metadata.infrastructure.queue`` block."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
-    max_retries: int | None = Field(None, ge=0, le=100)
-    retry_delay_ms: int | None = Field(None, ge=0, le=DAY_MS)
+    max_retries: Int | None = Field(None, ge=0, le=100)
+    retry_delay_ms: Int | None = Field(None, ge=0, le=DAY_MS)
     dead_letter_topic: str | None = Field(None, pattern=TOPIC_PATTERN)
 
 
 class SubscriptionFields(Strict):
     """Fields shared by create, replace and patch."""
 
-    url: str | None = Field(None, description="http(s) URL that receives POSTs.")
+    url: str | None = Field(
+        None,
+        max_length=MAX_URL_LENGTH,
+        pattern=URL_PATTERN,
+        description="http(s) URL that receives POSTs.",
+    )
     condition: str | None = Field(
         None, max_length=4096, description="CEL over `data`, `topic`, `headers`."
     )
@@ -139,8 +167,8 @@ class SubscriptionFields(Strict):
         "dead_letter_topic}` is read as in the engine.",
     )
     dead_letter_topic: str | None = Field(None, pattern=TOPIC_PATTERN)
-    timeout_ms: int | None = Field(None, ge=100, le=300_000)
-    max_in_flight: int | None = Field(None, ge=1, le=1000)
+    timeout_ms: Int | None = Field(None, ge=100, le=300_000)
+    max_in_flight: Int | None = Field(None, ge=1, le=1000)
     headers: dict[str, str] | None = None
     secret: str | None = Field(
         None, description="Signing secret (`whsec_...`); generated when absent, none if null."
@@ -197,7 +225,11 @@ class SubscriptionIn(SubscriptionFields):
 
     id: str | None = Field(None, pattern=ID_PATTERN, description="Generated when absent.")
     topic: str = Field(pattern=TOPIC_PATTERN)
-    url: str = Field(description="http(s) URL that receives POSTs.")
+    url: str = Field(
+        max_length=MAX_URL_LENGTH,
+        pattern=URL_PATTERN,
+        description="http(s) URL that receives POSTs.",
+    )
 
     @model_validator(mode="after")
     def _url_required(self) -> SubscriptionIn:
@@ -210,7 +242,7 @@ class SubscriptionReplace(SubscriptionFields):
     """A full replacement (``PUT``): absent fields go back to their defaults."""
 
     topic: str = Field(pattern=TOPIC_PATTERN)
-    url: str
+    url: str = Field(max_length=MAX_URL_LENGTH, pattern=URL_PATTERN)
 
 
 class SubscriptionPatch(SubscriptionFields):

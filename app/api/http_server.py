@@ -1,0 +1,80 @@
+"""uvicorn's HTTP protocol with a bound on the request head (request line and headers).
+
+uvicorn's default parser (httptools) sets no limit of its own: a client can send megabytes of
+headers, or one endless header, and the server buffers all of it before the app sees the
+request. :class:`BoundedHeadProtocol` counts the bytes of a head that is still arriving and
+answers ``431`` (in hookline's JSON error shape) once it passes the limit, so a head never
+costs more memory than that. The exact count and size rules, with their messages, are
+applied to complete heads by :class:`app.api.errors.HeaderLimitMiddleware`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.api.errors import json_error_bytes
+from app.config import LimitSettings
+
+URL_ALLOWANCE = 16 * 1024
+"""What a head may hold besides its headers: the request line with its URL."""
+
+
+def head_limit(limits: LimitSettings) -> int:
+    """The most bytes one request head may take: headers, their framing and the URL."""
+    framing = 4 * limits.max_headers  # ": " and CRLF around every header
+    return limits.max_header_bytes + framing + URL_ALLOWANCE
+
+
+def server_options(limits: LimitSettings) -> dict[str, Any]:
+    """The uvicorn keyword arguments that bound request heads (also under ``--http h11``)."""
+    limit = head_limit(limits)
+    BoundedHeadProtocol.max_head_bytes = limit
+    return {"http": BoundedHeadProtocol, "h11_max_incomplete_event_size": limit}
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """httptools' protocol, refusing a head that grows past ``max_head_bytes``."""
+
+    max_head_bytes: ClassVar[int] = head_limit(LimitSettings())
+
+    _head_open = False
+    _head_bytes = 0
+
+    def on_message_begin(self) -> None:
+        """A new request starts: its head is open and nothing of it was counted."""
+        super().on_message_begin()
+        self._head_open = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        """The head is complete; its exact size is judged by the middleware."""
+        self._head_open = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse, then refuse the request if its unfinished head is over the limit.
+
+        The chunk in which a request begins is counted whole (it may also end the
+        previous request): an overcount of at most one read, on the safe side.
+        """
+        super().data_received(data)
+        if not self._head_open or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > self.max_head_bytes:
+            self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        body = json_error_bytes(
+            "headers_too_large",
+            f"request line and headers are larger than {self.max_head_bytes} bytes",
+        )
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self.transport.close()
