@@ -27,13 +27,36 @@ class BlockedDestinationError(OSError):
     """Every address of a destination is refused by the guard."""
 
 
+def literal_address(host: str) -> IPAddress | None:
+    """The address ``host`` spells, or None when it is a name that needs resolving.
+
+    Besides the usual forms this reads the shorthands the C resolver accepts without any
+    DNS lookup (``127.1``, ``0x7f.0.0.1``, ``2130706433``), so they are refused at save
+    time like ``127.0.0.1`` instead of slipping through as "names".
+    """
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not host or not all(c in "0123456789abcdefABCDEFxX." for c in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 def is_blocked_address(address: IPAddress) -> bool:
-    """Loopback, private, link-local, metadata, multicast, unspecified, reserved: blocked."""
+    """Anything but a globally routable unicast address: loopback, private, link-local,
+    cloud metadata, shared (CGNAT), multicast, unspecified, reserved, documentation...
+    """
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
     return (
         address in METADATA_ADDRESSES
+        or not address.is_global
         or address.is_loopback
         or address.is_private
         or address.is_link_local
@@ -71,11 +94,8 @@ class DestinationGuard:
     def check_url(self, url: str) -> str | None:
         """Why ``url`` is refused when its host is a literal blocked address, else None."""
         host = urlsplit(url).hostname or ""
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return None
-        if self.allows_address(address, host):
+        address = literal_address(host)
+        if address is None or self.allows_address(address, host):
             return None
         return f"destination {host} is a loopback, private or metadata address"
 
@@ -85,12 +105,17 @@ class DestinationGuard:
 
 
 class GuardedResolver(AbstractResolver):
-    """An aiohttp resolver that drops blocked addresses from every answer."""
+    """An aiohttp resolver that drops blocked addresses from every answer.
 
-    def __init__(self, guard: DestinationGuard) -> None:
-        """Wrap the default threaded resolver."""
+    aiohttp connects only to what its resolver returns, so the addresses checked here are
+    exactly the ones connected to: a name that answered a public address when the
+    subscription was saved and answers 127.0.0.1 now (DNS rebinding) is refused now.
+    """
+
+    def __init__(self, guard: DestinationGuard, inner: AbstractResolver | None = None) -> None:
+        """Wrap ``inner`` (the default threaded resolver when None)."""
         self._guard = guard
-        self._inner = ThreadedResolver()
+        self._inner = inner or ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
