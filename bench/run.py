@@ -231,7 +231,15 @@ async def main_async(args: argparse.Namespace) -> int:
                     log(f"preparing the {peer} venv in {venvs}")
                     await peer_runner.ensure_venv(venvs, peer, processes)
         receiver = await start_receiver(processes, workdir)
-        ctx = Context(processes, receiver, workdir, sizes, run_id, share_process=args.quick)
+        ctx = Context(
+            processes,
+            receiver,
+            workdir,
+            sizes,
+            run_id,
+            share_process=args.quick,
+            profile=args.profile,
+        )
         if "receiver" in wanted:
             results["receiver"] = await guarded(
                 "receiver ceiling", lambda: scenarios.receiver_ceiling(ctx), errors, True
@@ -339,6 +347,9 @@ def main() -> None:
         help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}",
     )
     parser.add_argument("--output", help="also write the markdown here")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the hookline process in timed phases"
+    )
     parser.add_argument(
         "--wait-quiet",
         type=float,

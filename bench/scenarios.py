@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.common import PYTHON, Processes, make_data, percentile
 from bench.loadgen import closed_loop, open_loop
+from bench.profiling import sampled, summarize
 from bench.rawhttp import Connection, build_request
 from bench.receiver import fate
 from bench.service import AMQP_URL, REDIS_URL, Hookline, adapter_setup, cleanup_backend
@@ -133,11 +134,27 @@ class Context:
     sizes: Sizes
     run_id: str
     share_process: bool = False
+    profile: bool = False
     notes: list[str] = field(default_factory=list)
     shared: dict[str, Hookline] = field(default_factory=dict)
 
     def unique(self, what: str) -> str:
         return f"bench.{what}.{uuid.uuid4().hex[:8]}"
+
+    def profiled(self, hookline: Hookline, phase: str) -> Any:
+        """py-spy on hookline during a timed phase (with ``--profile``)."""
+        return sampled(hookline.pid, self.profile_path(hookline, phase), self.profile)
+
+    def profile_path(self, hookline: Hookline, phase: str) -> Path:
+        return self.workdir / f"profile-{hookline.setup.kind}-{phase}.txt"
+
+    def profile_summary(self, hookline: Hookline, phase: str, result: dict[str, Any]) -> None:
+        if not self.profile:
+            return
+        text = summarize(self.profile_path(hookline, phase))
+        out = self.workdir / f"profile-{hookline.setup.kind}-{phase}-summary.txt"
+        out.write_text(text + "\n")
+        result.setdefault("profiles", []).append(str(out))
 
 
 def check_delivered(
@@ -217,26 +234,28 @@ async def publish(ctx: Context, kind: str) -> dict[str, Any]:
         await closed_loop(
             "127.0.0.1", hookline.port, singles, 1, 8, min(500, sizes.publish_single_n), 5
         )
-        single = await closed_loop(
-            "127.0.0.1",
-            hookline.port,
-            singles,
-            1,
-            sizes.publish_concurrency,
-            sizes.publish_single_n,
-            sizes.publish_seconds,
-        )
-        batch = await closed_loop(
-            "127.0.0.1",
-            hookline.port,
-            batches,
-            100,
-            sizes.batch_concurrency,
-            sizes.publish_batch_n,
-            sizes.publish_seconds,
-        )
+        async with ctx.profiled(hookline, "publish-single"):
+            single = await closed_loop(
+                "127.0.0.1",
+                hookline.port,
+                singles,
+                1,
+                sizes.publish_concurrency,
+                sizes.publish_single_n,
+                sizes.publish_seconds,
+            )
+        async with ctx.profiled(hookline, "publish-batch"):
+            batch = await closed_loop(
+                "127.0.0.1",
+                hookline.port,
+                batches,
+                100,
+                sizes.batch_concurrency,
+                sizes.publish_batch_n,
+                sizes.publish_seconds,
+            )
         await hookline.delete_subscription(sub)
-        return {
+        result = {
             "single_rate": single.rate,
             "single_errors": single.errors,
             "single_messages": single.messages,
@@ -246,6 +265,9 @@ async def publish(ctx: Context, kind: str) -> dict[str, Any]:
             "statuses": {**single.statuses, **batch.statuses},
             "lost": [],
         }
+        ctx.profile_summary(hookline, "publish-single", result)
+        ctx.profile_summary(hookline, "publish-batch", result)
+        return result
     finally:
         await stop_hookline(ctx, hookline)
 
@@ -280,16 +302,17 @@ async def drain(ctx: Context, kind: str) -> dict[str, Any]:
         ids = await prequeue(hookline, topic, n, [sub])
         await ctx.receiver.reset(fail=False)
         await asyncio.sleep(0.5)
-        cpu_before = hookline.cpu()
-        started = time.monotonic()
-        await hookline.resume(sub)
-        stats = await ctx.receiver.wait_for(n, drain_timeout(n))
-        cpu = hookline.cpu() - cpu_before
+        async with ctx.profiled(hookline, "drain"):
+            cpu_before = hookline.cpu()
+            started = time.monotonic()
+            await hookline.resume(sub)
+            stats = await ctx.receiver.wait_for(n, drain_timeout(n))
+            cpu = hookline.cpu() - cpu_before
         rss, hwm = hookline.memory()
         seconds = (stats["last_new_ok_t"] or time.monotonic()) - started
         checked = check_delivered(await ctx.receiver.dump(), "drain", ids)
         await hookline.delete_subscription(sub)
-        return {
+        result = {
             "n": n,
             "rate": checked["delivered"] / seconds if seconds > 0 else 0.0,
             "seconds": seconds,
@@ -299,6 +322,8 @@ async def drain(ctx: Context, kind: str) -> dict[str, Any]:
             "duplicates": checked["duplicates"],
             "lost": checked["lost"],
         }
+        ctx.profile_summary(hookline, "drain", result)
+        return result
     finally:
         await stop_hookline(ctx, hookline)
 
@@ -353,14 +378,15 @@ async def latency(ctx: Context, kind: str) -> dict[str, Any]:
         )
         await ctx.receiver.wait_for(len(warm.sent_at), 30)
         await ctx.receiver.reset(fail=False)
-        result = await open_loop(
-            "127.0.0.1",
-            hookline.port,
-            path,
-            lambda i: bodies[i % len(bodies)],
-            sizes.latency_rate,
-            sizes.latency_seconds,
-        )
+        async with ctx.profiled(hookline, "latency"):
+            result = await open_loop(
+                "127.0.0.1",
+                hookline.port,
+                path,
+                lambda i: bodies[i % len(bodies)],
+                sizes.latency_rate,
+                sizes.latency_seconds,
+            )
         ids = list(result.sent_at)
         await ctx.receiver.wait_for(len(ids), 60)
         dump = await ctx.receiver.dump()
@@ -376,7 +402,7 @@ async def latency(ctx: Context, kind: str) -> dict[str, Any]:
                 continue
             latencies.append((record[2] - sent) * 1000)
         await hookline.delete_subscription(sub)
-        return {
+        figures = {
             "rate": sizes.latency_rate,
             "seconds": sizes.latency_seconds,
             "sent": result.sent,
@@ -392,6 +418,8 @@ async def latency(ctx: Context, kind: str) -> dict[str, Any]:
             "duplicates": checked["duplicates"],
             "lost": checked["lost"],
         }
+        ctx.profile_summary(hookline, "latency", figures)
+        return figures
     finally:
         await stop_hookline(ctx, hookline)
 

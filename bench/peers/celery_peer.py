@@ -40,7 +40,9 @@ app.conf.update(
 http = urllib3.PoolManager(maxsize=128, retries=False, timeout=urllib3.Timeout(10))
 
 
-@app.task(bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True)
+@app.task(
+    name="bench.deliver", bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True
+)
 def deliver(self, message_id: str, body: str) -> None:
     """POST one message; a failure is retried with a countdown, then the task fails."""
     headers = {"Content-Type": "application/json", "webhook-id": message_id}
