@@ -74,8 +74,9 @@ async def closed_loop(
 class OpenLoopResult:
     sent: int = 0
     errors: int = 0
+    unanswered: int = 0
     seconds: float = 0.0
-    # message id -> monotonic time the request was written
+    # message id -> monotonic time the request was due (the latency clock starts there)
     sent_at: dict[str, float] = field(default_factory=dict)
     lag_ms: list[float] = field(default_factory=list)
     connections: int = 0
@@ -89,31 +90,43 @@ async def open_loop(
     rate: float,
     seconds: float,
     initial_connections: int = 16,
+    max_connections: int = 256,
+    drain_s: float = 30.0,
 ) -> OpenLoopResult:
-    """POST at ``rate`` per second for ``seconds``; remember when each id was sent."""
+    """POST at ``rate`` per second for ``seconds``; remember when each id was due.
+
+    A request whose time has come takes an idle connection, or opens one (up to
+    ``max_connections``), or waits for one: that wait counts in its latency, since the clock
+    starts when the request was due, not when it could be written (no coordinated omission).
+    ``lag_ms`` is how late the generator itself woke up.
+    """
     result = OpenLoopResult()
-    idle: list[Connection] = [await Connection.open(host, port) for _ in range(initial_connections)]
-    result.connections = len(idle)
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(initial_connections):
+        idle.put_nowait(await Connection.open(host, port))
+    result.connections = initial_connections
     total = int(rate * seconds)
     pending: set[asyncio.Task[None]] = set()
+    everyone: list[Connection] = []
 
-    async def one(seq: int) -> None:
-        connection = idle.pop() if idle else None
-        if connection is None:
-            connection = await Connection.open(host, port)
+    async def one(seq: int, due: float) -> None:
+        if idle.empty() and result.connections < max_connections:
             result.connections += 1
+            connection = await Connection.open(host, port)
+            everyone.append(connection)
+        else:
+            connection = await idle.get()
         raw = build_request("POST", host, port, path, make_body(seq))
-        written = time.monotonic()
         try:
             status, body = await connection.request(raw)
         except HttpError:
             result.errors += 1
             return
-        idle.append(connection)
+        idle.put_nowait(connection)
         if status != 202:
             result.errors += 1
             return
-        result.sent_at[json.loads(body)["id"]] = written
+        result.sent_at[json.loads(body)["id"]] = due
 
     started = time.monotonic()
     for seq in range(total):
@@ -122,13 +135,18 @@ async def open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         result.lag_ms.append(max(0.0, (time.monotonic() - due) * 1000))
-        task = asyncio.create_task(one(seq))
+        task = asyncio.create_task(one(seq, due))
         pending.add(task)
         task.add_done_callback(pending.discard)
         result.sent += 1
     if pending:
-        await asyncio.wait(pending, timeout=30)
+        _, still = await asyncio.wait(pending, timeout=drain_s)
+        result.unanswered = len(still)
+        for task in still:
+            task.cancel()
     result.seconds = time.monotonic() - started
-    for connection in idle:
+    while not idle.empty():
+        idle.get_nowait().close()
+    for connection in everyone:
         connection.close()
     return result

@@ -40,7 +40,7 @@ async def sampled(pid: int, out: Path, enabled: bool) -> AsyncIterator[None]:
         "--pid",
         str(pid),
         "--rate",
-        "250",
+        "100",
         "--format",
         "raw",
         "--nonblocking",

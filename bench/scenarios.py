@@ -44,6 +44,7 @@ class Sizes:
     fanout_n: int
     failures_n: int
     receiver_n: int
+    settle_s: float = 0.5
     concurrency: int = 64
     publish_concurrency: int = 32
     batch_concurrency: int = 8
@@ -63,8 +64,8 @@ FULL = Sizes(
     receiver_n=100_000,
 )
 QUICK = Sizes(
-    publish_single_n=300,
-    publish_batch_n=3_000,
+    publish_single_n=200,
+    publish_batch_n=2_000,
     publish_seconds=2.0,
     drain_n=500,
     backlog_n=1_000,
@@ -72,8 +73,9 @@ QUICK = Sizes(
     latency_seconds=1.0,
     fanout_subs=3,
     fanout_n=100,
-    failures_n=400,
+    failures_n=300,
     receiver_n=2_000,
+    settle_s=0.1,
 )
 
 
@@ -301,7 +303,7 @@ async def drain(ctx: Context, kind: str) -> dict[str, Any]:
         )
         ids = await prequeue(hookline, topic, n, [sub])
         await ctx.receiver.reset(fail=False)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(ctx.sizes.settle_s)
         async with ctx.profiled(hookline, "drain"):
             cpu_before = hookline.cpu()
             started = time.monotonic()
@@ -342,7 +344,7 @@ async def backlog(ctx: Context, kind: str) -> dict[str, Any]:
         )
         _, base = hookline.memory()
         await prequeue(hookline, topic, n, [sub])
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(ctx.sizes.settle_s * 2)
         rss, hwm = hookline.memory()
         stats = await hookline.call("GET", f"/v1/topics/{topic}")
         await hookline.delete_subscription(sub)
@@ -373,6 +375,7 @@ async def latency(ctx: Context, kind: str) -> dict[str, Any]:
         path = f"/v1/topics/{topic}/messages"
         total = int(sizes.latency_rate * sizes.latency_seconds)
         bodies = message_bodies(min(total, 2000))
+        await ctx.receiver.reset(fail=False)
         warm = await open_loop(
             "127.0.0.1", hookline.port, path, lambda i: bodies[i % len(bodies)], 200, 1.0
         )
@@ -408,6 +411,7 @@ async def latency(ctx: Context, kind: str) -> dict[str, Any]:
             "sent": result.sent,
             "accepted": len(ids),
             "publish_errors": result.errors,
+            "unanswered": result.unanswered,
             "p50_ms": percentile(latencies, 0.50),
             "p95_ms": percentile(latencies, 0.95),
             "p99_ms": percentile(latencies, 0.99),
@@ -441,7 +445,7 @@ async def fanout(ctx: Context, kind: str) -> dict[str, Any]:
         ]
         ids = await prequeue(hookline, topic, sizes.fanout_n, subs)
         await ctx.receiver.reset(fail=False)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(ctx.sizes.settle_s)
         expected = len(ids) * len(subs)
         cpu_before = hookline.cpu()
         started = time.monotonic()
