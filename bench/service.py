@@ -25,6 +25,9 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 """Redis db 13 is the bench's own; keys are still under a unique prefix per run."""
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
+HOOKLINE_DIR: dict[str, Path | None] = {"path": None}
+"""``--hookline-dir``: run ``app`` from another checkout (to measure a proposed change)."""
+
 ADAPTER_CLASSES = {
     "builtin": "modules::queue::BuiltinQueueAdapter",
     "redis": "modules::queue::RedisAdapter",
@@ -101,7 +104,9 @@ class Hookline:
         path.write_text(yaml.safe_dump(doc))
         self.port = free_port()
         argv = [PYTHON, "-m", "app.cli", "serve", "--config", str(path), "--port", str(self.port)]
-        self.process = await self.processes.start(self.name, argv)
+        other = HOOKLINE_DIR["path"]
+        env = {"PYTHONPATH": str(other)} if other else None
+        self.process = await self.processes.start(self.name, argv, env=env, cwd=other)
         self.client = httpx.AsyncClient(base_url=self.url, timeout=60)
         for _ in range(600):
             if self.process.returncode is not None:
