@@ -22,10 +22,12 @@ def app_from_env() -> Any:
     from app.api.http_server import server_options
     from app.main import create_app
     from app.observability.logging import setup_logging
+    from app.observability.tracing import configure_tracing
 
     settings = load_settings()
     setup_logging(settings.logging.level, settings.logging.json_format)
     server_options(settings.limits)  # this worker's protocol class gets the configured bound
+    configure_tracing()
     return create_app(settings)
 
 
@@ -47,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.api.http_server import server_options
     from app.main import create_app
     from app.observability.logging import setup_logging
+    from app.observability.tracing import configure_tracing
 
     settings = _load(args.config)
     if args.workers > 1 and settings.adapter.kind == "builtin":
@@ -55,6 +58,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "one process. Use modules::queue::RedisAdapter or RabbitMQAdapter."
         )
     setup_logging(settings.logging.level, settings.logging.json_format)
+    if args.workers == 1:
+        configure_tracing()  # with several workers, each one does it in app_from_env
     common: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

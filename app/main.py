@@ -31,6 +31,7 @@ from app.dispatch.payload import USER_AGENT
 from app.dispatch.sender import WebhookSender
 from app.dispatch.supervisor import Dispatcher
 from app.observability.metrics import DispatchMetrics
+from app.observability.tracing import instrument
 from app.runtime import Runtime
 
 logger = logging.getLogger("hookline")
@@ -173,4 +174,5 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         max_headers=settings.limits.max_headers,
         max_header_bytes=settings.limits.max_header_bytes,
     )
+    instrument(app)
     return app

@@ -16,6 +16,7 @@ from app.core.ids import new_secret
 from app.core.models import RetryPolicy, Subscription
 from app.core.signing import mask_secret
 from app.dispatch.guard import DestinationGuard
+from app.observability.redact import mask_url_credentials
 
 
 def _queue_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -104,16 +105,3 @@ def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> Subscr
     raw["secret"] = subscription.secret if reveal_secret else mask_secret(subscription.secret)
     raw["url"] = mask_url_credentials(subscription.url)
     return SubscriptionOut(**raw)
-
-
-def mask_url_credentials(url: str) -> str:
-    """Hide a password embedded in a URL (``https://user:***@host/``)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from app.adapters.base import OutgoingMessage, QueueAdapter
 from app.core.ids import new_message_id
 from app.core.models import JSON, Envelope, now_ms
-from app.core.tracing import publish_span
+from app.core.tracing import annotate_publish, publish_span
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,7 @@ class Publisher:
                     results.append(PublishResult(message_id, duplicate=False))
                 if outgoing:
                     await self._adapter.publish(outgoing)
+                annotate_publish([r.id for r in results])
             except BaseException:
                 for key in claimed:
                     try:

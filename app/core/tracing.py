@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from opentelemetry import context as context_api
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 _tracer = trace.get_tracer("hookline")
 
@@ -32,10 +32,16 @@ def _attached(context: Context) -> Iterator[None]:
 def publish_span(topic: str, carrier: Mapping[str, str]) -> Iterator[dict[str, str]]:
     """A PRODUCER span ``{topic} publish`` continuing ``carrier``; yields the context to store.
 
-    The yielded dict holds ``traceparent`` (and ``baggage``) of the span, or of the caller
-    when no tracer provider records spans, so the trace survives either way.
+    The parent is the current span when there is one (the API request's server span, which
+    already continues the caller's headers), else ``carrier``. The yielded dict holds
+    ``traceparent`` (and ``baggage``) of the span, or of the caller when no tracer provider
+    records spans, so the trace survives either way.
     """
-    parent = propagate.extract(dict(carrier)) if carrier else context_api.get_current()
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid or not carrier:
+        parent = context_api.get_current()
+    else:
+        parent = propagate.extract(dict(carrier))
     with (
         _attached(parent),
         _tracer.start_as_current_span(
@@ -44,6 +50,7 @@ def publish_span(topic: str, carrier: Mapping[str, str]) -> Iterator[dict[str, s
             attributes={
                 "messaging.system": "hookline",
                 "messaging.operation.type": "send",
+                "messaging.operation.name": "publish",
                 "messaging.destination.name": topic,
             },
         ),
@@ -80,6 +87,7 @@ def delivery_span(
             attributes={
                 "messaging.system": "hookline",
                 "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
                 "messaging.destination.name": topic,
                 "messaging.message.id": message_id,
                 "messaging.consumer.group.name": subscription_id,
@@ -94,3 +102,28 @@ def delivery_span(
         if "baggage" not in outbound and baggage:
             outbound["baggage"] = baggage
         yield span, outbound
+
+
+def annotate_publish(message_ids: list[str]) -> None:
+    """Put what a publish produced on its (current) PRODUCER span."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    if len(message_ids) == 1:
+        span.set_attribute("messaging.message.id", message_ids[0])
+    else:
+        span.set_attribute("messaging.batch.message_count", len(message_ids))
+
+
+def annotate_attempt(
+    span: trace.Span, status: int | None, reason: str, ok: bool, url_host: str | None
+) -> None:
+    """Put one attempt's outcome on its CONSUMER span; a failed attempt is an error."""
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    if url_host:
+        span.set_attribute("server.address", url_host)
+    span.set_attribute("hookline.delivery.outcome", reason)
+    if not ok:
+        span.set_attribute("error.type", reason)
+        span.set_status(Status(StatusCode.ERROR, reason))

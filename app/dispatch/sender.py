@@ -17,6 +17,7 @@ import aiohttp
 
 from app.core.outcome import BLOCKED, SendResult
 from app.dispatch.guard import BlockedDestinationError
+from app.observability.redact import redact
 
 EXCERPT_CHARS = 1024
 
@@ -80,61 +81,90 @@ class WebhookSender:
     async def send(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout_ms: int
     ) -> SendResult:
-        """POST once; the whole exchange (connect, send, read) is bounded by ``timeout_ms``."""
+        """POST once; the whole exchange (connect, send, read) is bounded by ``timeout_ms``.
+
+        A failure's excerpt says how far the exchange got (no answer, or the status and
+        how much of the body), with credentials masked, so the DLQ tells an operator what
+        the receiver did.
+        """
         if self._session is None:
             raise RuntimeError("WebhookSender.start() was not called")
         started = time.perf_counter()
+        progress = _Progress()
         try:
             async with asyncio.timeout(timeout_ms / 1000):
                 async with self._session.post(
                     url, data=body, headers=dict(headers), allow_redirects=False
                 ) as response:
-                    excerpt = await self._read_excerpt(response)
-                    status = response.status
+                    progress.status = response.status
+                    excerpt = await self._read_excerpt(response, progress)
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
-            return SendResult(None, "timeout", duration_ms=_since(started))
+            return self._failed("timeout", progress.timed_out(timeout_ms), started)
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedDestinationError):
-                return SendResult(None, BLOCKED, str(exc.os_error), duration_ms=_since(started))
-            return SendResult(
-                None, "connection_error", str(exc)[:EXCERPT_CHARS], duration_ms=_since(started)
-            )
+                return self._failed(BLOCKED, str(exc.os_error), started)
+            return self._failed("connection_error", str(exc), started)
         except BlockedDestinationError as exc:
-            return SendResult(None, BLOCKED, str(exc), duration_ms=_since(started))
+            return self._failed(BLOCKED, str(exc), started)
         except aiohttp.ClientResponseError as exc:
-            return SendResult(None, "invalid_response", str(exc)[:200], duration_ms=_since(started))
+            return self._failed("invalid_response", progress.failed(exc), started)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return SendResult(
-                None,
-                "connection_error",
-                f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS],
-                duration_ms=_since(started),
-            )
+            return self._failed("connection_error", progress.failed(exc), started)
         return SendResult(
-            status,
-            _reason(status),
+            progress.status,
+            _reason(progress.status),
             excerpt,
             retry_after_ms=retry_after,
             duration_ms=_since(started),
         )
 
-    async def _read_excerpt(self, response: aiohttp.ClientResponse) -> str | None:
-        """Read at most ``max_response_bytes``; keep the start as text for the DLQ."""
+    @staticmethod
+    def _failed(reason: str, detail: str, started: float) -> SendResult:
+        return SendResult(None, reason, redact(detail)[:EXCERPT_CHARS], duration_ms=_since(started))
+
+    async def _read_excerpt(
+        self, response: aiohttp.ClientResponse, progress: _Progress
+    ) -> str | None:
+        """Read at most ``max_response_bytes``; keep the start as text for the DLQ.
+
+        The rest of a longer body is never read: leaving the response closes the
+        connection instead of draining gigabytes into it.
+        """
         limit = self._max_response_bytes
         if limit <= 0:
             return None
         chunks: list[bytes] = []
-        size = 0
-        while size < limit:
-            chunk = await response.content.read(limit - size)
+        while progress.body_bytes < limit:
+            chunk = await response.content.read(limit - progress.body_bytes)
             if not chunk:
                 break
             chunks.append(chunk)
-            size += len(chunk)
+            progress.body_bytes += len(chunk)
         if not chunks:
             return None
-        return b"".join(chunks)[:EXCERPT_CHARS].decode("utf-8", "replace")
+        return redact(b"".join(chunks)[:EXCERPT_CHARS].decode("utf-8", "replace"))
+
+
+class _Progress:
+    """How far one exchange got, to describe a failure."""
+
+    def __init__(self) -> None:
+        self.status: int = 0
+        self.body_bytes = 0
+
+    def _where(self) -> str:
+        if not self.status:
+            return "before any response"
+        return f"after status {self.status} and {self.body_bytes} body bytes"
+
+    def timed_out(self, timeout_ms: int) -> str:
+        if not self.status:
+            return f"no response within {timeout_ms} ms"
+        return f"response not complete within {timeout_ms} ms ({self._where()})"
+
+    def failed(self, exc: BaseException) -> str:
+        return f"{type(exc).__name__} {self._where()}: {exc}"
 
 
 def _since(started: float) -> float:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from app.adapters.base import QueueAdapter
 from app.core.conditions import Condition, ConditionEvaluationError, compile_condition
@@ -17,7 +18,7 @@ from app.core.ids import new_dlq_id
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
-from app.core.tracing import delivery_span
+from app.core.tracing import annotate_attempt, delivery_span
 from app.dispatch.payload import build_body, build_headers
 from app.dispatch.sender import WebhookSender
 
@@ -118,7 +119,7 @@ class SubscriptionWorker:
         while not self._stopping.is_set():
             free = self._subscription.max_in_flight - len(self._tasks)
             if free <= 0:
-                await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                await self._slot_or_stop()
                 continue
             try:
                 deliveries = await self._adapter.receive(self._subscription, free, RECEIVE_WAIT_MS)
@@ -142,6 +143,18 @@ class SubscriptionWorker:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._tasks[task] = delivery
                 task.add_done_callback(self._forget)
+
+    async def _slot_or_stop(self) -> None:
+        """Wait until an attempt ends or :meth:`stop` is called.
+
+        Waiting on the attempts alone would make a stop wait for a hung receiver's whole
+        ``timeout_ms`` before the grace period even starts.
+        """
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([*self._tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
@@ -188,9 +201,9 @@ class SubscriptionWorker:
             result = await self._sender.send(
                 subscription.url, body, headers, subscription.timeout_ms
             )
-            if result.status is not None:
-                span.set_attribute("http.response.status_code", result.status)
-            span.set_attribute("hookline.delivery.outcome", result.reason)
+            annotate_attempt(
+                span, result.status, result.reason, result.ok, urlsplit(subscription.url).hostname
+            )
         self._metrics.attempt(subscription, result)
         return classify(result, delivery.attempt, subscription.retry)
 
