@@ -45,7 +45,7 @@ def serve(tmp_path: Path, config_path: Path) -> Iterator[Any]:
     async def start(*args: str) -> ServeProcess:
         process = ServeProcess(config_path, tmp_path / f"serve{len(started)}.log", *args)
         started.append(process)
-        await asyncio.to_thread(process.wait_ready)
+        await asyncio.to_thread(process.wait_ready, 60.0)
         return process
 
     try:
@@ -168,7 +168,7 @@ async def test_workers_flag_shares_one_redis(serve: Any, receiver: Receiver) -> 
     topic = "orders.workers"
     await subscribe(process, topic, receiver.url("/w"), max_in_flight=5)
     await publish_batch(process, topic, range(100))
-    await receiver.wait_for(100, "/w", within_s=30)
+    await receiver.wait_for(100, "/w", within_s=60)
     assert set(numbers(receiver, "/w")) == set(range(100))
 
 

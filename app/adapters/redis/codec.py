@@ -43,10 +43,13 @@ def receipt_of(delivery: Delivery) -> Receipt:
 def decode_leases(
     subscription_id: str, topic: str, flat: Sequence[str], start: int
 ) -> list[Delivery]:
-    """Deliveries from the receive script's ``kind, id, attempt, envelope`` quadruples."""
+    """Deliveries from the receive script's one string per lease (fields joined by newlines).
+
+    Compact JSON never holds a raw newline, so splitting on the first three is exact.
+    """
     deliveries = []
-    for i in range(start, len(flat) - 3, 4):
-        kind, entry_id, attempt, raw = flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
+    for packed in flat[start:]:
+        kind, entry_id, attempt, raw = packed.split("\n", 3)
         source: Source = "q" if kind == "q" else "t"
         deliveries.append(
             Delivery(
