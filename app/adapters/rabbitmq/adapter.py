@@ -358,11 +358,14 @@ class RabbitMQAdapter:
         await receipt.consumer.settle(receipt.delivery_tag, None)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack each delivery on the channel it came from (void receipts are skipped)."""
+        """Ack on the channel each came from, coalesced (void receipts are skipped)."""
+        batches: dict[SubscriptionConsumer, list[int]] = {}
         for delivery in deliveries:
             receipt = delivery.receipt
             if isinstance(receipt, Receipt) and receipt.consumer.owns(receipt):
-                await receipt.consumer.settle(receipt.delivery_tag, None)
+                batches.setdefault(receipt.consumer, []).append(receipt.delivery_tag)
+        for consumer, tags in batches.items():
+            await consumer.ack_many(tags)
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
         """Publish attempt+1 into the ladder (or straight back if due), confirmed, then ack."""

@@ -126,6 +126,27 @@ class SubscriptionConsumer:
         if not self.consuming and not self.leased:
             await self.stop()
 
+    async def ack_many(self, delivery_tags: list[int]) -> None:
+        """Ack a batch with as few frames as possible.
+
+        Every tag below the smallest tag still leased is acked by one ``multiple`` ack:
+        tags are handed out in increasing order and the buffer only holds larger ones,
+        so such an ack covers exactly the settled messages. Only the rest go one by one.
+        """
+        tags = sorted(t for t in delivery_tags if t in self.leased)
+        self.leased.difference_update(tags)
+        underlay = self._underlay
+        if tags and underlay is not None and self.open:
+            floor = min(self.leased, default=None)
+            below = [t for t in tags if floor is None or t < floor]
+            with contextlib.suppress(*BROKER_ERRORS):
+                if below:
+                    await underlay.basic_ack(below[-1], multiple=True, wait=False)
+                for tag in tags[len(below) :]:
+                    await underlay.basic_ack(tag, wait=False)
+        if not self.consuming and not self.leased:
+            await self.stop()
+
     async def pause(self) -> None:
         """Stop receiving; unleased messages go back now, leased ones when settled."""
         if self._paused:
