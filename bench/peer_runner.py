@@ -3,8 +3,8 @@
 They pin other versions of ``redis`` than hookline, so each gets its own venv, by default
 under ``~/.cache/hookline-bench/venvs`` (``HOOKLINE_BENCH_VENVS`` or ``--venvs`` moves it;
 the cache outlives a fresh clone, so CI's quick mode does not reinstall every time). Both
-use Redis db 14, which the bench owns: it is flushed before and after each peer run (never
-the whole server).
+use Redis db 14 with names unique to the run; afterwards the run's keys are deleted (no
+FLUSHDB, so two bench runs can share the machine; never FLUSHALL).
 """
 
 from __future__ import annotations
@@ -73,15 +73,22 @@ async def ensure_venv(venvs: Path, peer: str, processes: Processes) -> Path:
     return python
 
 
-async def flush_peer_db() -> None:
-    """FLUSHDB on the bench's own db 14 (never FLUSHALL)."""
+async def delete_run_keys(run: str) -> int:
+    """Delete the keys of one peer run (its queue, jobs, bindings) from db 14.
+
+    No FLUSHDB: two bench runs may share the machine, and each only removes its own keys.
+    """
     from redis.asyncio import Redis
 
     redis = Redis.from_url(PEER_REDIS_URL)
+    deleted = 0
     try:
-        await redis.flushdb()
+        keys = [k async for k in redis.scan_iter(match=f"*{run}*", count=1000)]
+        for start in range(0, len(keys), 500):
+            deleted += int(await redis.delete(*keys[start : start + 500]))
     finally:
         await redis.aclose()
+    return deleted
 
 
 def tree_cpu_and_rss(pid: int) -> tuple[float, float]:
@@ -153,7 +160,6 @@ async def run_peer(
         "BENCH_MAX_JOBS": str(ctx.sizes.concurrency),
         "PYTHONPATH": str(ROOT),
     }
-    await flush_peer_db()
     ids = [f"{peer}-{run}-{i}" for i in range(n)]
     doomed = {i for i in ids if fail and fate(i) == "always_fail"}
     attempts = FAILURE_RETRY["max_retries"] + 1
@@ -192,7 +198,7 @@ async def run_peer(
             "lost": checked["lost"],
         }
     finally:
-        await flush_peer_db()
+        await delete_run_keys(run)
 
 
 def celery_worker_argv(pool: str, concurrency: int, queue_hint: str) -> list[str]:
