@@ -174,6 +174,17 @@ def table(results: dict[str, Any]) -> str:
             ["-", "-"],
         ),
         (
+            "publish CPU-seconds per 1,000 messages (single / batch)",
+            [
+                _cell(
+                    scen(k, "publish"),
+                    lambda r: f"{fmt(r['single_cpu_per_1k'], 3)} / {fmt(r['batch_cpu_per_1k'], 3)}",
+                )
+                for k in ADAPTERS
+            ],
+            ["-", "-"],
+        ),
+        (
             "drain, 1 subscription (deliveries/s)",
             [_cell(scen(k, "drain"), lambda r: fmt(r["rate"])) for k in ADAPTERS],
             [

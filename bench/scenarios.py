@@ -236,6 +236,7 @@ async def publish(ctx: Context, kind: str) -> dict[str, Any]:
         await closed_loop(
             "127.0.0.1", hookline.port, singles, 1, 8, min(500, sizes.publish_single_n), 5
         )
+        cpu0 = hookline.cpu()
         async with ctx.profiled(hookline, "publish-single"):
             single = await closed_loop(
                 "127.0.0.1",
@@ -246,6 +247,7 @@ async def publish(ctx: Context, kind: str) -> dict[str, Any]:
                 sizes.publish_single_n,
                 sizes.publish_seconds,
             )
+        cpu1 = hookline.cpu()
         async with ctx.profiled(hookline, "publish-batch"):
             batch = await closed_loop(
                 "127.0.0.1",
@@ -256,9 +258,12 @@ async def publish(ctx: Context, kind: str) -> dict[str, Any]:
                 sizes.publish_batch_n,
                 sizes.publish_seconds,
             )
+        cpu2 = hookline.cpu()
         await hookline.delete_subscription(sub)
         result = {
             "single_rate": single.rate,
+            "single_cpu_per_1k": (cpu1 - cpu0) / max(1, single.messages) * 1000,
+            "batch_cpu_per_1k": (cpu2 - cpu1) / max(1, batch.messages) * 1000,
             "single_errors": single.errors,
             "single_messages": single.messages,
             "batch_rate": batch.rate,
