@@ -546,11 +546,17 @@ class RabbitMQAdapter:
             raise unavailable("create subscription", exc) from exc
 
     async def update_subscription(self, subscription: Subscription) -> None:
-        """Store the new definition; every instance applies it (pause, prefetch...)."""
+        """Store the new definition; every instance applies it (pause, prefetch...).
+
+        An id unknown even after catching up with the registry is created, as the
+        builtin adapter does.
+        """
+        session = await self._conn.session()
+        if self._registry.get(subscription.id) is None:
+            await self._registry.log.catch_up(session)
         if self._registry.get(subscription.id) is None:
             await self.create_subscription(subscription)
             return
-        session = await self._conn.session()
         await self._registry.update(session, subscription)
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
