@@ -14,6 +14,7 @@ from app.adapters.base import QueueAdapter
 from app.core.conditions import compile_condition
 from app.core.ids import new_secret
 from app.core.models import Subscription
+from app.observability.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.subscriptions")
 
@@ -107,6 +108,7 @@ class SubscriptionService:
             extra={
                 "subscription_id": subscription.id,
                 "topic": subscription.topic,
+                "url": mask_url_credentials(subscription.url),
                 "paused": subscription.paused,
             },
         )

@@ -21,6 +21,7 @@ from app.core.publisher import PublishRequest
 from app.core.tracing import annotate_attempt, delivery_span
 from app.dispatch.payload import build_body, build_headers
 from app.dispatch.sender import WebhookSender
+from app.observability.redact import mask_url_credentials
 
 if TYPE_CHECKING:
     from app.core.publisher import Publisher
@@ -264,6 +265,7 @@ class SubscriptionWorker:
                 extra={
                     "subscription_id": subscription.id,
                     "topic": message.topic,
+                    "url": mask_url_credentials(subscription.url),
                     "message_id": message.id,
                     "attempts": delivery.attempt,
                     "status": error.status,
