@@ -230,22 +230,18 @@ class RabbitMQAdapter:
         self, session: Session, registered: Registered, prefetch: int
     ) -> SubscriptionConsumer:
         sub_id = registered.subscription.id
+        prefetch = max(1, prefetch)
+        current = self._consumers.get(sub_id)
+        if current is not None and _usable(current, session, registered, prefetch):
+            return current  # the hot path: no lock
         lock = self._consumer_locks.setdefault(sub_id, asyncio.Lock())
         async with lock:
             current = self._consumers.get(sub_id)
-            if (
-                current is not None
-                and current.consuming
-                and current.generation == session.generation
-                and current.queue == registered.queue
-                and current.prefetch == max(1, prefetch)
-            ):
+            if current is not None and _usable(current, session, registered, prefetch):
                 return current
             if current is not None:
                 self._retire(current)
-            consumer = SubscriptionConsumer(
-                sub_id, registered.queue, max(1, prefetch), session.generation
-            )
+            consumer = SubscriptionConsumer(sub_id, registered.queue, prefetch, session.generation)
             try:
                 await consumer.start(session)
             except BaseException:
@@ -739,6 +735,18 @@ class RabbitMQAdapter:
             await channel.exchange_delete(self.names.ladder_exchange(bit))
         await channel.exchange_delete(self.names.topics)
         await channel.exchange_delete(self.names.direct)
+
+
+def _usable(
+    consumer: SubscriptionConsumer, session: Session, registered: Registered, prefetch: int
+) -> bool:
+    """True if ``consumer`` is the one to take from: same session, queue and prefetch."""
+    return (
+        consumer.consuming
+        and consumer.generation == session.generation
+        and consumer.queue == registered.queue
+        and consumer.prefetch == prefetch
+    )
 
 
 async def _sleep_until(deadline: float) -> None:
