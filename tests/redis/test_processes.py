@@ -14,8 +14,10 @@ import pytest
 from redis.asyncio import Redis
 
 from app.adapters.redis.keys import KeySpace
+from tests.backends import unique
 from tests.process import ServeProcess, write_config
 from tests.receiver import Receiver, Reply
+from tests.redis.servers import RedisServer, require_binaries
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +172,57 @@ async def test_workers_flag_shares_one_redis(serve: Any, receiver: Receiver) -> 
     await publish_batch(process, topic, range(100))
     await receiver.wait_for(100, "/w", within_s=60)
     assert set(numbers(receiver, "/w")) == set(range(100))
+
+
+async def test_serve_answers_503_while_redis_is_down_and_recovers(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    require_binaries("redis-server", "redis-cli")
+    redis = RedisServer(tmp_path / "redis")  # persistent (AOF), but not started yet
+    adapter = {"redis_url": redis.url, "key_prefix": unique("hookline-test"), **LEASES}
+    config = write_config(tmp_path / "down.yaml", "modules::queue::RedisAdapter", adapter)
+    process = ServeProcess(config, tmp_path / "down.log")
+    topic = "orders.outage"
+    try:
+        async with httpx.AsyncClient(base_url=process.url, timeout=10) as client:
+
+            async def status(method: str, path: str, **kw: Any) -> int:
+                try:
+                    return (await client.request(method, path, **kw)).status_code
+                except httpx.TransportError:
+                    return 0
+
+            async def publish_status(n: int) -> int:
+                return await status("POST", f"/v1/topics/{topic}/messages", json={"data": {"n": n}})
+
+            await until(lambda: _is(status("GET", "/healthz"), 200), 60, "hookline serving")
+            assert await status("GET", "/readyz") == 503
+            assert await publish_status(-1) == 503  # down at start: refused, not a false 202
+            assert process.log().count("redis unreachable") == 1
+
+            redis.start()
+            await until(lambda: _is(status("GET", "/readyz"), 200), 30, "ready once Redis is up")
+            await subscribe(process, topic, receiver.url("/outage"))
+            assert await publish_status(0) == 202
+            await receiver.wait_for(1, "/outage")
+
+            redis.kill()
+            codes = {await publish_status(-2) for _ in range(3)}
+            assert codes == {503}, codes  # never 500, never 202
+            await until(lambda: _is(status("GET", "/readyz"), 503), 10, "not ready")
+
+            redis.start()  # same data directory: the subscription is still there
+            await until(lambda: _is(publish_status(1), 202), 30, "publishes accepted again")
+            await receiver.wait_for(2, "/outage", within_s=30)
+        assert set(numbers(receiver, "/outage")) == {0, 1}
+        assert "Traceback" not in process.log()
+    finally:
+        process.close()
+        redis.kill()
+
+
+async def _is(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
 
 
 async def _count(pending: Any, wanted: int) -> bool:
