@@ -27,7 +27,7 @@ from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
 from app.adapters.redis.groups import ConsumerGroups
 from app.adapters.redis.keys import KeySpace
-from app.adapters.redis.leases import Leases
+from app.adapters.redis.leases import PROMOTE_LIMIT, Leases
 from app.adapters.redis.lua_messages import PROMOTE
 from app.adapters.redis.maintenance import Maintenance
 from app.adapters.redis.publishing import Publisher
@@ -40,6 +40,7 @@ from app.core.models import Delivery, DlqEntry, Subscription, TopicStats, now_ms
 logger = logging.getLogger("hookline.redis")
 
 _CLOSE_TIDY_TIMEOUT_S = 2.0
+_STUCK_PROMOTE_PAUSE_MS = 250
 
 
 def default_consumer_name() -> str:
@@ -112,10 +113,17 @@ class RedisAdapter:
         return await self.connection.ping()
 
     async def _promote(self, topic: str, subscription_id: str) -> int | None:
+        """Move due copies; the next due time, or a short pause when nothing could move."""
         tk = self.keys.topic(topic)
         keys = [tk.schedule(subscription_id), tk.queue(subscription_id)]
-        next_due = await self.connection.run(PROMOTE, keys, [now_ms(), 500])
-        return int(float(next_due)) if next_due else None
+        now = now_ms()
+        next_due, moved = await self.connection.run(PROMOTE, keys, [now, PROMOTE_LIMIT])
+        if not next_due:
+            return None
+        due = int(float(next_due))
+        if due <= now and not int(moved):
+            return now + _STUCK_PROMOTE_PAUSE_MS  # Redis is full: do not spin
+        return due
 
     # -- messages -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from app.adapters.base import BackendUnavailableError
+from app.adapters.base import BackendUnavailableError, CapacityExceededError
 from app.adapters.redis.settings import RedisSettings
 
 logger = logging.getLogger("hookline.redis")
@@ -163,12 +163,24 @@ class RedisConnection:
 
     @contextlib.contextmanager
     def translate(self) -> Iterator[None]:
-        """Turn "cannot reach Redis" errors into :class:`BackendUnavailableError`."""
+        """Map Redis failures to the adapter's errors, so the API answers 503, never 500.
+
+        Unreachable (or refusing writes, ``MISCONF``) -> :class:`BackendUnavailableError`;
+        out of memory under ``noeviction`` -> :class:`CapacityExceededError`.
+        """
         try:
             yield
         except UNAVAILABLE as exc:
             self._mark(reachable=False, error=exc)
             raise BackendUnavailableError(f"redis unavailable: {exc}") from exc
+        except rexc.OutOfMemoryError as exc:
+            raise CapacityExceededError(
+                "redis is full (maxmemory reached): receivers are behind, retry later"
+            ) from exc
+        except rexc.ResponseError as exc:
+            if str(exc).startswith("MISCONF"):
+                raise BackendUnavailableError(f"redis refuses writes: {exc}") from exc
+            raise
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` atomically on the slot of ``keys`` (EVALSHA, EVAL when unknown).

@@ -101,10 +101,8 @@ class Leases:
                     )
                     continue
                 deliveries = decode_leases(subscription.id, subscription.topic, reply, _HEADER)
-                if deliveries:
+                if deliveries or status != "nogroup":
                     return deliveries
-                if status != "nogroup":
-                    continue
                 if recovered or not await self._groups.recover(subscription):
                     await _sleep_until(deadline)
                     return []

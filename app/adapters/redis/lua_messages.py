@@ -14,17 +14,23 @@ from __future__ import annotations
 from app.adapters.redis.connection import LuaScript
 
 _PROMOTE = """
+-- Moves due scheduled copies into the subscription's own stream. Best effort: when Redis
+-- is out of memory (noeviction) the XADD is refused, the copies stay scheduled, and the
+-- rest of the calling script (reading, acknowledging: what frees memory) still runs.
 local function promote(sched, queue, now, limit)
   local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
+  local moved = {}
   for _, member in ipairs(due) do
     local a = string.find(member, '|', 1, true)
     local b = string.find(member, '|', a + 1, true)
     local attempt, envelope = string.sub(member, a + 1, b - 1), string.sub(member, b + 1)
-    redis.call('XADD', queue, '*', 'e', envelope, 'a', attempt)
+    local added = redis.pcall('XADD', queue, '*', 'e', envelope, 'a', attempt)
+    if type(added) == 'table' and added.err then break end
+    moved[#moved + 1] = member
   end
-  if #due > 0 then redis.call('ZREM', sched, unpack(due)) end
+  if #moved > 0 then redis.call('ZREM', sched, unpack(moved)) end
   local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-  return nxt[2] or ''
+  return nxt[2] or '', #moved
 end
 """
 
@@ -152,8 +158,9 @@ PROMOTE = LuaScript(
     "promote",
     _PROMOTE
     + """
--- KEYS: schedule, queue; ARGV: now, limit. Returns the next due time or ''.
-return promote(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+-- KEYS: schedule, queue; ARGV: now, limit. Returns {next due time or '', copies moved}.
+local next_due, moved = promote(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+return {next_due, moved}
 """,
 )
 
