@@ -119,3 +119,41 @@ async def test_registry_dlq_and_queues_survive_a_restart(
         [back] = await receive_n(fresh, sub, 1)
         assert back.message.data == 0
         await fresh.ack([back])
+
+
+async def test_memory_alarm_blocks_publishes_not_deliveries(
+    private_rabbit_up: PrivateRabbitNode, private_config: dict[str, Any]
+) -> None:
+    """Under an alarm RabbitMQ blocks publishers: 503 after the publish timeout, while
+    consumers (their own connection) keep draining; a retry that cannot be stored comes
+    back for another attempt instead of being lost."""
+    async with opener(private_config)() as adapter:
+        topic = unique("alarm")
+        sub = make_sub(topic, max_in_flight=10)
+        await adapter.create_subscription(sub)
+        await publish(adapter, *[make_msg(topic, i) for i in range(5)])
+        private_rabbit_up.ctl("set_vm_memory_high_watermark", "0.0000001")
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError):
+                await publish(adapter, make_msg(topic, "blocked"))
+            assert time.monotonic() - started < 5
+            got = await receive_n(adapter, sub, 5)
+            assert sorted(d.message.data for d in got) == [0, 1, 2, 3, 4]
+            with pytest.raises(BackendUnavailableError):
+                await adapter.retry_at(got[0], now_ms() + 10)
+            await adapter.ack(got[1:])
+            [again] = await receive_n(adapter, sub, 1, within=10)  # handed back, same attempt
+            assert (again.message.id, again.attempt) == (got[0].message.id, 1)
+            await adapter.ack([again])
+        finally:
+            private_rabbit_up.ctl("set_vm_memory_high_watermark", "0.4")
+        await eventually(lambda: _publish_works(adapter, topic), within=30)
+
+
+async def _publish_works(adapter: RabbitMQAdapter, topic: str) -> bool:
+    try:
+        await publish(adapter, make_msg(topic, "after-alarm"))
+    except BackendUnavailableError:
+        return False
+    return True

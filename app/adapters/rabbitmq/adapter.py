@@ -73,6 +73,9 @@ logger = logging.getLogger("hookline.rabbitmq")
 IDLE_CONSUMER_S = 30.0
 """A consumer nobody has received from for this long hands its buffer back."""
 
+REQUEUE_PAUSE_S = 1.0
+"""How long a message whose retry or DLQ entry could not be stored waits before requeue."""
+
 _HOUSEKEEPING_S = 5.0
 
 
@@ -316,7 +319,7 @@ class RabbitMQAdapter:
                 await consumer.settle(tag, None)
             else:
                 failure = result
-                await consumer.settle(tag, requeue=True)
+                self._requeue_soon(consumer, tag)
         if failure is not None:
             raise (
                 failure
@@ -391,7 +394,7 @@ class RabbitMQAdapter:
         except aiormq.exceptions.PublishError:
             pass  # unroutable: the subscription's queue was deleted, nothing to retry
         except BackendUnavailableError:
-            await consumer.settle(receipt.delivery_tag, requeue=True)
+            self._requeue_soon(consumer, receipt.delivery_tag)
             raise
         if wait > 0:
             self._note_scheduled(consumer.subscription_id, due_at_ms)
@@ -409,9 +412,22 @@ class RabbitMQAdapter:
             session = await self._conn.session()
             await self._dlq.add(session, entry)
         except BackendUnavailableError:
-            await receipt.consumer.settle(receipt.delivery_tag, requeue=True)
+            self._requeue_soon(receipt.consumer, receipt.delivery_tag)
             raise
         await receipt.consumer.settle(receipt.delivery_tag, None)
+
+    def _requeue_soon(self, consumer: SubscriptionConsumer, delivery_tag: int) -> None:
+        """Hand back a message whose outcome could not be stored, after a pause.
+
+        Publishing failed (broker blocked by an alarm, or going away) while the consumer's
+        channel lives on: requeueing at once would redeliver it in a tight loop.
+        """
+
+        async def later() -> None:
+            await asyncio.sleep(REQUEUE_PAUSE_S)
+            await consumer.settle(delivery_tag, requeue=True)
+
+        self._spawn(later())
 
     def _is_current(self, consumer: SubscriptionConsumer) -> bool:
         """False when the consumer's subscription (that incarnation) was deleted."""
