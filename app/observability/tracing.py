@@ -30,8 +30,12 @@ OTLP_EXPORTERS = {
     "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
 }
-UNTRACED_PATHS = "healthz,readyz,metrics"
-"""Probes and scrapes: frequent, and worthless as traces."""
+UNTRACED_PATHS = ",".join(
+    rf"^[a-z]+://[^/]+/{path}(\?.*)?$" for path in ("healthz", "readyz", "metrics")
+)
+"""Probes and scrapes (frequent, and worthless as traces); regexes over the full URL,
+anchored so a topic or subscription called ``metrics`` is still traced.
+"""
 
 
 def exporter_names(env: Mapping[str, str]) -> list[str]:

@@ -45,6 +45,8 @@ async def test_publish_request_to_receiver_is_one_trace(
         )
         assert published.status_code == 202
         [got] = await receiver.wait_for(1)
+        for probe in ("/healthz", "/readyz", "/metrics"):
+            assert (await hookline.client.get(probe)).status_code == 200
         await eventually(
             lambda: bool(
                 named(list(spans.get_finished_spans()), f"{topic} process", SpanKind.CONSUMER)
@@ -52,6 +54,8 @@ async def test_publish_request_to_receiver_is_one_trace(
         )
     finished = list(spans.get_finished_spans())
     [server] = named(finished, "POST /v1/topics/{topic}/messages", SpanKind.SERVER)
+    server_names = {s.name for s in finished if s.kind == SpanKind.SERVER}
+    assert server_names == {"POST /v1/subscriptions", server.name}  # probes are not traced
     [producer] = named(finished, f"{topic} publish", SpanKind.PRODUCER)
     [consumer] = named(finished, f"{topic} process", SpanKind.CONSUMER)
 
