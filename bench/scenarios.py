@@ -66,14 +66,14 @@ FULL = Sizes(
 QUICK = Sizes(
     publish_single_n=200,
     publish_batch_n=2_000,
-    publish_seconds=2.0,
+    publish_seconds=1.0,
     drain_n=500,
     backlog_n=1_000,
     latency_rate=200.0,
     latency_seconds=1.0,
     fanout_subs=3,
     fanout_n=100,
-    failures_n=300,
+    failures_n=500,
     receiver_n=2_000,
     settle_s=0.1,
 )
@@ -382,7 +382,12 @@ async def latency(ctx: Context, kind: str) -> dict[str, Any]:
         bodies = message_bodies(min(total, 2000))
         await ctx.receiver.reset(fail=False)
         warm = await open_loop(
-            "127.0.0.1", hookline.port, path, lambda i: bodies[i % len(bodies)], 200, 1.0
+            "127.0.0.1",
+            hookline.port,
+            path,
+            lambda i: bodies[i % len(bodies)],
+            200,
+            min(1.0, sizes.latency_seconds / 2),
         )
         await ctx.receiver.wait_for(len(warm.sent_at), 30)
         await ctx.receiver.reset(fail=False)
