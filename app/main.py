@@ -20,7 +20,7 @@ from app.api.errors import (
     HeaderLimitMiddleware,
     install_error_handlers,
 )
-from app.api.schemas import SubscriptionIn
+from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.config import ConfigError, Settings
 from app.core.models import Subscription
@@ -163,6 +163,8 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         docs_url=None if hide_docs else "/docs",
         redoc_url=None,
         openapi_url=None if hide_docs else "/openapi.json",
+        # The request limits apply before any route: every operation can answer them.
+        responses={413: {"model": ErrorOut}, 431: {"model": ErrorOut}},
     )
     app.state.runtime = runtime
     install_error_handlers(app)

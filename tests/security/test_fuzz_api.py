@@ -26,12 +26,18 @@ from tests.security.live_api import live_api
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "fuzz-admin-key-0123"
 EXAMPLES_PER_OPERATION = 15
+REJECTIONS = [400, 401, 403, 404, 405, 406, 409, 415, 422, 428, 429, "5xx"]
+"""schemathesis' default statuses for a refused schema-violating request."""
 
 config = SchemathesisConfig.from_dict(
     {
         "generation": {"max-examples": EXAMPLES_PER_OPERATION, "allow-extra-parameters": False},
         "auth": {"openapi": {"HTTPBearer": {"bearer": ADMIN_KEY}}},
-        "checks": {"positive_data_acceptance": {"enabled": False}},
+        "checks": {
+            "positive_data_acceptance": {"enabled": False},
+            # A body over the size limit is refused before its content is looked at.
+            "negative_data_rejection": {"expected-statuses": [*REJECTIONS, 413, 431]},
+        },
         "suppress-health-check": ["all"],
     }
 )
