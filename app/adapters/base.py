@@ -9,6 +9,11 @@ topic at that moment its own copy (a subscription created later sees only later
 messages). ``receive`` leases copies to one subscription; each lease ends with exactly
 one of ``ack``, ``retry_at``, ``dead_letter`` or ``release``. A lease that never ends
 (the process died) is handed out again by durable adapters: delivery is at-least-once.
+
+During a backend outage ``receive`` waits out its ``wait_ms`` and returns ``[]`` (so the
+dispatcher's loops resume within one wait once the backend is back), while ``publish`` and
+the lease-ending calls raise :class:`BackendUnavailableError`: the dispatcher logs it and
+leaves the lease to be handed out again.
 """
 
 from __future__ import annotations
