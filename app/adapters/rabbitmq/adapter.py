@@ -206,7 +206,12 @@ class RabbitMQAdapter:
         deadline = time.monotonic() + wait_ms / 1000
         registered = self._registry.get(subscription.id)
         session = self._conn.current
-        if session is None or registered is None or registered.subscription.paused:
+        if (
+            max_count <= 0
+            or session is None
+            or registered is None
+            or registered.subscription.paused
+        ):
             if registered is not None and registered.subscription.paused:
                 await self._pause_consumer(subscription.id)
             await _sleep_until(deadline)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from app.config import ConfigError
+
 QueueType = Literal["classic", "quorum"]
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
@@ -15,8 +17,11 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _AGE_RE = re.compile(r"^[0-9]+[YMDhms]$")
 
 
-class RabbitMQConfigError(ValueError):
-    """A bad ``adapter.config`` value; the message names the key, for a one-line start error."""
+class RabbitMQConfigError(ConfigError, ValueError):
+    """A bad ``adapter.config`` value; the message names the key.
+
+    A :class:`app.config.ConfigError`, so ``hookline serve`` stops with that one line.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,8 @@ class RabbitMQConfig:
             "reconnect_max_ms",
             "idempotency_retention",
         }
-        unknown = sorted(set(raw) - known)
+        # HOOKLINE_REDIS_URL may be set for the whole environment: not a RabbitMQ typo.
+        unknown = sorted(set(raw) - known - {"redis_url"})
         if unknown:
             raise RabbitMQConfigError(
                 f"adapter.config.{unknown[0]}: unknown key for RabbitMQAdapter "
