@@ -18,6 +18,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 _tracer = trace.get_tracer("hookline")
 
 
+def tracing_enabled() -> bool:
+    """True once a tracer provider (an SDK) is installed: spans are then worth making."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 @contextmanager
 def _attached(context: Context) -> Iterator[None]:
     """Make ``context`` current (span *and* baggage) for the block."""
@@ -72,7 +77,18 @@ def delivery_span(
     """A CONSUMER span ``{topic} process`` for one attempt, child of the publisher's context.
 
     Yields the span and the ``traceparent``/``baggage`` headers to send to the receiver.
+    Without a tracer provider (nothing exported) the stored headers are passed on as they
+    are, skipping the OpenTelemetry machinery on the hot path: the receiver still joins
+    the publisher's trace.
     """
+    if not tracing_enabled():
+        passthrough: dict[str, str] = {}
+        if traceparent:
+            passthrough["traceparent"] = traceparent
+        if baggage:
+            passthrough["baggage"] = baggage
+        yield trace.INVALID_SPAN, passthrough
+        return
     carrier = {}
     if traceparent:
         carrier["traceparent"] = traceparent
