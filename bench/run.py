@@ -60,7 +60,7 @@ def summary(name: str, result: dict[str, Any]) -> str:
     return f"{name}: {shown}, lost={len(result.get('lost', []))}"
 
 
-QUIET = {"max_busy": 0.25, "within_s": 0.0, "check": 1.0, "budget_s": 600.0}
+QUIET = {"max_busy": 0.25, "within_s": 0.0, "check": 1.0, "budget_s": 300.0}
 """Waiting for a quiet machine: per scenario at most ``within_s``, in all ``budget_s``."""
 
 
@@ -137,8 +137,8 @@ async def run_peers(
     ctx: Context, venvs: Path, results: dict[str, Any], errors: list[str], quick: bool
 ) -> None:
     peers = results["peers"]
-    n = ctx.sizes.drain_n
-    n_fail = ctx.sizes.failures_n
+    n = ctx.sizes.peer_n
+    n_fail = ctx.sizes.peer_failures_n
     if not reachable("127.0.0.1", 6379):
         peers["celery"] = {"all": {"unavailable": "redis is not reachable on 127.0.0.1:6379"}}
         peers["arq"] = {"unavailable": "redis is not reachable on 127.0.0.1:6379"}
@@ -323,7 +323,8 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
         f"Sizes: drain {sizes['drain_n']:,} x ~1 KB; backlog {sizes['backlog_n']:,}; "
         f"latency {sizes['latency_rate']:,.0f} msg/s for {sizes['latency_seconds']:.0f} s; "
         f"fan-out {sizes['fanout_subs']} x {sizes['fanout_n']:,}; "
-        f"failures {sizes['failures_n']:,}; max_in_flight {sizes['concurrency']}."
+        f"failures {sizes['failures_n']:,}; peers: drain {sizes['peer_n']:,}, failures "
+        f"{sizes['peer_failures_n']:,}; max_in_flight {sizes['concurrency']}."
     )
     busy = busy_scenarios(results)
     if busy:

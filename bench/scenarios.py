@@ -44,6 +44,8 @@ class Sizes:
     fanout_n: int
     failures_n: int
     receiver_n: int
+    peer_n: int
+    peer_failures_n: int
     settle_s: float = 0.5
     concurrency: int = 64
     publish_concurrency: int = 32
@@ -59,9 +61,11 @@ FULL = Sizes(
     latency_rate=1000.0,
     latency_seconds=30.0,
     fanout_subs=10,
-    fanout_n=5_000,
+    fanout_n=3_000,
     failures_n=10_000,
     receiver_n=100_000,
+    peer_n=20_000,
+    peer_failures_n=5_000,
 )
 QUICK = Sizes(
     publish_single_n=200,
@@ -75,6 +79,8 @@ QUICK = Sizes(
     fanout_n=100,
     failures_n=500,
     receiver_n=2_000,
+    peer_n=500,
+    peer_failures_n=500,
     settle_s=0.1,
 )
 
