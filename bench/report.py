@@ -135,6 +135,18 @@ def _cell(entry: Any, render: Any) -> str:
         return f"? ({exc})"
 
 
+def latency_cell(point: dict[str, Any] | None) -> str:
+    if not point:
+        return "-"
+    text = (
+        f"{fmt(point['p50_ms'], 1)} / {fmt(point['p95_ms'], 1)} / {fmt(point['p99_ms'], 1)}"
+        f" at {fmt(point['rate'])}/s"
+    )
+    if point.get("unanswered") or point.get("accepted", 0) < point.get("sent", 0):
+        text += f" (overloaded: {fmt(point['accepted'])} of {fmt(point['sent'])} accepted in time)"
+    return text
+
+
 def table(results: dict[str, Any]) -> str:
     adapters = results.get("adapters", {})
     ceilings = results.get("ceilings", {})
@@ -235,14 +247,14 @@ def table(results: dict[str, Any]) -> str:
             ["-", "-"],
         ),
         (
-            "latency p50 / p95 / p99, first attempts (ms)",
+            "latency p50 / p95 / p99, first attempts (ms), at the issue's rate",
+            [_cell(scen(k, "latency"), latency_cell) for k in ADAPTERS],
+            ["-", "-"],
+        ),
+        (
+            "the same at a rate hookline keeps up with",
             [
-                _cell(
-                    scen(k, "latency"),
-                    lambda r: (
-                        f"{fmt(r['p50_ms'], 1)} / {fmt(r['p95_ms'], 1)} / {fmt(r['p99_ms'], 1)}"
-                    ),
-                )
+                _cell(scen(k, "latency"), lambda r: latency_cell(r.get("low_rate")))
                 for k in ADAPTERS
             ],
             ["-", "-"],
