@@ -8,12 +8,14 @@ with any Standard Webhooks library.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
+@functools.lru_cache(maxsize=4096)
 def secret_key_bytes(secret: str) -> bytes:
     """The HMAC key of a secret: base64 after ``whsec_``; other strings are used as UTF-8."""
     if secret.startswith(SECRET_PREFIX):

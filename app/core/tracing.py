@@ -20,7 +20,8 @@ _tracer = trace.get_tracer("hookline")
 
 def tracing_enabled() -> bool:
     """True once a tracer provider (an SDK) is installed: spans are then worth making."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    # The module global avoids get_tracer_provider()'s environment lookup on every call.
+    return getattr(trace, "_TRACER_PROVIDER", None) is not None
 
 
 @contextmanager

@@ -75,6 +75,7 @@ class DestinationGuard:
         self.allow_private_networks = allow_private_networks
         self._hosts: set[str] = set()
         self._networks: list[Network] = []
+        self._verdicts: dict[str, str | None] = {}
         for item in allowed_hosts:
             try:
                 self._networks.append(ipaddress.ip_network(item, strict=False))
@@ -100,8 +101,20 @@ class DestinationGuard:
         return f"destination {host} is a loopback, private or metadata address"
 
     async def check(self, url: str) -> str | None:
-        """Delivery-time check for literal addresses (names are checked by the resolver)."""
-        return self.check_url(url)
+        """Delivery-time check for literal addresses (names are checked by the resolver).
+
+        Runs once per attempt, so the answer is remembered per URL (the rules never change
+        while the process runs).
+        """
+        if self.allow_private_networks:
+            return None
+        try:
+            return self._verdicts[url]
+        except KeyError:
+            if len(self._verdicts) > 10_000:
+                self._verdicts.clear()
+            verdict = self._verdicts[url] = self.check_url(url)
+            return verdict
 
 
 class GuardedResolver(AbstractResolver):

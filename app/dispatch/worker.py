@@ -62,6 +62,7 @@ class SubscriptionWorker:
         self._acks: list[Delivery] = []
         self._ack_wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._ack_task: asyncio.Task[None] | None = None
 
@@ -94,6 +95,7 @@ class SubscriptionWorker:
     async def stop(self, grace_s: float) -> None:
         """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
         self._stopping.set()
+        self._slot_freed.set()
         if self._loop_task is not None:
             await self._loop_task
         if self._tasks:
@@ -150,15 +152,20 @@ class SubscriptionWorker:
 
         Waiting on the attempts alone would make a stop wait for a hung receiver's whole
         ``timeout_ms`` before the grace period even starts.
+        One event, set by every ending attempt and by :meth:`stop`, costs O(1) per wait
+        (``asyncio.wait`` on every running attempt would cost O(max_in_flight)).
         """
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait([*self._tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
+        self._slot_freed.clear()
+        if self._stopping.is_set() or len(self._tasks) < self._subscription.max_in_flight:
+            return
+        await self._slot_freed.wait()
+        # Let attempts finishing in the same loop turn free their slots as well, so the
+        # next receive leases a batch instead of a single message.
+        await asyncio.sleep(0)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        self._slot_freed.set()
 
     async def _ack_loop(self) -> None:
         while True:
@@ -202,9 +209,14 @@ class SubscriptionWorker:
             result = await self._sender.send(
                 subscription.url, body, headers, subscription.timeout_ms
             )
-            annotate_attempt(
-                span, result.status, result.reason, result.ok, urlsplit(subscription.url).hostname
-            )
+            if span.is_recording():
+                annotate_attempt(
+                    span,
+                    result.status,
+                    result.reason,
+                    result.ok,
+                    urlsplit(subscription.url).hostname,
+                )
         self._metrics.attempt(subscription, result)
         return classify(result, delivery.attempt, subscription.retry)
 
