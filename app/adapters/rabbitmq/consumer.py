@@ -22,6 +22,10 @@ from pamqp.commands import Basic
 
 from app.adapters.rabbitmq.connection import BROKER_ERRORS, Session
 
+ACK_LINGER_S = 0.002
+"""Longest wait before delivered messages are acked (batched), unless a quarter of the
+prefetch is waiting already."""
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
@@ -49,6 +53,9 @@ class SubscriptionConsumer:
         self._tag: str | None = None
         self._cancelled = False
         self._paused = False
+        self._lock = asyncio.Lock()
+        self._done: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def open(self) -> bool:
@@ -114,37 +121,67 @@ class SubscriptionConsumer:
         )
 
     async def settle(self, delivery_tag: int, requeue: bool | None) -> None:
-        """Ack (``requeue`` None) or nack a leased message; a dead channel makes it a no-op."""
-        self.leased.discard(delivery_tag)
-        underlay = self._underlay
-        if underlay is not None and self.open:
-            with contextlib.suppress(*BROKER_ERRORS):
-                if requeue is None:
-                    await underlay.basic_ack(delivery_tag, wait=False)
-                else:
-                    await underlay.basic_nack(delivery_tag, requeue=requeue, wait=False)
-        if not self.consuming and not self.leased:
-            await self.stop()
+        """Ack (``requeue`` None) or nack one leased message now; no-op on a dead channel."""
+        async with self._lock:
+            self.leased.discard(delivery_tag)
+            underlay = self._underlay
+            if underlay is not None and self.open:
+                with contextlib.suppress(*BROKER_ERRORS):
+                    if requeue is None:
+                        await underlay.basic_ack(delivery_tag, wait=False)
+                    else:
+                        await underlay.basic_nack(delivery_tag, requeue=requeue, wait=False)
+        await self._stop_if_drained()
 
     async def ack_many(self, delivery_tags: list[int]) -> None:
-        """Ack a batch with as few frames as possible.
+        """Ack delivered messages, batched: they are sent within ``ACK_LINGER_S``.
 
-        Every tag below the smallest tag still leased is acked by one ``multiple`` ack:
-        tags are handed out in increasing order and the buffer only holds larger ones,
-        so such an ack covers exactly the settled messages. Only the rest go one by one.
+        Batching lets one ``multiple`` ack cover many messages (see :meth:`_flush`), which
+        saves frames, syscalls and broker work on every delivery. A crash inside the
+        linger redelivers those messages, as a lost ack would: at-least-once either way.
         """
-        tags = sorted(t for t in delivery_tags if t in self.leased)
+        tags = [t for t in delivery_tags if t in self.leased]
+        if not tags:
+            return
         self.leased.difference_update(tags)
-        underlay = self._underlay
-        if tags and underlay is not None and self.open:
+        self._done.extend(tags)
+        if len(self._done) >= max(1, self.prefetch // 4):
+            await self._flush()
+        elif self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
+        await self._stop_if_drained()
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(ACK_LINGER_S)
+        finally:
+            self._flusher = None
+        await self._flush()
+        await self._stop_if_drained()
+
+    async def _flush(self) -> None:
+        """Send the batched acks with as few frames as possible.
+
+        Every tag below the smallest tag still leased goes in one ``multiple`` ack: tags
+        are handed out in increasing order and the buffer only holds larger ones, so such
+        an ack covers exactly settled messages. The lock keeps frames in the order the
+        lease set changed, so a pending nack is never overtaken by an ack covering it.
+        """
+        async with self._lock:
+            done, self._done = sorted(self._done), []
+            underlay = self._underlay
+            if not done or underlay is None or not self.open:
+                return
             floor = min(self.leased, default=None)
-            below = [t for t in tags if floor is None or t < floor]
+            below = [t for t in done if floor is None or t < floor]
             with contextlib.suppress(*BROKER_ERRORS):
                 if below:
                     await underlay.basic_ack(below[-1], multiple=True, wait=False)
-                for tag in tags[len(below) :]:
+                for tag in done[len(below) :]:
                     await underlay.basic_ack(tag, wait=False)
-        if not self.consuming and not self.leased:
+
+    async def _stop_if_drained(self) -> None:
+        if not self.consuming and not self.leased and not self._done and self._channel:
             await self.stop()
 
     async def pause(self) -> None:
@@ -153,25 +190,29 @@ class SubscriptionConsumer:
             return
         self._paused = True
         self._wakeup.set()
-        underlay, tag = self._underlay, self._tag
-        buffered = [m.delivery_tag for m in self._buffer if m.delivery_tag is not None]
-        self._buffer.clear()
-        if underlay is not None and self.open:
-            with contextlib.suppress(*BROKER_ERRORS):
-                if tag is not None and not self._cancelled:
-                    await underlay.basic_cancel(tag)
-                for delivery_tag in buffered:
-                    await underlay.basic_nack(delivery_tag, requeue=True, wait=False)
-        if not self.leased:
-            await self.stop()
+        async with self._lock:
+            underlay, tag = self._underlay, self._tag
+            buffered = [m.delivery_tag for m in self._buffer if m.delivery_tag is not None]
+            self._buffer.clear()
+            if underlay is not None and self.open:
+                with contextlib.suppress(*BROKER_ERRORS):
+                    if tag is not None and not self._cancelled:
+                        await underlay.basic_cancel(tag)
+                    for delivery_tag in buffered:
+                        await underlay.basic_nack(delivery_tag, requeue=True, wait=False)
+        await self._stop_if_drained()
 
     async def stop(self) -> None:
-        """Close the channel: everything unacked on it goes back to the queue."""
-        channel, self._channel = self._channel, None
+        """Send pending acks, then close the channel: the rest goes back to the queue."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
         self._paused = True
+        self._wakeup.set()
+        await self._flush()
+        channel, self._channel = self._channel, None
         self._buffer.clear()
         self.leased.clear()
-        self._wakeup.set()
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
                 await channel.close()
