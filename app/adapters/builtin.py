@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from app.adapters.base import (
     OutgoingMessage,
     SubscriptionExistsError,
 )
+from app.core.codec import encode_json
 from app.core.models import (
     Delivery,
     DlqEntry,
@@ -125,7 +125,7 @@ class BuiltinQueueAdapter:
 
     @staticmethod
     def _size(envelope: Envelope) -> int:
-        return len(json.dumps(envelope.data, separators=(",", ":"))) + 200
+        return len(encode_json(envelope.data)) + 200
 
     # -- messages -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ trace and sends the headers on, so the receiver joins the same trace.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -16,6 +17,27 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 _tracer = trace.get_tracer("hookline")
+
+
+_TRACEPARENT = re.compile(
+    r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+)
+
+
+def _valid_context(carrier: Mapping[str, str]) -> dict[str, str]:
+    """The caller's ``traceparent`` (when well formed) and ``baggage``, stored as they came.
+
+    Used when no tracer provider is installed: the same result as extracting and
+    re-injecting through OpenTelemetry, at a fraction of the cost on the publish path.
+    """
+    traceparent = carrier.get("traceparent", "").strip().lower()
+    if not _TRACEPARENT.match(traceparent):
+        return {}
+    stored = {"traceparent": traceparent}
+    baggage = carrier.get("baggage", "").strip()
+    if baggage and len(baggage) <= 8192:
+        stored["baggage"] = baggage
+    return stored
 
 
 def tracing_enabled() -> bool:
@@ -43,6 +65,9 @@ def publish_span(topic: str, carrier: Mapping[str, str]) -> Iterator[dict[str, s
     ``traceparent`` (and ``baggage``) of the span, or of the caller when no tracer provider
     records spans, so the trace survives either way.
     """
+    if not tracing_enabled():
+        yield _valid_context(carrier)
+        return
     current = trace.get_current_span().get_span_context()
     if current.is_valid or not carrier:
         parent = context_api.get_current()

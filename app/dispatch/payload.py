@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 
-import orjson
-
 from app import __version__
+from app.core.codec import encode_json
 from app.core.models import Delivery, Subscription
 from app.core.signing import sign
 
@@ -57,16 +55,6 @@ def build_body(subscription: Subscription, delivery: Delivery) -> bytes:
             envelope["dead_letter"] = message.dead_letter
         document = envelope
     return encode_json(document)
-
-
-def encode_json(document: object) -> bytes:
-    """Compact UTF-8 JSON; orjson on the hot path, the stdlib for what orjson refuses
-    (integers beyond 64 bits, which JSON allows and Python parses).
-    """
-    try:
-        return orjson.dumps(document)
-    except TypeError:
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def build_headers(
