@@ -58,7 +58,8 @@ async def test_exponential_retry_delays_are_real(open_rabbit: OpenAdapter) -> No
             assert now_ms() >= due
         assert attempts == [2, 3, 4, 5, 6]
         for wanted, got in zip((50, 100, 200, 400, 800), measured, strict=True):
-            assert wanted <= got <= wanted * 1.2 + 120, measured
+            assert wanted <= got <= wanted * 1.25 + 200, measured  # real, never early
+        assert measured[-1] > 6 * measured[0], measured  # exponential, not flat
         await adapter.ack([delivery])
 
 
@@ -84,7 +85,7 @@ async def test_odd_jittered_delays_are_not_rounded(open_rabbit: OpenAdapter) -> 
                 await adapter.ack([d])
         assert arrived.keys() == waits.keys()
         for message_id, wanted in waits.items():
-            assert wanted <= arrived[message_id] <= wanted + 150, (wanted, arrived[message_id])
+            assert wanted <= arrived[message_id] <= wanted + 250, (wanted, arrived[message_id])
 
 
 async def test_delayed_publish_fans_out_at_publish_time(open_rabbit: OpenAdapter) -> None:

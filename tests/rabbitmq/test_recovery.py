@@ -56,18 +56,28 @@ async def test_retries_delays_and_dlq_survive_an_adapter_restart(open_rabbit: Op
         due = now_ms() + 400
         await first.retry_at(retry, due)
         await first.dead_letter(dead, dlq_entry(dead))
-        await publish(first, make_msg(topic, "delayed"), at=now_ms() + 300)
+        delayed_due = now_ms() + 300
+        await publish(first, make_msg(topic, "delayed"), at=delayed_due)
         await publish(first, make_msg(topic, "unread"))
 
     async with open_rabbit() as second:  # a new process on the same broker and prefix
         assert await second.get_subscription(sub.id) == sub
         assert await second.dlq_count(topic, sub.id) == 1
-        [unread] = await receive_n(second, sub, 1)
-        assert unread.message.data == "unread"
-        got = await receive_n(second, sub, 2)
-        assert now_ms() >= due
-        assert sorted((d.message.data, d.attempt) for d in got) == [("delayed", 1), ("retry", 2)]
-        await second.ack([unread, *got])
+        arrived: dict[str, int] = {}
+        got = []
+        while len(got) < 3:
+            batch = await receive_n(second, sub, 1)
+            assert batch, f"only {got} arrived"
+            got += batch
+            arrived[batch[0].message.data] = now_ms()
+        assert sorted((d.message.data, d.attempt) for d in got) == [
+            ("delayed", 1),
+            ("retry", 2),
+            ("unread", 1),
+        ]
+        assert arrived["delayed"] >= delayed_due  # however long the restart took,
+        assert arrived["retry"] >= due  # nothing came early
+        await second.ack(got)
         assert await second.dlq_redrive(topic) == 1
         [redriven] = await receive_n(second, sub, 1)
         assert (redriven.message.data, redriven.attempt) == ("dead", 1)
@@ -89,7 +99,7 @@ async def test_a_long_receive_wakes_for_a_scheduled_retry_on_time(open_rabbit: O
             lateness.append(now_ms() - due)
             await adapter.ack([again])
         assert min(lateness) >= 0
-        assert max(lateness) < 60, lateness
+        assert max(lateness) < 100, lateness
 
 
 async def test_a_foreign_message_goes_to_the_dlq_not_to_the_bin(open_rabbit: OpenAdapter) -> None:
