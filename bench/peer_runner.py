@@ -10,7 +10,6 @@ FLUSHDB, so two bench runs can share the machine; never FLUSHALL).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -113,30 +112,44 @@ def tree_cpu_and_rss(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-async def _produce(python: Path, module: str, n: int, run: str, env: dict[str, str]) -> float:
-    process = await asyncio.create_subprocess_exec(
-        str(python),
-        "-m",
-        module,
-        "produce",
-        "--n",
-        str(n),
-        "--run",
-        run,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-        cwd=str(ROOT),
-    )
+async def _produce(
+    python: Path, module: str, n: int, run: str, env: dict[str, str], parallel: int = 2
+) -> float:
+    """Queue N messages with ``parallel`` producer processes (one per core); returns seconds."""
+    started = time.monotonic()
+    share = -(-n // parallel)
+    processes = [
+        await asyncio.create_subprocess_exec(
+            str(python),
+            "-m",
+            module,
+            "produce",
+            "--n",
+            str(min(share, n - first)),
+            "--first",
+            str(first),
+            "--run",
+            run,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+            cwd=str(ROOT),
+        )
+        for first in range(0, n, share)
+    ]
     try:
-        out, err = await asyncio.wait_for(process.communicate(), 60 + n / 200)
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(p.communicate() for p in processes)), 60 + n / 200
+        )
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    if process.returncode != 0:
-        raise RuntimeError(f"{module} produce failed: {err.decode()[-400:]}")
-    return float(json.loads(out.decode().strip().splitlines()[-1])["seconds"])
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    for process, (_, err) in zip(processes, outcomes, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"{module} produce failed: {err.decode()[-400:]}")
+    return time.monotonic() - started
 
 
 async def run_peer(

@@ -60,7 +60,7 @@ def summary(name: str, result: dict[str, Any]) -> str:
     return f"{name}: {shown}, lost={len(result.get('lost', []))}"
 
 
-QUIET = {"max_busy": 0.25, "within_s": 0.0, "check": 1.0, "budget_s": 300.0}
+QUIET = {"max_busy": 0.25, "within_s": 0.0, "check": 1.0, "budget_s": 240.0}
 """Waiting for a quiet machine: per scenario at most ``within_s``, in all ``budget_s``."""
 
 

@@ -58,13 +58,13 @@ async def deliver(ctx: dict[str, Any], message_id: str, body: str) -> None:
         raise RuntimeError(f"{message_id}: retries exhausted")
 
 
-async def produce(n: int, run: str) -> None:
+async def produce(n: int, run: str, first: int = 0) -> None:
     started = time.monotonic()
     pool = await create_pool(RedisSettings.from_dsn(BROKER))
     try:
-        for start in range(0, n, 200):
+        for start in range(first, first + n, 200):
             jobs = []
-            for seq in range(start, min(n, start + 200)):
+            for seq in range(start, min(first + n, start + 200)):
                 message_id = f"arq-{run}-{seq}"
                 body = json.dumps(
                     {"id": message_id, "topic": "bench.peer", "data": make_data(seq), "attempt": 1},
@@ -101,9 +101,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["produce", "work"])
     parser.add_argument("--n", type=int, default=0)
+    parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--run", default="")
     args = parser.parse_args()
     if args.command == "produce":
-        asyncio.run(produce(args.n, args.run))
+        asyncio.run(produce(args.n, args.run, args.first))
     else:
         work()

@@ -54,10 +54,10 @@ def deliver(self, message_id: str, body: str) -> None:
         raise self.retry(countdown=RETRY_S)
 
 
-def produce(n: int, run: str) -> None:
+def produce(n: int, run: str, first: int = 0) -> None:
     started = time.monotonic()
     with app.producer_or_acquire() as producer:
-        for seq in range(n):
+        for seq in range(first, first + n):
             message_id = f"celery-{run}-{seq}"
             body = json.dumps(
                 {"id": message_id, "topic": "bench.peer", "data": make_data(seq), "attempt": 1},
@@ -71,6 +71,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["produce"])
     parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--run", required=True)
     args = parser.parse_args()
-    produce(args.n, args.run)
+    produce(args.n, args.run, args.first)
