@@ -141,9 +141,9 @@ class Settings(BaseSettings):
     def effective_adapter_config(self) -> dict[str, Any]:
         """The adapter's ``config:`` with the ``HOOKLINE_REDIS_URL``/``AMQP_URL`` shortcuts."""
         config = dict(self.adapter.config)
-        if self.redis_url:
+        if self.redis_url and self.adapter.kind == "redis":
             config["redis_url"] = self.redis_url
-        if self.amqp_url:
+        if self.amqp_url and self.adapter.kind == "rabbitmq":
             config["amqp_url"] = self.amqp_url
         return config
 

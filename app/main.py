@@ -75,7 +75,10 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         settings.delivery.allow_private_networks, settings.delivery.allowed_hosts
     )
     if adapter is None:
-        adapter = build_adapter(settings.adapter.class_, settings.effective_adapter_config())
+        try:
+            adapter = build_adapter(settings.adapter.class_, settings.effective_adapter_config())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"adapter.config: {exc}".splitlines()[0]) from exc
     metrics = DispatchMetrics()
     publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
     sender = WebhookSender(
