@@ -3,49 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from app.adapters.base import OutgoingMessage, QueueAdapter, SubscriptionExistsError
-from app.core.ids import new_dlq_id, new_message_id
-from app.core.models import Delivery, DlqEntry, Envelope, LastError, Subscription, now_ms
+from app.adapters.base import QueueAdapter, SubscriptionExistsError
+from app.core.ids import new_message_id
+from app.core.models import DlqEntry, LastError, now_ms
+from tests.adapter_helpers import dlq_entry, make_msg, make_sub, publish, receive_n
 from tests.backends import unique
-
-
-def make_sub(topic: str, **fields: object) -> Subscription:
-    return Subscription(id=unique("sub"), topic=topic, url="http://127.0.0.1:9/hook", **fields)  # type: ignore[arg-type]
-
-
-def make_msg(topic: str, data: object = None) -> Envelope:
-    return Envelope(id=new_message_id(), topic=topic, data=data, published_at=now_ms())
-
-
-async def publish(adapter: QueueAdapter, *envelopes: Envelope, at: int | None = None) -> None:
-    await adapter.publish([OutgoingMessage(e, at) for e in envelopes])
-
-
-async def receive_n(
-    adapter: QueueAdapter, sub: Subscription, n: int, within_s: float = 5.0
-) -> list[Delivery]:
-    """Receive until ``n`` deliveries arrived or the deadline passed."""
-    got: list[Delivery] = []
-    deadline = time.monotonic() + within_s
-    while len(got) < n and time.monotonic() < deadline:
-        got += await adapter.receive(sub, n - len(got), 200)
-    return got
-
-
-def dlq_entry(delivery: Delivery, topic: str, reason: str = "http_error") -> DlqEntry:
-    return DlqEntry(
-        id=new_dlq_id(),
-        topic=topic,
-        subscription_id=delivery.subscription_id,
-        message=delivery.message,
-        attempts=delivery.attempt,
-        last_error=LastError(reason=reason, status=500, body_excerpt="boom"),
-        failed_at=now_ms(),
-    )
 
 
 async def test_fan_out_gives_every_subscription_every_message_in_order(

@@ -6,45 +6,25 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from app.adapters.base import OutgoingMessage, QueueAdapter
-from app.core.ids import new_dlq_id, new_message_id
-from app.core.models import Delivery, DlqEntry, Envelope, LastError, Subscription, now_ms
-from tests.backends import unique
+from app.adapters.base import QueueAdapter
+from app.core.models import Delivery, DlqEntry, Subscription
+from tests.adapter_helpers import dlq_entry as shared_dlq_entry
+from tests.adapter_helpers import make_msg, make_sub, publish
+from tests.adapter_helpers import receive_n as shared_receive_n
 
-
-def make_sub(topic: str, **fields: object) -> Subscription:
-    return Subscription(id=unique("sub"), topic=topic, url="http://127.0.0.1:9/hook", **fields)  # type: ignore[arg-type]
-
-
-def make_msg(topic: str, data: object = None) -> Envelope:
-    return Envelope(id=new_message_id(), topic=topic, data=data, published_at=now_ms())
-
-
-async def publish(adapter: QueueAdapter, *envelopes: Envelope, at: int | None = None) -> None:
-    await adapter.publish([OutgoingMessage(e, at) for e in envelopes])
+__all__ = ["dlq_entry", "eventually", "make_msg", "make_sub", "publish", "receive_n"]
 
 
 async def receive_n(
     adapter: QueueAdapter, sub: Subscription, n: int, within: float = 5.0
 ) -> list[Delivery]:
-    """Receive until ``n`` deliveries arrived or the deadline passed."""
-    got: list[Delivery] = []
-    deadline = time.monotonic() + within
-    while len(got) < n and time.monotonic() < deadline:
-        got += await adapter.receive(sub, n - len(got), 100)
-    return got
+    """Receive until ``n`` deliveries arrived or the deadline passed (short receive waits)."""
+    return await shared_receive_n(adapter, sub, n, within_s=within, wait_ms=100)
 
 
 def dlq_entry(delivery: Delivery, reason: str = "http_error") -> DlqEntry:
-    return DlqEntry(
-        id=new_dlq_id(),
-        topic=delivery.message.topic,
-        subscription_id=delivery.subscription_id,
-        message=delivery.message,
-        attempts=delivery.attempt,
-        last_error=LastError(reason=reason, status=500),
-        failed_at=now_ms(),
-    )
+    """The DLQ entry the dispatcher would make (no body excerpt)."""
+    return shared_dlq_entry(delivery, reason=reason, body_excerpt=None)
 
 
 async def eventually(
