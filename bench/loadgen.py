@@ -78,6 +78,8 @@ class OpenLoopResult:
     seconds: float = 0.0
     # message id -> monotonic time the request was due (the latency clock starts there)
     sent_at: dict[str, float] = field(default_factory=dict)
+    # message id -> monotonic time its 202 arrived
+    answered_at: dict[str, float] = field(default_factory=dict)
     lag_ms: list[float] = field(default_factory=list)
     connections: int = 0
 
@@ -126,7 +128,9 @@ async def open_loop(
         if status != 202:
             result.errors += 1
             return
-        result.sent_at[json.loads(body)["id"]] = due
+        message_id = json.loads(body)["id"]
+        result.sent_at[message_id] = due
+        result.answered_at[message_id] = time.monotonic()
 
     started = time.monotonic()
     for seq in range(total):

@@ -193,6 +193,7 @@ def read_port(path: Path) -> int:
 
 async def start_receiver(processes: Processes, workdir: Path) -> ReceiverClient:
     ready = workdir / "receiver.port"
+    ready.unlink(missing_ok=True)  # a stale file would name a dead port
     await processes.start("receiver", [PYTHON, "-m", "bench.receiver", "--ready-file", str(ready)])
     for _ in range(200):
         port = read_port(ready)

@@ -436,6 +436,7 @@ async def _latency_point(
     dump = await ctx.receiver.dump()
     checked = check_delivered(dump, "lat", ids)
     latencies = []
+    accepts = [(result.answered_at[i] - due) * 1000 for i, due in result.sent_at.items()]
     retried = 0
     for message_id, due in result.sent_at.items():
         record = dump.get(f"lat {message_id}")
@@ -456,6 +457,8 @@ async def _latency_point(
         "p95_ms": percentile(latencies, 0.95),
         "p99_ms": percentile(latencies, 0.99),
         "max_ms": max(latencies) if latencies else float("nan"),
+        "accept_p50_ms": percentile(accepts, 0.50),
+        "accept_p99_ms": percentile(accepts, 0.99),
         "loadgen_lag_p99_ms": percentile(result.lag_ms, 0.99),
         "connections": result.connections,
         "retried": retried,
