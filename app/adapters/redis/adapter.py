@@ -96,9 +96,11 @@ class RedisAdapter:
         """
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: a background loop that lost its cancel must not hang shutdown.
+            _, stragglers = await asyncio.wait(self._tasks, timeout=_CLOSE_TIDY_TIMEOUT_S)
+            for task in stragglers:
+                task.cancel()
         self._tasks = []
         with contextlib.suppress(BackendUnavailableError, TimeoutError):
             await asyncio.wait_for(self._forget_own_consumer(), _CLOSE_TIDY_TIMEOUT_S)

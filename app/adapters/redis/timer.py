@@ -83,5 +83,8 @@ class DueTimer:
             if self._heap:
                 timeout = max(0.0, (self._heap[0][0] - now_ms() + 1) / 1000)
             self._changed.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+            # lands as the event fires, which would keep this loop alive after close().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
