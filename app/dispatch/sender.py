@@ -66,8 +66,10 @@ class WebhookSender:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"User-Agent": self._user_agent},
             auto_decompress=False,
+            # One deadline per attempt, ours (asyncio.timeout in send); aiohttp's default
+            # 5-minute total would arm a second timer on every request.
+            timeout=aiohttp.ClientTimeout(total=None),
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("Accept-Encoding",),
         )
@@ -91,10 +93,12 @@ class WebhookSender:
             raise RuntimeError("WebhookSender.start() was not called")
         started = time.perf_counter()
         progress = _Progress()
+        request_headers = dict(headers)
+        request_headers["User-Agent"] = self._user_agent
         try:
             async with asyncio.timeout(timeout_ms / 1000):
                 async with self._session.post(
-                    url, data=body, headers=dict(headers), allow_redirects=False
+                    url, data=body, headers=request_headers, allow_redirects=False
                 ) as response:
                     progress.status = response.status
                     excerpt = await self._read_excerpt(response, progress)
