@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Path, Request
@@ -46,6 +47,16 @@ class EnqueueArgs(TopicArgs):
     data: Any = None
 
 
+def _json_or_raw(raw: str | bytes) -> Any:
+    """A JSON body sent without ``Content-Type: application/json`` (``curl -d``) still
+    means its JSON; anything unparseable is left for validation to refuse.
+    """
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
 def _parse(model: type[ArgsT], payload: Any) -> ArgsT:
     try:
         return model.model_validate(payload)
@@ -75,6 +86,8 @@ async def call_function(
     payload: Annotated[Any, Body(description="The function's argument object.")] = None,
 ) -> Any:
     """Answer exactly what the engine's ``client.call`` returns."""
+    if isinstance(payload, str | bytes):
+        payload = _json_or_raw(payload)
     if function_id == "queue.enqueue":
         authorize(runtime, credentials, "publish")
         args = _parse(EnqueueArgs, payload)

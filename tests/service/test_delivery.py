@@ -407,3 +407,14 @@ async def test_topic_listing_shows_stats(hookline: Hookline, receiver: Receiver)
 def test_secret_bytes_are_base64() -> None:
     secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
     assert Webhook(secret)  # the package accepts our secret format
+
+
+async def test_functions_accept_json_sent_without_a_content_type(hookline: Hookline) -> None:
+    topic = unique("curl")
+    response = await hookline.client.post(
+        "/v1/functions/queue.dlq_count",
+        content=f'{{"topic":"{topic}"}}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == 0
