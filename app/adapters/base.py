@@ -56,6 +56,13 @@ class DlqPage:
     entries: list[DlqEntry] = field(default_factory=list)
     next_cursor: str | None = None
 
+    @classmethod
+    def first(cls, entries: list[DlqEntry], limit: int) -> DlqPage:
+        """The first ``limit`` of ``entries`` (already filtered and sorted by id)."""
+        page = entries[:limit]
+        more = len(entries) > limit
+        return cls(page, page[-1].id if more and page else None)
+
 
 @runtime_checkable
 class QueueAdapter(Protocol):

@@ -283,9 +283,7 @@ class BuiltinQueueAdapter:
         chosen = sorted(self._select(topic, subscription_id, None), key=lambda e: e.id)
         if cursor is not None:
             chosen = [e for e in chosen if e.id > cursor]
-        page = chosen[:limit]
-        more = len(chosen) > limit
-        return DlqPage(page, page[-1].id if more and page else None)
+        return DlqPage.first(chosen, limit)
 
     async def dlq_redrive(
         self,

@@ -68,7 +68,16 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+def validation_error(errors: Any) -> ApiError:
+    """The 422 for pydantic/FastAPI validation errors, naming the first bad field."""
+    details = clean_validation_errors(errors)
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    where = ".".join(p for p in first["loc"] if p != "body") or "body"
+    return ApiError(422, "validation_error", f"{where}: {first['msg']}", details)
+
+
+def clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """JSON-safe ``{loc, msg, type}`` items (pydantic's carry inputs and contexts)."""
     cleaned = []
     for error in errors:
         item = {
@@ -106,10 +115,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = _clean_validation_errors(exc.errors())
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(p for p in first["loc"] if p != "body") or "body"
-        return error_response(422, "validation_error", f"{where}: {first['msg']}", details)
+        error = validation_error(exc.errors())
+        return error_response(error.status, error.code, error.message, error.details)
 
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 

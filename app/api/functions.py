@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.deps import Credentials, RuntimeDep, authorize
-from app.api.errors import ApiError
+from app.api.errors import ApiError, validation_error
 from app.api.messages import trace_carrier
 from app.api.schemas import ErrorOut
 from app.core.publisher import PublishRequest
@@ -61,17 +61,7 @@ def _parse(model: type[ArgsT], payload: Any) -> ArgsT:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(
-            422,
-            "validation_error",
-            f"{where}: {first['msg']}",
-            [
-                {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors()
-            ],
-        ) from exc
+        raise validation_error(exc.errors()) from exc
 
 
 @router.post(

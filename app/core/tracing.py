@@ -40,6 +40,16 @@ def _valid_context(carrier: Mapping[str, str]) -> dict[str, str]:
     return stored
 
 
+def trace_headers(traceparent: str | None, baggage: str | None) -> dict[str, str]:
+    """The W3C headers for a stored trace context (empty parts left out)."""
+    headers = {}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    if baggage:
+        headers["baggage"] = baggage
+    return headers
+
+
 def tracing_enabled() -> bool:
     """True once a tracer provider (an SDK) is installed: spans are then worth making."""
     # The module global avoids get_tracer_provider()'s environment lookup on every call.
@@ -107,19 +117,10 @@ def delivery_span(
     are, skipping the OpenTelemetry machinery on the hot path: the receiver still joins
     the publisher's trace.
     """
+    carrier = trace_headers(traceparent, baggage)
     if not tracing_enabled():
-        passthrough: dict[str, str] = {}
-        if traceparent:
-            passthrough["traceparent"] = traceparent
-        if baggage:
-            passthrough["baggage"] = baggage
-        yield trace.INVALID_SPAN, passthrough
+        yield trace.INVALID_SPAN, carrier
         return
-    carrier = {}
-    if traceparent:
-        carrier["traceparent"] = traceparent
-    if baggage:
-        carrier["baggage"] = baggage
     parent = propagate.extract(carrier) if carrier else Context()
     with (
         _attached(parent),

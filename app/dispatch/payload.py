@@ -38,22 +38,7 @@ def build_body(subscription: Subscription, delivery: Delivery) -> bytes:
     if subscription.payload == "data":
         document: object = message.data
     else:
-        envelope: dict[str, object] = {
-            "id": message.id,
-            "topic": message.topic,
-            "data": message.data,
-            "attempt": delivery.attempt,
-            "published_at": message.published_at,
-        }
-        if message.headers:
-            envelope["headers"] = message.headers
-        if message.traceparent:
-            envelope["traceparent"] = message.traceparent
-        if message.baggage:
-            envelope["baggage"] = message.baggage
-        if message.dead_letter is not None:
-            envelope["dead_letter"] = message.dead_letter
-        document = envelope
+        document = {**message.to_dict(), "attempt": delivery.attempt}
     return encode_json(document)
 
 

@@ -18,7 +18,7 @@ from app.core.ids import new_dlq_id
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
-from app.core.tracing import annotate_attempt, delivery_span
+from app.core.tracing import annotate_attempt, delivery_span, trace_headers
 from app.dispatch.payload import build_body, build_headers
 from app.dispatch.sender import WebhookSender
 from app.observability.redact import mask_url_credentials
@@ -264,7 +264,7 @@ class SubscriptionWorker:
                 self._publisher.publish(
                     subscription.dead_letter_topic,
                     [PublishRequest(data=message.data, headers=message.headers, dead_letter=info)],
-                    _trace_carrier(message.traceparent, message.baggage),
+                    trace_headers(message.traceparent, message.baggage),
                 )
             )
             if not published:
@@ -293,15 +293,6 @@ class SubscriptionWorker:
             logger.warning("backend call failed: %s", exc, extra={"subscription_id": self.sub_id})
             return False
         return True
-
-
-def _trace_carrier(traceparent: str | None, baggage: str | None) -> dict[str, str]:
-    carrier = {}
-    if traceparent:
-        carrier["traceparent"] = traceparent
-    if baggage:
-        carrier["baggage"] = baggage
-    return carrier
 
 
 def _trace_id(traceparent: str | None) -> str | None:

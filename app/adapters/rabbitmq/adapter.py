@@ -473,9 +473,7 @@ class RabbitMQAdapter:
                 and (cursor is None or e.id > cursor)
             ]
         chosen.sort(key=lambda e: e.id)
-        page = chosen[:limit]
-        more = len(chosen) > limit
-        return DlqPage(page, page[-1].id if more and page else None)
+        return DlqPage.first(chosen, limit)
 
     async def dlq_redrive(
         self,
