@@ -56,7 +56,8 @@ async def test_label_values_are_capped_and_unsubscribed_topics_share_one_series(
         sub_labels = label_values(before, "subscription")
         assert len(topic_labels - {OVERFLOW}) <= cap
         assert len(sub_labels - {OVERFLOW}) <= cap
-        assert OVERFLOW in topic_labels and OVERFLOW in sub_labels
+        assert OVERFLOW in topic_labels
+        assert OVERFLOW in sub_labels
         assert not any(t.startswith("nobody") for t in topic_labels)
         # Nothing is lost, only grouped.
         assert total(before, "hookline_messages_published_total") == 45
@@ -110,7 +111,8 @@ async def test_topic_list_pages_visit_every_topic_once(receiver: Receiver) -> No
         assert pages == 4
 
         default = (await hookline.client.get("/v1/topics")).json()
-        assert len(default["topics"]) == 25 and default["next_cursor"] is None
+        assert len(default["topics"]) == 25
+        assert default["next_cursor"] is None
 
         for params in ({"limit": 1001}, {"limit": 0}, {"cursor": "not a topic!"}):
             refused = await hookline.client.get("/v1/topics", params=params)
