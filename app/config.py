@@ -77,6 +77,7 @@ class DeliverySettings(BaseModel):
     allow_private_networks: bool = True
     allowed_hosts: list[str] = Field(default_factory=list)
     max_connections: int = Field(1000, ge=1, le=100_000)
+    max_connections_per_destination: int = Field(100, ge=1, le=100_000)
     max_response_bytes: int = Field(64 * 1024, ge=0, le=16 * 1024 * 1024)
     shutdown_grace_ms: int = Field(10_000, ge=0, le=600_000)
 
@@ -92,6 +93,15 @@ class LimitSettings(BaseModel):
     idempotency_ttl_ms: int = Field(24 * 3600 * 1000, ge=1000)
     max_headers: int = Field(100, ge=16, le=1000)
     max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
+
+
+class ObservabilitySettings(BaseModel):
+    """``observability:`` - bounds on what metrics and probes may cost."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_label_values: int = Field(1000, ge=1, le=1_000_000)
+    readiness_timeout_ms: int = Field(1000, ge=10, le=60_000)
 
 
 class LoggingSettings(BaseModel):
@@ -122,6 +132,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     redis_url: str | None = None
     amqp_url: str | None = None
     api_keys: str | None = None

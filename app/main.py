@@ -79,11 +79,12 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
             adapter = build_adapter(settings.adapter.class_, settings.effective_adapter_config())
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"adapter.config: {exc}".splitlines()[0]) from exc
-    metrics = DispatchMetrics()
+    metrics = DispatchMetrics(settings.observability.max_label_values)
     publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
     sender = WebhookSender(
         USER_AGENT,
         max_connections=settings.delivery.max_connections,
+        max_connections_per_destination=settings.delivery.max_connections_per_destination,
         max_response_bytes=settings.delivery.max_response_bytes,
         resolver=None if guard.allow_private_networks else GuardedResolver(guard),
     )

@@ -370,9 +370,12 @@ class TopicOut(BaseModel):
 
 
 class TopicList(BaseModel):
-    """Every known topic."""
+    """One page of the known topics, in name order."""
 
     topics: list[TopicOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class HealthOut(BaseModel):
@@ -387,6 +390,7 @@ class ReadyOut(BaseModel):
     status: str
     adapter: str
     auth: str
+    reason: str | None = Field(None, description="Why not ready (absent when ready).")
 
 
 class ErrorBody(BaseModel):

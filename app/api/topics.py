@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 
 from app.api.deps import RuntimeDep, require_scope
 from app.api.schemas import ErrorOut, SubscriptionStatsOut, TopicList, TopicOut
@@ -45,10 +45,27 @@ async def describe_topic(runtime: Runtime, topic: str) -> TopicOut:
 
 
 @router.get("", summary="List topics")
-async def list_topics(runtime: RuntimeDep) -> TopicList:
-    """Every topic with subscriptions, messages or DLQ entries."""
-    names = await runtime.adapter.list_topics()
-    return TopicList(topics=[await describe_topic(runtime, t) for t in names])
+async def list_topics(
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Topics per page.")] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=TOPIC_PATTERN, description="`next_cursor` of the previous page."),
+    ] = None,
+) -> TopicList:
+    """Topics with subscriptions, messages or DLQ entries, in name order, one page at a time.
+
+    The cursor is the last topic name of the previous page, so following ``next_cursor``
+    visits every topic that exists throughout exactly once, even while topics come and go.
+    """
+    names = sorted(await runtime.adapter.list_topics())
+    if cursor is not None:
+        names = [n for n in names if n > cursor]
+    page = names[:limit]
+    next_cursor = page[-1] if len(names) > limit else None
+    return TopicList(
+        topics=[await describe_topic(runtime, t) for t in page], next_cursor=next_cursor
+    )
 
 
 @router.get("/{topic}", summary="Describe a topic")

@@ -90,6 +90,7 @@ class Dispatcher:
         """Make the running workers match ``subscriptions`` (paused ones get none)."""
         if self._stopping:
             return
+        self._metrics.track(subscriptions)
         wanted = {s.id: s for s in subscriptions if not s.paused}
         for sub_id in [i for i in self._workers if i not in wanted]:
             # Paused or deleted: let its in-flight attempts finish in the background, so a

@@ -120,7 +120,7 @@ class SubscriptionWorker:
     async def _receive_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            free = self._subscription.max_in_flight - len(self._tasks)
+            free = self._slots() - len(self._tasks)
             if free <= 0:
                 await self._slot_or_stop()
                 continue
@@ -156,12 +156,18 @@ class SubscriptionWorker:
         (``asyncio.wait`` on every running attempt would cost O(max_in_flight)).
         """
         self._slot_freed.clear()
-        if self._stopping.is_set() or len(self._tasks) < self._subscription.max_in_flight:
+        if self._stopping.is_set() or len(self._tasks) < self._slots():
             return
         await self._slot_freed.wait()
         # Let attempts finishing in the same loop turn free their slots as well, so the
         # next receive leases a batch instead of a single message.
         await asyncio.sleep(0)
+
+    def _slots(self) -> int:
+        """Attempts worth leasing at once: never more than can be on the wire together
+        (the destination's connection budget), so no lease ages waiting for a connection.
+        """
+        return min(self._subscription.max_in_flight, self._sender.max_connections_per_destination)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)

@@ -1,11 +1,15 @@
 """Prometheus metrics: counters fed by the dispatcher and publisher, gauges read at scrape.
 
 Each app instance owns its registry, so several apps in one process (tests) never clash.
+Label values are budgeted (:class:`LabelBudget`): publishers choose topic names, so at most
+``max_label_values`` topics and as many subscriptions get series of their own; the rest
+share the value ``__overflow__``. A topic is labelled by name only once it has a
+subscription, so publishing to thousands of unsubscribed topics adds no series.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -19,14 +23,42 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 _Family = Counter | Histogram
 
+OVERFLOW = "__overflow__"
+"""The label value shared by every topic or subscription past the budget."""
+
+
+class LabelBudget:
+    """At most ``limit`` distinct values of one label; later ones map to :data:`OVERFLOW`."""
+
+    def __init__(self, limit: int) -> None:
+        """``limit`` distinct values get series of their own, first come first served."""
+        self._limit = limit
+        self.admitted: set[str] = set()
+
+    def label(self, value: str, admit: bool = True) -> str:
+        """``value`` itself when it has (or, with ``admit``, gets) a slot, else the overflow."""
+        if value in self.admitted:
+            return value
+        if admit and len(self.admitted) < self._limit:
+            self.admitted.add(value)
+            return value
+        return OVERFLOW
+
 
 class DispatchMetrics:
     """Every figure hookline exports at ``/metrics``."""
 
-    def __init__(self) -> None:
-        """Create the metric families in a private registry."""
+    def __init__(self, max_label_values: int = 1000) -> None:
+        """Create the metric families in a private registry.
+
+        ``max_label_values`` caps the distinct topics and, separately, the distinct
+        subscriptions that get series of their own.
+        """
         self.registry = CollectorRegistry()
         self._children: dict[tuple[object, ...], Any] = {}
+        self._topics = LabelBudget(max_label_values)
+        self._subscriptions = LabelBudget(max_label_values)
+        self._by_subscription: list[Counter | Histogram | Gauge] = []
         r = self.registry
         self.published = Counter(
             "hookline_messages_published", "Messages accepted", ["topic"], registry=r
@@ -80,13 +112,45 @@ class DispatchMetrics:
         self.in_flight = Gauge("hookline_in_flight", "Attempts leased now", labels, registry=r)
         self.scheduled = Gauge("hookline_scheduled", "Retries/delays waiting", labels, registry=r)
         self.dlq = Gauge("hookline_dlq", "DLQ entries", labels, registry=r)
+        self._by_subscription = [
+            self.delivered_total,
+            self.attempts_failed,
+            self.retries,
+            self.dead,
+            self.filtered_total,
+            self.attempt_seconds,
+            self.end_to_end_seconds,
+        ]
 
     def published_messages(self, topic: str, new: int, duplicates: int) -> None:
-        """Count a publish call's results."""
+        """Count a publish call's results (under the overflow for unsubscribed topics)."""
+        label = self._topics.label(topic, admit=False)
         if new:
-            self.published.labels(topic).inc(new)
+            self.published.labels(label).inc(new)
         if duplicates:
-            self.duplicates.labels(topic).inc(duplicates)
+            self.duplicates.labels(label).inc(duplicates)
+
+    def track(self, subscriptions: Iterable[Subscription]) -> None:
+        """Follow the registry: subscribed topics may be labelled, deleted subscriptions
+        give their series and their slot back.
+        """
+        current = set()
+        for subscription in subscriptions:
+            current.add(subscription.id)
+            self._topics.label(subscription.topic)
+        gone = self._subscriptions.admitted - current
+        if not gone:
+            return
+        self._subscriptions.admitted -= gone
+        self._children.clear()
+        for family in self._by_subscription:
+            for labels in _label_sets(family):
+                if len(labels) > 1 and labels[1] in gone:
+                    family.remove(*labels)
+
+    def _labels(self, topic: str, subscription_id: str) -> tuple[str, str]:
+        """The budgeted (topic, subscription) label values."""
+        return self._topics.label(topic), self._subscriptions.label(subscription_id)
 
     def _child(self, metric: _Family, subscription: Subscription, *extra: str) -> Any:
         """The labelled child of ``metric``, cached: ``labels()`` costs microseconds and
@@ -97,7 +161,7 @@ class DispatchMetrics:
         if child is None:
             if len(self._children) > 100_000:
                 self._children.clear()
-            child = metric.labels(subscription.topic, subscription.id, *extra)
+            child = metric.labels(*self._labels(subscription.topic, subscription.id), *extra)
             self._children[key] = child
         return child
 
@@ -125,15 +189,30 @@ class DispatchMetrics:
         """A condition said no."""
         self._child(self.filtered_total, subscription).inc()
 
-    async def render(self, adapter: QueueAdapter, topics: Sequence[str]) -> bytes:
-        """Refresh the per-topic gauges from the adapter, then the exposition text."""
-        for gauge in (self.backlog, self.in_flight, self.scheduled, self.dlq):
+    async def render(self, adapter: QueueAdapter, subscriptions: Iterable[Subscription]) -> bytes:
+        """Refresh the per-subscription gauges from the adapter, then the exposition text.
+
+        Only topics with subscriptions are read: the others have no gauges. Subscriptions
+        past the label budget are summed into the overflow series.
+        """
+        subscriptions = list(subscriptions)
+        self.track(subscriptions)
+        gauges = (self.backlog, self.in_flight, self.scheduled, self.dlq)
+        for gauge in gauges:
             gauge.clear()
-        for topic in topics:
+        for topic in sorted({s.topic for s in subscriptions}):
             stats = await adapter.topic_stats(topic)
             for sub in stats.subscriptions:
-                self.backlog.labels(topic, sub.subscription_id).set(sub.backlog)
-                self.in_flight.labels(topic, sub.subscription_id).set(sub.in_flight)
-                self.scheduled.labels(topic, sub.subscription_id).set(sub.scheduled)
-                self.dlq.labels(topic, sub.subscription_id).set(sub.dlq)
+                labels = self._labels(topic, sub.subscription_id)
+                self.backlog.labels(*labels).inc(sub.backlog)
+                self.in_flight.labels(*labels).inc(sub.in_flight)
+                self.scheduled.labels(*labels).inc(sub.scheduled)
+                self.dlq.labels(*labels).inc(sub.dlq)
         return generate_latest(self.registry)
+
+
+def _label_sets(family: Counter | Histogram | Gauge) -> list[tuple[str, ...]]:
+    """The label values of every child of ``family`` (prometheus_client keeps them private)."""
+    # No public way to list a family's children.
+    with family._lock:
+        return [tuple(labels) for labels in family._metrics]

@@ -72,9 +72,13 @@ def build_client(settings: RedisSettings) -> RedisClient:
 
     One retry only: redis-py's default (ten, with backoff) would hold a publish for
     seconds during an outage instead of answering 503 at once; the single retry still
-    covers a pooled connection that went stale across a Redis restart.
+    covers a pooled connection that went stale across a Redis restart. A timeout is not
+    retried: a hung Redis then costs a command ``socket_timeout_ms`` once (a 503), not
+    twice, and a write that may have happened is never sent again.
     """
-    retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
+    retry = Retry(
+        ExponentialBackoff(cap=0.05, base=0.01), 1, supported_errors=(rexc.ConnectionError,)
+    )
     common: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": settings.socket_timeout_ms / 1000,
