@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from app.adapters.factory import adapter_kind
+from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
 
 QUEUE_MODULE = "modules::queue::QueueModule"
 DEFAULT_CONFIG_PATH = "config.yaml"
@@ -80,6 +81,9 @@ class DeliverySettings(BaseModel):
     max_connections_per_destination: int = Field(100, ge=1, le=100_000)
     max_response_bytes: int = Field(64 * 1024, ge=0, le=16 * 1024 * 1024)
     shutdown_grace_ms: int = Field(10_000, ge=0, le=600_000)
+    max_dead_letter_hops: int = Field(DEFAULT_MAX_DEAD_LETTER_HOPS, ge=1, le=100)
+    """How many dead-letter topics one message may pass through; past that a dead letter
+    stays in its DLQ (reason ``dead_letter_hop_limit``), so no cycle can loop forever."""
 
 
 class LimitSettings(BaseModel):

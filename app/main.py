@@ -23,6 +23,7 @@ from app.api.errors import (
 from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.config import ConfigError, Settings
+from app.core.dead_letters import DeadLetterCycleError, find_cycle
 from app.core.models import Subscription
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionService
@@ -66,6 +67,12 @@ def static_subscriptions(settings: Settings, guard: DestinationGuard) -> list[Su
         if "secret" not in body.model_fields_set:
             subscription = subscription.with_changes(secret=None)
         result.append(subscription)
+    for index, subscription in enumerate(result):
+        cycle = find_cycle(subscription, result)
+        if cycle is not None:
+            raise ConfigError(
+                f"subscriptions[{index}].dead_letter_topic: {DeadLetterCycleError(cycle)}"
+            )
     return result
 
 
@@ -95,6 +102,7 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         metrics,
         guard,
         shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000,
+        max_dead_letter_hops=settings.delivery.max_dead_letter_hops,
     )
     service = SubscriptionService(adapter, on_change=dispatcher.poke)
     return Runtime(

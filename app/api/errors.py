@@ -24,6 +24,7 @@ from app.adapters.base import (
     SubscriptionExistsError,
 )
 from app.core.conditions import ConditionSyntaxError
+from app.core.dead_letters import DeadLetterCycleError
 from app.core.subscriptions import SubscriptionNotFoundError, TopicChangeError
 
 logger = logging.getLogger("hookline.api")
@@ -137,6 +138,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SubscriptionNotFoundError)
     async def _missing(_: Request, exc: SubscriptionNotFoundError) -> JSONResponse:
         return error_response(404, "not_found", f"no subscription {exc}")
+
+    @app.exception_handler(DeadLetterCycleError)
+    async def _dead_letter_cycle(_: Request, exc: DeadLetterCycleError) -> JSONResponse:
+        cycle = [
+            {
+                "subscription_id": hop.subscription_id,
+                "topic": hop.topic,
+                "dead_letter_topic": hop.to,
+            }
+            for hop in exc.cycle
+        ]
+        return error_response(409, "dead_letter_cycle", str(exc), {"cycle": cycle})
 
     @app.exception_handler(TopicChangeError)
     async def _topic_change(_: Request, exc: TopicChangeError) -> JSONResponse:

@@ -10,6 +10,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -20,10 +21,53 @@ from app.dispatch.payload import RESERVED_HEADERS
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"
+HEADER_VALUE_PATTERN = r"^(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?$"
+"""What a subscription header value may hold: visible ASCII, inner spaces and tabs.
+
+Control characters never leave aiohttp, leading or trailing blanks are stripped by every
+HTTP parser, and bytes above ASCII reach each receiver differently (aiohttp writes UTF-8,
+most servers read Latin-1): a value outside this set is never received as it was saved.
+"""
 MAX_URL_LENGTH = 2048
 MAX_SUBSCRIPTION_HEADERS = 32
 MAX_MESSAGE_HEADERS = 32
+MAX_HEADER_VALUE_LENGTH = 4096
 DAY_MS = 86_400_000
+
+
+def _any_case(word: str) -> str:
+    """``ab`` -> ``[Aa][Bb]``: JSON Schema regexes have no case-insensitive flag."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+SUBSCRIPTION_HEADER_NAME_PATTERN = (
+    "^(?!(?:"
+    + "|".join(_any_case(name) for name in sorted(RESERVED_HEADERS))
+    + ")$)"
+    + HEADER_NAME_PATTERN[1:]
+)
+"""A header name a subscription may set: a token, and none of those hookline sets itself."""
+
+SUBSCRIPTION_HEADERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": MAX_SUBSCRIPTION_HEADERS,
+    "propertyNames": {"pattern": SUBSCRIPTION_HEADER_NAME_PATTERN},
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": MAX_HEADER_VALUE_LENGTH,
+        "pattern": HEADER_VALUE_PATTERN,
+    },
+    "description": "Sent with every delivery. Names are HTTP tokens (at most 64 characters), "
+    "none of those hookline sets itself (" + ", ".join(sorted(RESERVED_HEADERS)) + ", in any "
+    "case); values are visible ASCII with inner spaces or tabs, at most "
+    f"{MAX_HEADER_VALUE_LENGTH} characters.",
+}
+
+DEAD_LETTER_TOPIC_RULES = (
+    "Where a message this subscription gives up on is also published. It must differ from "
+    "`topic` (422), and must not lead back to `topic` through the `dead_letter_topic` of "
+    "other subscriptions (409 `dead_letter_cycle`)."
+)
 
 Topic = str
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+"
@@ -39,6 +83,15 @@ def _whole_number(value: Any) -> Any:
 Int = Annotated[int, BeforeValidator(_whole_number)]
 """An integer as JSON means it: ``3`` or ``3.0``, never ``true`` or ``"3"``."""
 
+# Bounds go before the BeforeValidator: after it, pydantic can only write them into the
+# spec as non-standard ``ge``/``le`` keywords instead of ``minimum``/``maximum``.
+MaxRetries = Annotated[int, Field(ge=0, le=100), BeforeValidator(_whole_number)]
+RetryDelayMs = Annotated[int, Field(ge=0, le=DAY_MS), BeforeValidator(_whole_number)]
+MaxDelayMs = Annotated[int, Field(ge=0, le=7 * DAY_MS), BeforeValidator(_whole_number)]
+Jitter = Annotated[float, Field(ge=0, le=1)]
+TimeoutMs = Annotated[int, Field(ge=100, le=300_000), BeforeValidator(_whole_number)]
+MaxInFlight = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
+
 
 class Strict(BaseModel):
     """Unknown fields are an error: a typo must not be silently ignored.
@@ -50,7 +103,41 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def find_lone_surrogate(value: Any, path: str = "") -> str | None:
+    r"""The dotted path of the first string (or key) holding a lone UTF-16 surrogate.
+
+    JSON's ``"\ud800"`` parses into such a string; it cannot be encoded as UTF-8, so
+    it could be stored but never rendered, logged as JSON or sent.
+    """
+    if isinstance(value, str):
+        return path if _has_surrogate(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _has_surrogate(key):
+                return f"{path}.{key!r}".lstrip(".")
+            found = find_lone_surrogate(item, f"{path}.{key}".lstrip("."))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = find_lone_surrogate(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _check_headers(headers: dict[str, str] | None, limit: int, *, reserved: bool) -> None:
+    """``reserved``: these are a subscription's headers, sent on every delivery, so they
+    must not shadow hookline's own and must survive the trip to the receiver unchanged.
+    """
     import re
 
     if not headers:
@@ -62,8 +149,13 @@ def _check_headers(headers: dict[str, str] | None, limit: int, *, reserved: bool
             raise ValueError(f"invalid header name {name!r}")
         if reserved and name.lower() in RESERVED_HEADERS:
             raise ValueError(f"header {name!r} is set by hookline and cannot be overridden")
-        if len(value) > 4096 or any(c in value for c in "\r\n\0"):
+        if len(value) > MAX_HEADER_VALUE_LENGTH or any(c in value for c in "\r\n\0"):
             raise ValueError(f"invalid value for header {name!r}")
+        if reserved and not re.fullmatch(HEADER_VALUE_PATTERN, value):
+            raise ValueError(
+                f"invalid value for header {name!r}: only visible ASCII characters, with "
+                "spaces or tabs between them, can be sent unchanged"
+            )
 
 
 # -- messages ----------------------------------------------------------------------------
@@ -131,21 +223,37 @@ class BatchOut(BaseModel):
 class RetryIn(Strict):
     """Retry policy; every field optional (defaults, then the engine's metadata, fill in)."""
 
-    max_retries: Int | None = Field(None, ge=0, le=100, description="Retries after the first try.")
-    retry_delay_ms: Int | None = Field(None, ge=0, le=DAY_MS)
+    max_retries: MaxRetries | None = Field(None, description="Retries after the first try.")
+    retry_delay_ms: RetryDelayMs | None = None
     backoff: Literal["exponential", "fixed"] | None = None
-    max_delay_ms: Int | None = Field(None, ge=0, le=7 * DAY_MS)
-    jitter: float | None = Field(None, ge=0, le=1)
+    max_delay_ms: MaxDelayMs | None = None
+    jitter: Jitter | None = None
 
 
-class QueueInfrastructure(BaseModel):
-    """The engine's ``metadata.infrastructure.queue`` block."""
+class QueueInfrastructure(RetryIn):
+    """The engine's ``metadata.infrastructure.queue`` block: every ``retry`` field, plus
+    ``dead_letter_topic``; an unknown key is refused, so a typo never goes unnoticed.
+    """
+
+    dead_letter_topic: str | None = Field(
+        None, pattern=TOPIC_PATTERN, description=DEAD_LETTER_TOPIC_RULES
+    )
+
+
+class Infrastructure(BaseModel):
+    """``metadata.infrastructure``: ``queue`` is read by hookline, other keys kept as sent."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    max_retries: Int | None = Field(None, ge=0, le=100)
-    retry_delay_ms: Int | None = Field(None, ge=0, le=DAY_MS)
-    dead_letter_topic: str | None = Field(None, pattern=TOPIC_PATTERN)
+    queue: QueueInfrastructure | None = None
+
+
+class SubscriptionMetadata(BaseModel):
+    """Free-form metadata; only ``infrastructure.queue`` has a meaning (the engine's)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    infrastructure: Infrastructure | None = None
 
 
 class SubscriptionFields(Strict):
@@ -161,15 +269,17 @@ class SubscriptionFields(Strict):
         None, max_length=4096, description="CEL over `data`, `topic`, `headers`."
     )
     retry: RetryIn | None = None
-    metadata: dict[str, Any] | None = Field(
+    metadata: SubscriptionMetadata | None = Field(
         None,
-        description="Free-form; `infrastructure.queue.{max_retries, retry_delay_ms, "
-        "dead_letter_topic}` is read as in the engine.",
+        description="Free-form; `infrastructure.queue` takes every `retry` field and "
+        "`dead_letter_topic`, as in the engine (explicit fields win over it).",
     )
-    dead_letter_topic: str | None = Field(None, pattern=TOPIC_PATTERN)
-    timeout_ms: Int | None = Field(None, ge=100, le=300_000)
-    max_in_flight: Int | None = Field(None, ge=1, le=1000)
-    headers: dict[str, str] | None = None
+    dead_letter_topic: str | None = Field(
+        None, pattern=TOPIC_PATTERN, description=DEAD_LETTER_TOPIC_RULES
+    )
+    timeout_ms: TimeoutMs | None = None
+    max_in_flight: MaxInFlight | None = None
+    headers: Annotated[dict[str, str], WithJsonSchema(SUBSCRIPTION_HEADERS_SCHEMA)] | None = None
     secret: str | None = Field(
         None, description="Signing secret (`whsec_...`); generated when absent, none if null."
     )
@@ -211,13 +321,16 @@ class SubscriptionFields(Strict):
             )
         return value
 
-    @field_validator("metadata")
+    @model_validator(mode="before")
     @classmethod
-    def _valid_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        queue = ((value or {}).get("infrastructure") or {}).get("queue")
-        if queue is not None:
-            QueueInfrastructure.model_validate(queue)
-        return value
+    def _valid_unicode(cls, data: Any) -> Any:
+        """A lone surrogate can be stored but never rendered or sent: refuse it first."""
+        where = find_lone_surrogate(data)
+        if where is not None:
+            raise ValueError(
+                f"{where or 'body'}: contains a lone UTF-16 surrogate, which is not text"
+            )
+        return data
 
 
 class SubscriptionIn(SubscriptionFields):

@@ -1,27 +1,37 @@
 """Turning API bodies into core subscriptions and back.
 
-The engine's ``metadata.infrastructure.queue.{max_retries, retry_delay_ms,
-dead_letter_topic}`` means the same as ``retry.*`` / ``dead_letter_topic``; explicit
+The engine's ``metadata.infrastructure.queue`` (every ``retry`` field and
+``dead_letter_topic``) means the same as ``retry.*`` / ``dead_letter_topic``; explicit
 fields win over metadata, metadata wins over defaults.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 from app.api.errors import ApiError
-from app.api.schemas import RetryOut, SubscriptionFields, SubscriptionOut
+from app.api.schemas import (
+    QueueInfrastructure,
+    RetryOut,
+    SubscriptionFields,
+    SubscriptionMetadata,
+    SubscriptionOut,
+    find_lone_surrogate,
+)
 from app.core.ids import new_secret
 from app.core.models import RetryPolicy, Subscription
 from app.core.signing import mask_secret
 from app.dispatch.guard import DestinationGuard
 from app.observability.redact import mask_url_credentials
 
+logger = logging.getLogger("hookline.api")
 
-def _queue_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    queue = ((metadata or {}).get("infrastructure") or {}).get("queue") or {}
-    return queue if isinstance(queue, dict) else {}
+
+def _queue_metadata(metadata: SubscriptionMetadata | None) -> QueueInfrastructure | None:
+    infrastructure = metadata.infrastructure if metadata is not None else None
+    return infrastructure.queue if infrastructure is not None else None
 
 
 def _retry_and_dead_letter(
@@ -33,20 +43,20 @@ def _retry_and_dead_letter(
     sent = fields.model_fields_set
     retry = base.retry
     dead_letter_topic = base.dead_letter_topic
-    if "metadata" in sent:
-        queue = _queue_metadata(fields.metadata)
-        if queue.get("max_retries") is not None:
-            retry = replace(retry, max_retries=int(queue["max_retries"]))
-        if queue.get("retry_delay_ms") is not None:
-            retry = replace(retry, retry_delay_ms=int(queue["retry_delay_ms"]))
-        if queue.get("dead_letter_topic"):
-            dead_letter_topic = str(queue["dead_letter_topic"])
+    queue = _queue_metadata(fields.metadata) if "metadata" in sent else None
+    if queue is not None:
+        retry = replace(retry, **_given(queue.model_dump(exclude={"dead_letter_topic"})))
+        if queue.dead_letter_topic:
+            dead_letter_topic = queue.dead_letter_topic
     if "retry" in sent and fields.retry is not None:
-        explicit = {k: v for k, v in fields.retry.model_dump().items() if v is not None}
-        retry = replace(retry, **explicit)
+        retry = replace(retry, **_given(fields.retry.model_dump()))
     if "dead_letter_topic" in sent:
         dead_letter_topic = fields.dead_letter_topic
     return retry, dead_letter_topic
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def apply_fields(
@@ -63,7 +73,8 @@ def apply_fields(
     if "secret" in sent:
         changes["secret"] = fields.secret
     if "metadata" in sent:
-        changes["metadata"] = dict(fields.metadata or {})
+        metadata = fields.metadata
+        changes["metadata"] = metadata.model_dump(exclude_unset=True) if metadata else {}
     retry, dead_letter_topic = _retry_and_dead_letter(base, fields)
     if dead_letter_topic is not None and dead_letter_topic == base.topic:
         raise ApiError(
@@ -99,9 +110,32 @@ def new_subscription(
 
 
 def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> SubscriptionOut:
-    """The API view; the secret is masked unless just created or rotated."""
+    """The API view; the secret is masked unless just created or rotated.
+
+    A stored subscription holding text that JSON cannot carry (a lone surrogate, saved
+    before the API refused it) is shown with U+FFFD in its place, so it can still be seen
+    and deleted instead of breaking every listing.
+    """
     raw = subscription.to_dict()
-    raw["retry"] = RetryOut(**raw["retry"])
     raw["secret"] = subscription.secret if reveal_secret else mask_secret(subscription.secret)
     raw["url"] = mask_url_credentials(subscription.url)
+    where = find_lone_surrogate(raw)
+    if where is not None:
+        logger.warning(
+            "subscription %s holds text that cannot be encoded (%s); shown with U+FFFD",
+            subscription.id.encode("utf-8", "replace").decode(),
+            where.encode("utf-8", "replace").decode(),
+        )
+        raw = _replace_surrogates(raw)
+    raw["retry"] = RetryOut(**raw["retry"])
     return SubscriptionOut(**raw)
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -19,6 +20,7 @@ from app.api.schemas import (
 )
 from app.api.subscription_mapping import apply_fields, new_subscription, to_out
 from app.core.ids import new_subscription_id
+from app.core.models import Subscription
 from app.core.topics import TOPIC_PATTERN
 
 router = APIRouter(
@@ -34,6 +36,8 @@ router = APIRouter(
         503: {"model": ErrorOut},
     },
 )
+
+logger = logging.getLogger("hookline.api")
 
 SubscriptionId = Annotated[str, Path(pattern=ID_PATTERN)]
 
@@ -55,7 +59,16 @@ async def list_subscriptions(
 ) -> SubscriptionList:
     """All subscriptions, or those of ``topic``."""
     subs = await runtime.subscriptions.find(topic)
-    return SubscriptionList(subscriptions=[to_out(s) for s in subs])
+    return SubscriptionList(subscriptions=[out for s in subs if (out := _listed(s)) is not None])
+
+
+def _listed(subscription: Subscription) -> SubscriptionOut | None:
+    """One stored subscription that cannot be shown must not hide all the others."""
+    try:
+        return to_out(subscription)
+    except Exception:
+        logger.exception("subscription %r cannot be shown; left out of the list", subscription.id)
+        return None
 
 
 @router.get("/{subscription_id}", summary="Get a subscription")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from app.adapters.base import QueueAdapter
 from app.core.conditions import compile_condition
+from app.core.dead_letters import DeadLetterCycleError, find_cycle
 from app.core.ids import new_secret
 from app.core.models import Subscription
 from app.observability.redact import mask_url_credentials
@@ -36,8 +37,11 @@ class SubscriptionService:
         self._on_change = on_change or (lambda: None)
 
     async def create(self, subscription: Subscription) -> Subscription:
-        """Validate the condition and store; raises on a taken id."""
+        """Validate the condition and the dead-letter route, then store; raises on a
+        taken id.
+        """
         compile_condition(subscription.condition)
+        await self._refuse_cycle(subscription)
         await self._adapter.create_subscription(subscription)
         self._changed("created", subscription)
         return subscription
@@ -62,6 +66,8 @@ class SubscriptionService:
                 "a topic cannot change, create a new subscription instead"
             )
         compile_condition(subscription.condition)
+        if subscription.dead_letter_topic != current.dead_letter_topic:
+            await self._refuse_cycle(subscription)
         updated = subscription.with_changes(created_at=current.created_at)
         await self._adapter.update_subscription(updated)
         self._changed("updated", updated)
@@ -93,13 +99,37 @@ class SubscriptionService:
         return updated
 
     async def apply_static(self, subscriptions: list[Subscription]) -> None:
-        """Create or update the subscriptions declared in ``config.yaml``."""
+        """Create or update the subscriptions declared in ``config.yaml``.
+
+        One that would close a dead-letter cycle with subscriptions registered through
+        the API is left out, loudly: the others still start.
+        """
         for subscription in subscriptions:
             current = await self._adapter.get_subscription(subscription.id)
-            if current is None:
-                await self.create(subscription)
-            elif _definition(current) != _definition(subscription):
-                await self.replace(subscription)
+            try:
+                if current is None:
+                    await self.create(subscription)
+                elif _definition(current) != _definition(subscription):
+                    await self.replace(subscription)
+            except DeadLetterCycleError as exc:
+                logger.error(  # noqa: TRY400 - a refusal, not a crash: no traceback
+                    "static subscription %s not registered: %s",
+                    subscription.id,
+                    exc,
+                    extra={"subscription_id": subscription.id},
+                )
+
+    async def _refuse_cycle(self, subscription: Subscription) -> None:
+        """Raise :class:`DeadLetterCycleError` when ``subscription`` would close a cycle.
+
+        Only what the registry holds now is seen; the hop limit of the dispatcher bounds
+        a cycle that two instances build at the same moment.
+        """
+        if not subscription.dead_letter_topic:
+            return
+        cycle = find_cycle(subscription, await self._adapter.list_subscriptions())
+        if cycle is not None:
+            raise DeadLetterCycleError(cycle)
 
     def _changed(self, what: str, subscription: Subscription) -> None:
         logger.info(

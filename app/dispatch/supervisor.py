@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from app.adapters.base import QueueAdapter
+from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
 from app.core.models import Subscription
 from app.dispatch.sender import WebhookSender
 from app.dispatch.worker import SubscriptionWorker
@@ -37,8 +38,11 @@ class Dispatcher:
         guard: DestinationGuard | None = None,
         poll_interval_s: float = 1.0,
         shutdown_grace_s: float = 10.0,
+        max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
     ) -> None:
-        """``shutdown_grace_s`` bounds how long stop() waits for running attempts."""
+        """``shutdown_grace_s`` bounds how long stop() waits for running attempts;
+        ``max_dead_letter_hops`` how many dead-letter topics one message may pass through.
+        """
         self._adapter = adapter
         self._sender = sender
         self._publisher = publisher
@@ -46,6 +50,7 @@ class Dispatcher:
         self._guard = guard
         self._poll_interval_s = poll_interval_s
         self._shutdown_grace_s = shutdown_grace_s
+        self._max_dead_letter_hops = max_dead_letter_hops
         self._workers: dict[str, SubscriptionWorker] = {}
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -108,6 +113,7 @@ class Dispatcher:
                     self._publisher,
                     self._metrics,
                     self._guard,
+                    max_dead_letter_hops=self._max_dead_letter_hops,
                 )
                 self._workers[sub_id] = worker
                 worker.start()

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from app.adapters.base import QueueAdapter
 from app.core.conditions import Condition, ConditionEvaluationError, compile_condition
+from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON, hops_so_far
 from app.core.ids import new_dlq_id
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
@@ -49,6 +50,8 @@ class SubscriptionWorker:
         publisher: Publisher,
         metrics: DispatchMetrics,
         guard: DestinationGuard | None = None,
+        *,
+        max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
     ) -> None:
         """Everything a delivery needs; the subscription can be swapped by :meth:`update`."""
         self._adapter = adapter
@@ -56,6 +59,7 @@ class SubscriptionWorker:
         self._publisher = publisher
         self._metrics = metrics
         self._guard = guard
+        self._max_dead_letter_hops = max_dead_letter_hops
         self._subscription = subscription
         self._condition: Condition | None = compile_condition(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
@@ -249,6 +253,13 @@ class SubscriptionWorker:
         self, subscription: Subscription, delivery: Delivery, error: LastError
     ) -> None:
         message = delivery.message
+        hops = hops_so_far(message) + 1
+        republish = subscription.dead_letter_topic is not None
+        if subscription.dead_letter_topic and hops > self._max_dead_letter_hops:
+            # A dead letter of a dead letter of...: a cycle, maybe one two instances built
+            # at once. It stays here, counted, instead of going round again.
+            error = _hop_limit_error(error, subscription.dead_letter_topic, hops - 1)
+            republish = False
         entry = DlqEntry(
             id=new_dlq_id(),
             topic=message.topic,
@@ -258,12 +269,13 @@ class SubscriptionWorker:
             last_error=error,
             failed_at=now_ms(),
         )
-        if subscription.dead_letter_topic:
+        if republish and subscription.dead_letter_topic:
             info: dict[str, object] = {
                 "source_topic": message.topic,
                 "subscription_id": subscription.id,
                 "attempts": delivery.attempt,
                 "last_error": error.to_dict(),
+                "hops": hops,
             }
             # Published before the lease ends: a crash in between duplicates, never loses.
             published = await self._safely(
@@ -299,6 +311,16 @@ class SubscriptionWorker:
             logger.warning("backend call failed: %s", exc, extra={"subscription_id": self.sub_id})
             return False
         return True
+
+
+def _hop_limit_error(error: LastError, dead_letter_topic: str, hops: int) -> LastError:
+    """The DLQ reason of a dead letter kept instead of republished, the failure kept too."""
+    note = (
+        f"{error.reason}; not republished to {dead_letter_topic!r}: it already passed "
+        f"through {hops} dead-letter topic(s), the limit (delivery.max_dead_letter_hops)"
+    )
+    excerpt = f"{note}\n{error.body_excerpt}" if error.body_excerpt else note
+    return LastError(reason=HOP_LIMIT_REASON, status=error.status, body_excerpt=excerpt)
 
 
 def _trace_id(traceparent: str | None) -> str | None:
