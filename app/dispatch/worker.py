@@ -13,12 +13,18 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app.adapters.base import QueueAdapter
-from app.core.conditions import Condition, ConditionEvaluationError, compile_condition
+from app.core.conditions import (
+    Condition,
+    ConditionBudgetError,
+    ConditionEvaluationError,
+    compile_condition,
+)
 from app.core.ids import new_dlq_id
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
+from app.dispatch.condition_pool import ConditionPool
 from app.dispatch.payload import build_body, build_headers
 from app.dispatch.sender import WebhookSender
 from app.observability.redact import mask_url_credentials
@@ -49,13 +55,18 @@ class SubscriptionWorker:
         publisher: Publisher,
         metrics: DispatchMetrics,
         guard: DestinationGuard | None = None,
+        conditions: ConditionPool | None = None,
     ) -> None:
-        """Everything a delivery needs; the subscription can be swapped by :meth:`update`."""
+        """Everything a delivery needs; the subscription can be swapped by :meth:`update`.
+
+        ``conditions`` evaluates conditions with comprehension macros off the event loop.
+        """
         self._adapter = adapter
         self._sender = sender
         self._publisher = publisher
         self._metrics = metrics
         self._guard = guard
+        self._conditions = conditions or ConditionPool()
         self._subscription = subscription
         self._condition: Condition | None = compile_condition(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
@@ -188,9 +199,11 @@ class SubscriptionWorker:
         message = delivery.message
         if self._condition is not None:
             try:
-                if not self._condition.matches(message.data, message.topic, message.headers):
+                if not await self._matches(self._condition, delivery):
                     return Filtered()
             except ConditionEvaluationError as exc:
+                kind = "budget" if isinstance(exc, ConditionBudgetError) else "error"
+                self._metrics.condition_failed(subscription, kind)
                 return DeadLetter(LastError(reason="condition_error", body_excerpt=str(exc)))
         if self._guard is not None:
             refusal = await self._guard.check(subscription.url)
@@ -219,6 +232,18 @@ class SubscriptionWorker:
                 )
         self._metrics.attempt(subscription, result)
         return classify(result, delivery.attempt, subscription.retry)
+
+    async def _matches(self, condition: Condition, delivery: Delivery) -> bool:
+        """Cheap conditions inline; ones with macros bounded, then in an evaluator process."""
+        message = delivery.message
+        if not condition.guarded:
+            return condition.matches(message.data, message.topic, message.headers)
+        reason = condition.over_budget(message.data, message.headers)
+        if reason is not None:
+            raise ConditionBudgetError(reason)
+        return await self._conditions.matches(
+            condition.source, message.data, message.topic, message.headers
+        )
 
     async def _record(
         self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered
