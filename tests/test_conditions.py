@@ -20,7 +20,11 @@ from app.core.conditions import (
     ConditionTypeError,
     largest_container,
 )
+from app.core.models import Subscription
 from app.dispatch.condition_pool import ConditionPool
+from tests.backends import unique
+from tests.harness import eventually, running_hookline
+from tests.receiver import Receiver
 
 MESSAGE: dict[str, Any] = {
     "data": {
@@ -197,7 +201,7 @@ async def test_pool_evaluates_off_the_event_loop_and_kills_a_runaway() -> None:
         ticker = asyncio.create_task(tick())
         started = time.monotonic()
         # 25 million steps (seconds of work): the evaluator is killed at its time limit.
-        with pytest.raises(ConditionBudgetError, match="no result within 0.3 s"):
+        with pytest.raises(ConditionBudgetError, match=r"no result within 0\.3 s"):
             await pool.matches(source, {"l": list(range(5000))}, "t", {})
         took = time.monotonic() - started
         ticker.cancel()
@@ -209,3 +213,23 @@ async def test_pool_evaluates_off_the_event_loop_and_kills_a_runaway() -> None:
             await pool.matches("data.l.all(x, x + 'a' == 1)", {"l": [1]}, "t", {})
     finally:
         await pool.close()
+
+
+async def test_a_stored_condition_refused_today_fails_messages_not_the_dispatcher(
+    receiver: Receiver,
+) -> None:
+    async with running_hookline("builtin") as hookline:
+        topic = unique("legacy")
+        # Saved by an older version that only checked syntax: `1 + 2` is no bool.
+        legacy = Subscription(id=unique("sub"), topic=topic, url=receiver.url("/legacy"))
+        await hookline.runtime.adapter.create_subscription(legacy.with_changes(condition="1 + 2"))
+        healthy = await hookline.subscribe(topic=topic, url=receiver.url("/ok"))
+        await hookline.wait_until_consuming(legacy.id)
+        await hookline.publish(topic, {"n": 1})
+        await receiver.wait_for(1, "/ok")
+        await eventually(lambda: hookline.dlq_count(topic))
+        [entry] = (await hookline.client.get(f"/v1/topics/{topic}/dlq")).json()["entries"]
+        assert entry["subscription_id"] == legacy.id
+        assert entry["last_error"]["reason"] == "condition_error"
+        assert "must return a bool" in entry["last_error"]["body_excerpt"]
+        assert healthy["id"] in hookline.runtime.dispatcher._workers

@@ -17,6 +17,7 @@ from app.core.conditions import (
     Condition,
     ConditionBudgetError,
     ConditionEvaluationError,
+    ConditionSyntaxError,
     compile_condition,
 )
 from app.core.ids import new_dlq_id
@@ -68,7 +69,7 @@ class SubscriptionWorker:
         self._guard = guard
         self._conditions = conditions or ConditionPool()
         self._subscription = subscription
-        self._condition: Condition | None = compile_condition(subscription.condition)
+        self._condition: Condition | ConditionSyntaxError | None = _compile(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
         self._acks: list[Delivery] = []
         self._ack_wakeup = asyncio.Event()
@@ -90,7 +91,7 @@ class SubscriptionWorker:
     def update(self, subscription: Subscription) -> None:
         """Take a changed definition (URL, retry policy, condition...) from the next lease on."""
         if subscription.condition != self._subscription.condition:
-            self._condition = compile_condition(subscription.condition)
+            self._condition = _compile(subscription.condition)
         self._subscription = subscription
 
     def start(self) -> None:
@@ -233,8 +234,12 @@ class SubscriptionWorker:
         self._metrics.attempt(subscription, result)
         return classify(result, delivery.attempt, subscription.retry)
 
-    async def _matches(self, condition: Condition, delivery: Delivery) -> bool:
+    async def _matches(
+        self, condition: Condition | ConditionSyntaxError, delivery: Delivery
+    ) -> bool:
         """Cheap conditions inline; ones with macros bounded, then in an evaluator process."""
+        if isinstance(condition, ConditionSyntaxError):
+            raise ConditionEvaluationError(f"condition refused: {condition}")
         message = delivery.message
         if not condition.guarded:
             return condition.matches(message.data, message.topic, message.headers)
@@ -318,6 +323,16 @@ class SubscriptionWorker:
             logger.warning("backend call failed: %s", exc, extra={"subscription_id": self.sub_id})
             return False
         return True
+
+
+def _compile(source: str | None) -> Condition | ConditionSyntaxError | None:
+    """A stored condition that today's checks refuse (saved by an older version) fails
+    each message with ``condition_error`` instead of stopping the dispatcher.
+    """
+    try:
+        return compile_condition(source)
+    except ConditionSyntaxError as exc:
+        return exc
 
 
 def _trace_id(traceparent: str | None) -> str | None:
