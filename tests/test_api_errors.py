@@ -92,6 +92,45 @@ async def test_bad_cel_is_422_with_the_parse_error(hookline: Hookline) -> None:
     assert await hookline.runtime.adapter.list_subscriptions() == []
 
 
+@pytest.mark.parametrize(
+    ("condition", "kind", "reason"),
+    [
+        ("1 + 2", "cel_type", "must return a bool, this one returns int"),
+        ("'text'", "cel_type", "must return a bool, this one returns string"),
+        ("foo.bar == 1", "cel_type", "undeclared reference to 'foo'"),
+        (
+            "data.l.all(a, data.l.all(b, data.l.all(c, data.l.all(d, true))))",
+            "cel_limit",
+            "nests 4",
+        ),
+    ],
+)
+async def test_condition_that_cannot_work_is_422_at_save(
+    hookline: Hookline, condition: str, kind: str, reason: str
+) -> None:
+    response = await hookline.client.post(
+        "/v1/subscriptions", json={"topic": "t", "url": HOOK, "condition": condition}
+    )
+    error = assert_error(response, 422, "invalid_condition")
+    assert reason in error["message"]
+    assert error["details"] == [
+        {"loc": ["condition"], "msg": error["details"][0]["msg"], "type": kind}
+    ]
+    assert reason in error["details"][0]["msg"]
+    assert await hookline.runtime.adapter.list_subscriptions() == []
+    created = await hookline.client.post(
+        "/v1/subscriptions", json={"topic": "t", "url": HOOK, "condition": "data.x == 1"}
+    )
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    patched = await hookline.client.patch(
+        f"/v1/subscriptions/{sub_id}", json={"condition": condition}
+    )
+    assert_error(patched, 422, "invalid_condition")
+    stored = (await hookline.client.get(f"/v1/subscriptions/{sub_id}")).json()
+    assert stored["condition"] == "data.x == 1"
+
+
 async def test_malformed_json_is_422(hookline: Hookline) -> None:
     response = await hookline.client.post(
         "/v1/topics/t/messages",

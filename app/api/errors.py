@@ -160,8 +160,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             422,
             "invalid_condition",
-            "condition is not valid CEL",
-            [{"loc": ["condition"], "msg": str(exc), "type": "cel_syntax"}],
+            "condition is not valid CEL"
+            if exc.kind == "cel_syntax"
+            else f"condition refused: {exc}",
+            [{"loc": ["condition"], "msg": str(exc), "type": exc.kind}],
         )
 
     @app.exception_handler(Exception)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from app.adapters.base import QueueAdapter
 from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
 from app.core.models import Subscription
+from app.dispatch.condition_pool import ConditionPool
 from app.dispatch.sender import WebhookSender
 from app.dispatch.worker import SubscriptionWorker
 
@@ -48,6 +49,7 @@ class Dispatcher:
         self._publisher = publisher
         self._metrics = metrics
         self._guard = guard
+        self._conditions = ConditionPool()
         self._poll_interval_s = poll_interval_s
         self._shutdown_grace_s = shutdown_grace_s
         self._max_dead_letter_hops = max_dead_letter_hops
@@ -80,6 +82,7 @@ class Dispatcher:
             *(w.stop(self._shutdown_grace_s) for w in self._workers.values()), *self._retiring
         )
         self._workers.clear()
+        await self._conditions.close()
 
     async def _follow_registry(self) -> None:
         while not self._stopping:
@@ -113,6 +116,7 @@ class Dispatcher:
                     self._publisher,
                     self._metrics,
                     self._guard,
+                    self._conditions,
                     max_dead_letter_hops=self._max_dead_letter_hops,
                 )
                 self._workers[sub_id] = worker

@@ -13,13 +13,20 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app.adapters.base import QueueAdapter
-from app.core.conditions import Condition, ConditionEvaluationError, compile_condition
+from app.core.conditions import (
+    Condition,
+    ConditionBudgetError,
+    ConditionEvaluationError,
+    ConditionSyntaxError,
+    compile_condition,
+)
 from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON, hops_so_far
 from app.core.ids import new_dlq_id
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
+from app.dispatch.condition_pool import ConditionPool
 from app.dispatch.payload import build_body, build_headers
 from app.dispatch.sender import WebhookSender
 from app.observability.redact import mask_url_credentials
@@ -50,18 +57,23 @@ class SubscriptionWorker:
         publisher: Publisher,
         metrics: DispatchMetrics,
         guard: DestinationGuard | None = None,
+        conditions: ConditionPool | None = None,
         *,
         max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
     ) -> None:
-        """Everything a delivery needs; the subscription can be swapped by :meth:`update`."""
+        """Everything a delivery needs; the subscription can be swapped by :meth:`update`.
+
+        ``conditions`` evaluates conditions with comprehension macros off the event loop.
+        """
         self._adapter = adapter
         self._sender = sender
         self._publisher = publisher
         self._metrics = metrics
         self._guard = guard
         self._max_dead_letter_hops = max_dead_letter_hops
+        self._conditions = conditions or ConditionPool()
         self._subscription = subscription
-        self._condition: Condition | None = compile_condition(subscription.condition)
+        self._condition: Condition | ConditionSyntaxError | None = _compile(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
         self._acks: list[Delivery] = []
         self._ack_wakeup = asyncio.Event()
@@ -83,7 +95,7 @@ class SubscriptionWorker:
     def update(self, subscription: Subscription) -> None:
         """Take a changed definition (URL, retry policy, condition...) from the next lease on."""
         if subscription.condition != self._subscription.condition:
-            self._condition = compile_condition(subscription.condition)
+            self._condition = _compile(subscription.condition)
         self._subscription = subscription
 
     def start(self) -> None:
@@ -198,9 +210,11 @@ class SubscriptionWorker:
         message = delivery.message
         if self._condition is not None:
             try:
-                if not self._condition.matches(message.data, message.topic, message.headers):
+                if not await self._matches(self._condition, delivery):
                     return Filtered()
             except ConditionEvaluationError as exc:
+                kind = "budget" if isinstance(exc, ConditionBudgetError) else "error"
+                self._metrics.condition_failed(subscription, kind)
                 return DeadLetter(LastError(reason="condition_error", body_excerpt=str(exc)))
         if self._guard is not None:
             refusal = await self._guard.check(subscription.url)
@@ -229,6 +243,22 @@ class SubscriptionWorker:
                 )
         self._metrics.attempt(subscription, result)
         return classify(result, delivery.attempt, subscription.retry)
+
+    async def _matches(
+        self, condition: Condition | ConditionSyntaxError, delivery: Delivery
+    ) -> bool:
+        """Cheap conditions inline; ones with macros bounded, then in an evaluator process."""
+        if isinstance(condition, ConditionSyntaxError):
+            raise ConditionEvaluationError(f"condition refused: {condition}")
+        message = delivery.message
+        if not condition.guarded:
+            return condition.matches(message.data, message.topic, message.headers)
+        reason = condition.over_budget(message.data, message.headers)
+        if reason is not None:
+            raise ConditionBudgetError(reason)
+        return await self._conditions.matches(
+            condition.source, message.data, message.topic, message.headers
+        )
 
     async def _record(
         self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered
@@ -321,6 +351,16 @@ def _hop_limit_error(error: LastError, dead_letter_topic: str, hops: int) -> Las
     )
     excerpt = f"{note}\n{error.body_excerpt}" if error.body_excerpt else note
     return LastError(reason=HOP_LIMIT_REASON, status=error.status, body_excerpt=excerpt)
+
+
+def _compile(source: str | None) -> Condition | ConditionSyntaxError | None:
+    """A stored condition that today's checks refuse (saved by an older version) fails
+    each message with ``condition_error`` instead of stopping the dispatcher.
+    """
+    try:
+        return compile_condition(source)
+    except ConditionSyntaxError as exc:
+        return exc
 
 
 def _trace_id(traceparent: str | None) -> str | None:

@@ -93,6 +93,12 @@ class DispatchMetrics:
             ["topic", "subscription"],
             registry=r,
         )
+        self.condition_errors = Counter(
+            "hookline_condition_errors",
+            "Messages a subscription's condition failed on (kind: error, budget)",
+            ["topic", "subscription", "kind"],
+            registry=r,
+        )
         self.attempt_seconds = Histogram(
             "hookline_delivery_attempt_seconds",
             "Duration of one HTTP attempt",
@@ -184,6 +190,10 @@ class DispatchMetrics:
     def dead_lettered(self, subscription: Subscription, reason: str) -> None:
         """A message went to the DLQ."""
         self._child(self.dead, subscription, reason).inc()
+
+    def condition_failed(self, subscription: Subscription, kind: str) -> None:
+        """A condition failed on a message (``budget``: it would cost too much)."""
+        self._child(self.condition_errors, subscription, kind).inc()
 
     def filtered(self, subscription: Subscription) -> None:
         """A condition said no."""
