@@ -60,8 +60,9 @@ def apply_fields(
             changes[name] = getattr(fields, name)
     if "headers" in sent:
         changes["headers"] = dict(fields.headers or {})
-    if "secret" in sent:
-        changes["secret"] = fields.secret
+    if "secret" in sent and fields.secret != base.secret:
+        # Setting a secret outright is not a rotation: no grace for the one it replaces.
+        changes.update(secret=fields.secret, previous_secret=None, previous_secret_expires_at=None)
     if "metadata" in sent:
         changes["metadata"] = dict(fields.metadata or {})
     retry, dead_letter_topic = _retry_and_dead_letter(base, fields)
@@ -99,9 +100,13 @@ def new_subscription(
 
 
 def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> SubscriptionOut:
-    """The API view; the secret is masked unless just created or rotated."""
+    """The API view; the secret is masked unless just created or rotated; a previous
+    secret is never shown, only until when it still signs.
+    """
     raw = subscription.to_dict()
     raw["retry"] = RetryOut(**raw["retry"])
     raw["secret"] = subscription.secret if reveal_secret else mask_secret(subscription.secret)
+    del raw["previous_secret"]
+    raw["previous_secret_expires_at"] = subscription.previous_secret_expiry()
     raw["url"] = mask_url_credentials(subscription.url)
     return SubscriptionOut(**raw)
