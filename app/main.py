@@ -14,6 +14,7 @@ from app import __version__
 from app.adapters.base import AdapterError, QueueAdapter
 from app.adapters.factory import build_adapter
 from app.api import dlq, functions, messages, ops, subscriptions, topics
+from app.api.docs import install_docs
 from app.api.errors import (
     ApiError,
     BodyLimitMiddleware,
@@ -172,7 +173,7 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None if hide_docs else "/docs",
+        docs_url=None,  # served from the package by install_docs, not from a CDN
         redoc_url=None,
         openapi_url=None if hide_docs else "/openapi.json",
         # The request limits apply before any route: every operation can answer them.
@@ -180,6 +181,8 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    if app.openapi_url is not None:
+        install_docs(app, app.openapi_url)
     for module in (messages, subscriptions, dlq, topics, functions, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)

@@ -12,6 +12,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.api.errors import ApiError
 from app.runtime import Runtime
 
+CHALLENGE = 'Bearer realm="hookline"'
+"""The RFC 6750 challenge every 401 carries, so clients know which credentials to send."""
+
 bearer = HTTPBearer(auto_error=False, description="An API key from `auth.api_keys`.")
 
 
@@ -37,7 +40,12 @@ def authorize(
     if not keys:
         return
     if credentials is None:
-        raise ApiError(401, "unauthorized", "missing API key (Authorization: Bearer <key>)")
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing API key (Authorization: Bearer <key>)",
+            headers={"WWW-Authenticate": CHALLENGE},
+        )
     offered = credentials.credentials.encode()
     granted: list[str] | None = None
     for key in keys:
@@ -45,9 +53,21 @@ def authorize(
         if hmac.compare_digest(offered, key.key.encode()):
             granted = list(key.scopes)
     if granted is None:
-        raise ApiError(401, "unauthorized", "invalid API key")
+        raise ApiError(
+            401,
+            "unauthorized",
+            "invalid API key",
+            headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'},
+        )
     if scope not in granted and "admin" not in granted:
-        raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this API key lacks the {scope!r} scope",
+            headers={
+                "WWW-Authenticate": f'{CHALLENGE}, error="insufficient_scope", scope="{scope}"'
+            },
+        )
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[None]]:

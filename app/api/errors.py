@@ -50,13 +50,23 @@ _STATUS_CODES = {
 class ApiError(Exception):
     """An error the API answers on purpose."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        """``code`` is stable and machine-readable; ``message`` is for people."""
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """``code`` is stable and machine-readable; ``message`` is for people; ``headers``
+        go on the response (``WWW-Authenticate`` on a 401, for one).
+        """
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers
 
 
 def error_response(
@@ -112,7 +122,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

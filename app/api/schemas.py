@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.core.signing import is_valid_secret
+from app.core.signing import DEFAULT_ROTATION_GRACE_MS, MAX_ROTATION_GRACE_MS, is_valid_secret
 from app.core.topics import TOPIC_PATTERN
 from app.dispatch.payload import RESERVED_HEADERS
 
@@ -390,12 +390,27 @@ class SubscriptionOut(BaseModel):
     metadata: dict[str, Any]
     created_at: int
     updated_at: int
+    previous_secret_expires_at: int | None = Field(
+        None,
+        description="While a rotated-out secret still signs (epoch ms); its value is never shown.",
+    )
 
 
 class SubscriptionList(BaseModel):
     """Subscriptions, optionally of one topic."""
 
     subscriptions: list[SubscriptionOut]
+
+
+class RotateSecretIn(Strict):
+    """``POST /v1/subscriptions/{id}/rotate-secret`` (the body is optional)."""
+
+    grace_ms: Int = Field(
+        DEFAULT_ROTATION_GRACE_MS,
+        ge=0,
+        le=MAX_ROTATION_GRACE_MS,
+        description="How long the replaced secret keeps signing too (ms); 0 ends it at once.",
+    )
 
 
 # -- DLQ ---------------------------------------------------------------------------------

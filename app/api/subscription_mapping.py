@@ -70,8 +70,9 @@ def apply_fields(
             changes[name] = getattr(fields, name)
     if "headers" in sent:
         changes["headers"] = dict(fields.headers or {})
-    if "secret" in sent:
-        changes["secret"] = fields.secret
+    if "secret" in sent and fields.secret != base.secret:
+        # Setting a secret outright is not a rotation: no grace for the one it replaces.
+        changes.update(secret=fields.secret, previous_secret=None, previous_secret_expires_at=None)
     if "metadata" in sent:
         metadata = fields.metadata
         changes["metadata"] = metadata.model_dump(exclude_unset=True) if metadata else {}
@@ -110,7 +111,8 @@ def new_subscription(
 
 
 def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> SubscriptionOut:
-    """The API view; the secret is masked unless just created or rotated.
+    """The API view; the secret is masked unless just created or rotated; a previous
+    secret is never shown, only until when it still signs.
 
     A stored subscription holding text that JSON cannot carry (a lone surrogate, saved
     before the API refused it) is shown with U+FFFD in its place, so it can still be seen
@@ -118,6 +120,8 @@ def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> Subscr
     """
     raw = subscription.to_dict()
     raw["secret"] = subscription.secret if reveal_secret else mask_secret(subscription.secret)
+    del raw["previous_secret"]
+    raw["previous_secret_expires_at"] = subscription.previous_secret_expiry()
     raw["url"] = mask_url_credentials(subscription.url)
     where = find_lone_surrogate(raw)
     if where is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
 from app.api.deps import RuntimeDep, require_scope
 from app.api.errors import ApiError
 from app.api.schemas import (
     ID_PATTERN,
     ErrorOut,
+    RotateSecretIn,
     SubscriptionIn,
     SubscriptionList,
     SubscriptionOut,
@@ -21,6 +22,7 @@ from app.api.schemas import (
 from app.api.subscription_mapping import apply_fields, new_subscription, to_out
 from app.core.ids import new_subscription_id
 from app.core.models import Subscription
+from app.core.signing import DEFAULT_ROTATION_GRACE_MS
 from app.core.topics import TOPIC_PATTERN
 
 router = APIRouter(
@@ -87,7 +89,11 @@ async def replace_subscription(
         raise ApiError(409, "conflict", "a subscription's topic cannot change")
     replacement = new_subscription(subscription_id, body.topic, body, guard=runtime.guard)
     if "secret" not in body.model_fields_set:
-        replacement = replacement.with_changes(secret=current.secret)
+        replacement = replacement.with_changes(
+            secret=current.secret,
+            previous_secret=current.previous_secret,
+            previous_secret_expires_at=current.previous_secret_expires_at,
+        )
     return to_out(await runtime.subscriptions.replace(replacement))
 
 
@@ -125,7 +131,14 @@ async def resume_subscription(
 
 
 @router.post("/{subscription_id}/rotate-secret", summary="Rotate the signing secret")
-async def rotate_secret(subscription_id: SubscriptionId, runtime: RuntimeDep) -> SubscriptionOut:
-    """A new secret, shown in clear this once."""
-    rotated = await runtime.subscriptions.rotate_secret(subscription_id)
+async def rotate_secret(
+    subscription_id: SubscriptionId,
+    runtime: RuntimeDep,
+    body: Annotated[RotateSecretIn | None, Body()] = None,
+) -> SubscriptionOut:
+    """A new secret, shown in clear this once. The old one keeps signing too for
+    ``grace_ms`` (default 24 h; the body is optional) so receivers can switch at leisure.
+    """
+    grace_ms = DEFAULT_ROTATION_GRACE_MS if body is None else body.grace_ms
+    rotated = await runtime.subscriptions.rotate_secret(subscription_id, grace_ms)
     return to_out(rotated, reveal_secret=True)

@@ -61,7 +61,12 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """A callback URL registered on a topic: the HTTP form of the engine's queue trigger."""
+    """A callback URL registered on a topic: the HTTP form of the engine's queue trigger.
+
+    ``previous_secret`` is the secret a rotation replaced: deliveries are signed with it
+    too until ``previous_secret_expires_at`` (epoch ms), so receivers can switch secrets
+    at their own pace.
+    """
 
     id: str
     topic: str
@@ -78,10 +83,36 @@ class Subscription:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: int = field(default_factory=now_ms)
     updated_at: int = field(default_factory=now_ms)
+    previous_secret: str | None = None
+    previous_secret_expires_at: int | None = None
 
     def with_changes(self, **changes: Any) -> Subscription:
-        """A copy with some fields replaced and ``updated_at`` bumped."""
-        return replace(self, updated_at=now_ms(), **changes)
+        """A copy with some fields replaced and ``updated_at`` bumped.
+
+        A previous secret whose grace period is over is dropped on the way: stored
+        secrets are only those that still sign.
+        """
+        changed = replace(self, updated_at=now_ms(), **changes)
+        if changed.previous_secret is not None and changed.previous_secret_expiry() is None:
+            changed = replace(changed, previous_secret=None, previous_secret_expires_at=None)
+        return changed
+
+    def previous_secret_expiry(self, at_ms: int | None = None) -> int | None:
+        """When the previous secret stops signing, or ``None`` when none signs at ``at_ms``."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret is None or expires is None:
+            return None
+        return expires if expires > (now_ms() if at_ms is None else at_ms) else None
+
+    def signing_secrets(self, at_ms: int | None = None) -> list[str]:
+        """The secrets a delivery at ``at_ms`` is signed with: current first, then the
+        previous one during its grace period. None when the subscription is unsigned.
+        """
+        if not self.secret:
+            return []
+        if self.previous_secret and self.previous_secret_expiry(at_ms) is not None:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for storage (secret included: only the API masks it)."""
@@ -101,6 +132,8 @@ class Subscription:
             "metadata": self.metadata,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "previous_secret": self.previous_secret,
+            "previous_secret_expires_at": self.previous_secret_expires_at,
         }
 
     @classmethod
@@ -122,7 +155,13 @@ class Subscription:
             metadata=dict(raw.get("metadata") or {}),
             created_at=int(raw.get("created_at", 0)),
             updated_at=int(raw.get("updated_at", 0)),
+            previous_secret=raw.get("previous_secret"),
+            previous_secret_expires_at=_optional_int(raw.get("previous_secret_expires_at")),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True, slots=True)

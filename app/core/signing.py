@@ -13,6 +13,10 @@ import hashlib
 import hmac
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+DEFAULT_ROTATION_GRACE_MS = 24 * 3600 * 1000
+"""How long a rotated-out secret keeps signing by default (a day, as Svix does)."""
+MAX_ROTATION_GRACE_MS = 30 * 24 * 3600 * 1000
+"""The longest overlap allowed: an old secret should not live on indefinitely."""
 
 
 @functools.lru_cache(maxsize=4096)

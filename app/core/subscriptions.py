@@ -14,7 +14,8 @@ from app.adapters.base import QueueAdapter
 from app.core.conditions import compile_condition
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
 from app.core.ids import new_secret
-from app.core.models import Subscription
+from app.core.models import Subscription, now_ms
+from app.core.signing import DEFAULT_ROTATION_GRACE_MS
 from app.observability.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.subscriptions")
@@ -90,10 +91,21 @@ class SubscriptionService:
         self._changed("paused" if paused else "resumed", updated)
         return updated
 
-    async def rotate_secret(self, subscription_id: str) -> Subscription:
-        """Give the subscription a new signing secret (returned once, in clear)."""
+    async def rotate_secret(
+        self, subscription_id: str, grace_ms: int = DEFAULT_ROTATION_GRACE_MS
+    ) -> Subscription:
+        """Give the subscription a new signing secret (returned once, in clear).
+
+        For ``grace_ms`` the replaced secret signs too, so receivers still holding it keep
+        verifying while they switch; 0 ends it at once. A rotation during a grace period
+        ends the older one: only the secret just replaced keeps signing.
+        """
         current = await self.get(subscription_id)
-        updated = current.with_changes(secret=new_secret())
+        updated = current.with_changes(
+            secret=new_secret(),
+            previous_secret=current.secret,
+            previous_secret_expires_at=now_ms() + grace_ms if current.secret else None,
+        )
         await self._adapter.update_subscription(updated)
         self._changed("secret rotated", updated)
         return updated
@@ -147,6 +159,6 @@ class SubscriptionService:
 
 def _definition(subscription: Subscription) -> dict[str, object]:
     raw = subscription.to_dict()
-    for key in ("created_at", "updated_at"):
+    for key in ("created_at", "updated_at", "previous_secret", "previous_secret_expires_at"):
         raw.pop(key)
     return raw

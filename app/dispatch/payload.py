@@ -49,13 +49,21 @@ def build_headers(
     trace_headers: Mapping[str, str],
     timestamp: int | None = None,
 ) -> dict[str, str]:
-    """Standard Webhooks headers, trace context, then the subscription's own headers."""
+    """Standard Webhooks headers, trace context, then the subscription's own headers.
+
+    During a secret rotation's grace period ``webhook-signature`` holds two
+    space-separated signatures (new secret first), as Standard Webhooks allows: a
+    receiver verifying with either secret accepts the delivery.
+    """
     stamp = int(time.time()) if timestamp is None else timestamp
     headers = {k: v for k, v in subscription.headers.items() if k.lower() not in RESERVED_HEADERS}
     headers["Content-Type"] = "application/json"
     headers["webhook-id"] = delivery.message.id
     headers["webhook-timestamp"] = str(stamp)
-    if subscription.secret:
-        headers["webhook-signature"] = sign(subscription.secret, delivery.message.id, stamp, body)
+    secrets = subscription.signing_secrets()
+    if secrets:
+        headers["webhook-signature"] = " ".join(
+            sign(secret, delivery.message.id, stamp, body) for secret in secrets
+        )
     headers.update(trace_headers)
     return headers
