@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-MARKER = "HOOKLINE_TEST_SUITE_PID"
+MARKER = "PYTEST_HOOKLINE_SUITE_PID"  # not HOOKLINE_*: tests clear those
 
 DAEMONS = frozenset({"epmd"})
 """Brokers' helpers that outlive the broker by design (Erlang's port mapper)."""
