@@ -18,14 +18,20 @@ DEFAULT_OPENAPI_PATH = "openapi/openapi.json"
 
 
 def app_from_env() -> Any:
-    """Factory used by uvicorn workers (``--workers N``): settings from HOOKLINE_CONFIG + env."""
+    """Factory used by uvicorn workers (``--workers N``): settings from HOOKLINE_CONFIG + env.
+
+    Runs in each worker process, so this is where a worker ties its life to the supervisor.
+    """
     from app.api.http_server import server_options
     from app.main import create_app
     from app.observability.logging import setup_logging
     from app.observability.tracing import configure_tracing
+    from app.parent_watch import exit_with_supervisor
 
     settings = load_settings()
     setup_logging(settings.logging.level, settings.logging.json_format)
+    # An orphaned worker would keep serving and consuming with no supervisor: follow it.
+    exit_with_supervisor(grace_s=settings.delivery.shutdown_grace_ms / 1000 + 10)
     server_options(settings.limits)  # this worker's protocol class gets the configured bound
     configure_tracing()
     return create_app(settings)

@@ -177,24 +177,91 @@ class Settings(BaseSettings):
         return keys
 
 
+MODULE_KEYS = ("class", "config")
+
+
+def _find_queue_module(modules: list[Any], path: str) -> tuple[int, dict[str, Any]] | None:
+    """The one QueueModule entry of ``modules:`` and its index (None when the list is empty)."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for index, module in enumerate(modules):
+        if not isinstance(module, dict) or "class" not in module:
+            raise ConfigError(f"{path}: modules[{index}]: expected a mapping with class:")
+        if module["class"] == QUEUE_MODULE:
+            found.append((index, module))
+    if not found and modules:
+        classes = ", ".join(str(m["class"]) for m in modules)
+        raise ConfigError(f"{path}: modules: no {QUEUE_MODULE} entry (found: {classes})")
+    if len(found) > 1:
+        raise ConfigError(f"{path}: modules[{found[1][0]}]: a second {QUEUE_MODULE}")
+    return found[0] if found else None
+
+
 def _queue_module_config(raw: Any, path: str) -> dict[str, Any]:
-    """Find the QueueModule's ``config:`` in the engine-shaped document."""
+    """Find the QueueModule's ``config:`` in the engine-shaped document.
+
+    Strict on purpose: a key hookline does not read is an error, not a default. YAML that
+    lost its indentation (``adapter:`` at the top level, a QueueModule with no ``config:``)
+    would otherwise run the in-memory adapter while its author believes Redis is configured.
+    """
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(str(key) for key in raw if key != "modules")
+    if unknown:
+        raise ConfigError(
+            f"{path}: {unknown[0]}: unknown top-level key (only modules: is read; the queue's "
+            f"settings go under the {QUEUE_MODULE} entry's config:)"
+        )
     modules = raw.get("modules")
     if modules is None:
         return {}
     if not isinstance(modules, list):
         raise ConfigError(f"{path}: modules: expected a list")
-    for index, module in enumerate(modules):
-        if isinstance(module, dict) and module.get("class") == QUEUE_MODULE:
-            config = module.get("config") or {}
-            if not isinstance(config, dict):
-                raise ConfigError(f"{path}: modules[{index}].config: expected a mapping")
-            return config
-    return {}
+    found = _find_queue_module(modules, path)
+    if found is None:
+        return {}
+    index, module = found
+    extra = sorted(str(key) for key in module if key not in MODULE_KEYS)
+    if extra:
+        raise ConfigError(
+            f"{path}: modules[{index}].{extra[0]}: unknown key (known: class, config; the "
+            "queue's settings go under config:)"
+        )
+    config = module.get("config")
+    if config is None:
+        raise ConfigError(
+            f"{path}: modules[{index}].config: missing; the {QUEUE_MODULE} needs its config: "
+            "(write config: {} for every default)"
+        )
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: modules[{index}].config: expected a mapping")
+    return config
+
+
+ENV_SHORTCUTS = {
+    "redis_url": "adapter.config.redis_url",
+    "amqp_url": "adapter.config.amqp_url",
+    "api_keys": "auth.api_keys",
+}
+"""Settings fields that exist for their ``HOOKLINE_*`` environment shortcut only."""
+
+
+def _check_module_keys(config: dict[str, Any], path: str) -> None:
+    """Refuse a key of the QueueModule's ``config:`` that hookline does not read.
+
+    ``redis_url`` there would select nothing while the adapter stays builtin, so the
+    environment-only shortcuts are refused in the file with the place they belong.
+    """
+    for key in sorted(config, key=str):
+        if key in ENV_SHORTCUTS:
+            raise ConfigError(
+                f"{path}: {key}: not read here; write it as {ENV_SHORTCUTS[key]} "
+                f"(or set HOOKLINE_{str(key).upper()})"
+            )
+        if key not in Settings.model_fields:
+            known = ", ".join(sorted(set(Settings.model_fields) - set(ENV_SHORTCUTS)))
+            raise ConfigError(f"{path}: {key}: unknown key (known: {known})")
 
 
 def _describe(error: ValidationError, path: str) -> str:
@@ -223,10 +290,7 @@ def load_settings(config_path: str | None = None) -> Settings:
         file_config = _queue_module_config(raw, str(path))
     elif explicit:
         raise ConfigError(f"{path}: no such file")
-    unknown = sorted(set(file_config) - set(Settings.model_fields))
-    if unknown:
-        known = ", ".join(sorted(Settings.model_fields))
-        raise ConfigError(f"{path}: {unknown[0]}: unknown key (known: {known})")
+    _check_module_keys(file_config, str(path))
     try:
         settings = Settings(**file_config)
         settings.all_api_keys()

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.leftovers import MARKER, leftovers
 from tests.receiver import Receiver
+
+os.environ[MARKER] = str(os.getpid())  # inherited by every process the suite starts
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """Fail the session if a process it started outlives it (orphans included).
+
+    Set up before any other session fixture, so torn down after all of them.
+    """
+    yield
+    left = leftovers(os.getpid())
+    assert not left, "processes started by the tests are still alive: " + "; ".join(left)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,6 +22,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid``, from ``/proc`` (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def write_config(
@@ -55,6 +71,7 @@ class ServeProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group: close() ends workers too
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -78,13 +95,19 @@ class ServeProcess:
         return self.process.wait(within_s)
 
     def kill(self) -> None:
-        """SIGKILL: a crash, no clean-up at all."""
+        """SIGKILL the supervisor only: a crash, no clean-up at all."""
         self.process.kill()
         self.process.wait(30)
 
+    def children(self) -> list[int]:
+        """Pids of the processes this one started (``--workers`` workers and helpers)."""
+        return children_of(self.process.pid)
+
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.kill()
+        """SIGKILL the whole process group (supervisor, workers, helpers) and reap."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
         self._log.close()
 
     def log(self) -> str:

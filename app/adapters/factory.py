@@ -14,6 +14,9 @@ ADAPTER_CLASSES = {
 }
 """Engine class names and the short names they map to (the short names work too)."""
 
+BUILTIN_KEYS = ("max_bytes", "max_messages")
+"""What the builtin adapter's ``config:`` may hold (a typo there must not pass unseen)."""
+
 
 def adapter_kind(class_name: str) -> str:
     """Short name (``builtin``/``redis``/``rabbitmq``) for an engine class or short name."""
@@ -41,6 +44,11 @@ def build_adapter(class_name: str, config: Mapping[str, Any]) -> QueueAdapter:
         return RabbitMQAdapter.from_config(config)
     from app.adapters.builtin import BuiltinQueueAdapter
 
+    unknown = sorted(set(config) - set(BUILTIN_KEYS), key=str)
+    if unknown:
+        raise ValueError(
+            f"unknown key {unknown[0]!r} for BuiltinQueueAdapter (known: {', '.join(BUILTIN_KEYS)})"
+        )
     return BuiltinQueueAdapter(
         max_messages=int(config.get("max_messages", 1_000_000)),
         max_bytes=int(config.get("max_bytes", 256 * 1024 * 1024)),

@@ -126,15 +126,25 @@ class GuardedResolver(AbstractResolver):
     """
 
     def __init__(self, guard: DestinationGuard, inner: AbstractResolver | None = None) -> None:
-        """Wrap ``inner`` (the default threaded resolver when None)."""
+        """Wrap ``inner`` (the default threaded resolver when None).
+
+        The default resolver is built at the first lookup, not here: aiohttp's resolvers
+        bind to the running event loop (3.14 refuses to be built without one), and the app
+        factory that builds this guard runs before uvicorn's loop exists.
+        """
         self._guard = guard
-        self._inner = inner or ThreadedResolver()
+        self._inner = inner
+
+    def _resolver(self) -> AbstractResolver:
+        if self._inner is None:
+            self._inner = ThreadedResolver()
+        return self._inner
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         """Resolve, keep only allowed addresses, refuse when none are left."""
-        results = await self._inner.resolve(host, port, family)
+        results = await self._resolver().resolve(host, port, family)
         allowed = [
             r for r in results if self._guard.allows_address(ipaddress.ip_address(r["host"]), host)
         ]
@@ -145,5 +155,6 @@ class GuardedResolver(AbstractResolver):
         return allowed
 
     async def close(self) -> None:
-        """Close the wrapped resolver."""
-        await self._inner.close()
+        """Close the wrapped resolver (if one was ever built)."""
+        if self._inner is not None:
+            await self._inner.close()
