@@ -1,25 +1,28 @@
 """The engine's functions over HTTP, so its ``client.call`` examples port unchanged.
 
-``queue.enqueue({topic, data})`` -> ``null``; ``queue.dlq_count({topic})`` -> a count;
-``queue.redrive_dlq({topic})`` -> the number redriven.
+``queue.enqueue({topic, data, traceparent?, baggage?})`` -> ``null``;
+``queue.dlq_count({topic})`` -> a count; ``queue.redrive_dlq({topic})`` -> the number
+redriven.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Path, Request
+from fastapi import APIRouter, Body, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.deps import Credentials, RuntimeDep, authorize
 from app.api.errors import ApiError, validation_error
 from app.api.messages import trace_carrier
-from app.api.schemas import ErrorOut
+from app.api.schemas import Baggage, ErrorOut, Traceparent
+from app.api.strict_json import StrictJsonRoute
+from app.core.codec import decode_json
 from app.core.publisher import PublishRequest
 from app.core.topics import TOPIC_PATTERN
 
 router = APIRouter(
+    route_class=StrictJsonRoute,
     tags=["functions"],
     responses={
         401: {"model": ErrorOut},
@@ -42,9 +45,11 @@ class TopicArgs(BaseModel):
 
 
 class EnqueueArgs(TopicArgs):
-    """``{topic, data}``."""
+    """``{topic, data, traceparent?, baggage?}``: the engine's message."""
 
     data: Any = None
+    traceparent: Traceparent | None = None
+    baggage: Baggage | None = None
 
 
 def _json_or_raw(raw: str | bytes) -> Any:
@@ -52,8 +57,8 @@ def _json_or_raw(raw: str | bytes) -> Any:
     means its JSON; anything unparseable is left for validation to refuse.
     """
     try:
-        return json.loads(raw)
-    except ValueError:
+        return decode_json(raw)
+    except (ValueError, RecursionError):
         return raw
 
 
@@ -67,6 +72,10 @@ def _parse(model: type[ArgsT], payload: Any) -> ArgsT:
 @router.post(
     "/v1/functions/{function_id}",
     summary="Call an engine function (queue.enqueue, queue.dlq_count, queue.redrive_dlq)",
+    description="`queue.enqueue` takes `{topic, data, traceparent?, baggage?}`; "
+    "`traceparent`/`baggage` request headers win over the body fields, and an "
+    "`Idempotency-Key` header works as on `POST /v1/enqueue` (a repeat publishes nothing; "
+    "the answer is `null` either way, as the engine's).",
 )
 async def call_function(
     function_id: Annotated[str, Path(description=", ".join(FUNCTIONS))],
@@ -74,6 +83,15 @@ async def call_function(
     runtime: RuntimeDep,
     credentials: Credentials,
     payload: Annotated[Any, Body(description="The function's argument object.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="queue.enqueue only: a repeat within the dedup window publishes nothing.",
+        ),
+    ] = None,
 ) -> Any:
     """Answer exactly what the engine's ``client.call`` returns."""
     if isinstance(payload, str | bytes):
@@ -81,10 +99,14 @@ async def call_function(
     if function_id == "queue.enqueue":
         authorize(runtime, credentials, "publish")
         args = _parse(EnqueueArgs, payload)
-        results = await runtime.publisher.publish(
-            args.topic, [PublishRequest(args.data)], trace_carrier(request)
+        [result] = await runtime.publisher.publish(
+            args.topic,
+            [PublishRequest(args.data, idempotency_key=idempotency_key)],
+            trace_carrier(request, args.traceparent, args.baggage),
         )
-        runtime.metrics.published_messages(args.topic, len(results), 0)
+        runtime.metrics.published_messages(
+            args.topic, int(not result.duplicate), int(result.duplicate)
+        )
         return None
     if function_id == "queue.dlq_count":
         authorize(runtime, credentials, "dlq")

@@ -17,11 +17,14 @@ from app.api.schemas import (
     MessageIn,
     PublishOut,
 )
+from app.api.strict_json import StrictJsonRoute
 from app.core.publisher import PublishRequest
 from app.core.topics import TOPIC_PATTERN
+from app.core.tracing import is_valid_traceparent
 from app.runtime import Runtime
 
 router = APIRouter(
+    route_class=StrictJsonRoute,
     tags=["messages"],
     dependencies=[Depends(require_scope("publish"))],
     responses={
@@ -37,9 +40,23 @@ TopicPath = Annotated[str, Path(pattern=TOPIC_PATTERN, description="Topic name."
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
 
-def trace_carrier(request: Request) -> dict[str, str]:
-    """The caller's W3C trace context, if it sent one."""
-    return {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
+def trace_carrier(
+    request: Request, traceparent: str | None = None, baggage: str | None = None
+) -> dict[str, str]:
+    """The caller's W3C trace context: request headers, else the body's fields.
+
+    The engine's messages carry ``traceparent``/``baggage`` in the body; a header wins over
+    the body field (an invalid ``traceparent`` header counts as none), and the header's
+    ``tracestate`` goes only with the header's ``traceparent``.
+    """
+    carrier = {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
+    header_parent = carrier.get("traceparent", "").strip().lower()
+    if traceparent and not is_valid_traceparent(header_parent):
+        carrier["traceparent"] = traceparent
+        carrier.pop("tracestate", None)
+    if baggage and "baggage" not in carrier:
+        carrier["baggage"] = baggage
+    return carrier
 
 
 def _check_delay(runtime: Runtime, delay_ms: int) -> None:
@@ -49,14 +66,18 @@ def _check_delay(runtime: Runtime, delay_ms: int) -> None:
 
 
 async def publish_one(
-    runtime: Runtime, topic: str, message: MessageIn, key: str | None, request: Request
+    runtime: Runtime,
+    topic: str,
+    message: MessageIn,
+    key: str | None,
+    carrier: dict[str, str],
 ) -> PublishOut:
     """Publish one message and count it."""
     _check_delay(runtime, message.delay_ms)
     [result] = await runtime.publisher.publish(
         topic,
         [PublishRequest(message.data, message.delay_ms, message.headers or {}, key)],
-        trace_carrier(request),
+        carrier,
     )
     runtime.metrics.published_messages(topic, int(not result.duplicate), int(result.duplicate))
     return PublishOut(id=result.id, topic=topic, duplicate=result.duplicate)
@@ -80,7 +101,7 @@ async def publish_message(
     ] = None,
 ) -> PublishOut:
     """Accept one message; 202 only once the backend holds it."""
-    return await publish_one(runtime, topic, message, idempotency_key, request)
+    return await publish_one(runtime, topic, message, idempotency_key, trace_carrier(request))
 
 
 @router.post(
@@ -108,7 +129,13 @@ async def publish_batch(
     return BatchOut(results=[BatchResultOut(id=r.id, duplicate=r.duplicate) for r in results])
 
 
-@router.post("/v1/enqueue", status_code=202, summary="Publish (the engine's queue.enqueue shape)")
+@router.post(
+    "/v1/enqueue",
+    status_code=202,
+    summary="Publish (the engine's queue.enqueue shape)",
+    description="`{topic, data, traceparent?, baggage?, delay_ms?}` as the engine's messages "
+    "carry them. `traceparent`/`baggage` request headers win over the body fields.",
+)
 async def enqueue(
     body: EnqueueIn,
     request: Request,
@@ -117,7 +144,11 @@ async def enqueue(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> PublishOut:
-    """``{topic, data}`` as the engine's ``queue.enqueue`` takes it."""
+    """``{topic, data}`` as the engine's ``queue.enqueue`` takes it, trace context included."""
     return await publish_one(
-        runtime, body.topic, MessageIn(data=body.data), idempotency_key, request
+        runtime,
+        body.topic,
+        MessageIn(data=body.data, delay_ms=body.delay_ms),
+        idempotency_key,
+        trace_carrier(request, body.traceparent, body.baggage),
     )

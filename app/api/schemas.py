@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -17,6 +18,7 @@ from pydantic import (
 
 from app.core.signing import DEFAULT_ROTATION_GRACE_MS, MAX_ROTATION_GRACE_MS, is_valid_secret
 from app.core.topics import TOPIC_PATTERN
+from app.core.tracing import MAX_BAGGAGE_LENGTH, is_valid_traceparent
 from app.dispatch.payload import RESERVED_HEADERS
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -189,11 +191,55 @@ class BatchIn(Strict):
     messages: list[BatchMessageIn] = Field(min_length=1)
 
 
+def _check_traceparent(value: str) -> str:
+    if not is_valid_traceparent(value):
+        raise ValueError(
+            "not a W3C traceparent (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, "
+            "lowercase, ids not all zero)"
+        )
+    return value
+
+
+def _check_baggage(value: str) -> str:
+    if any(not " " <= c <= "~" for c in value):
+        raise ValueError("W3C baggage is printable ASCII (percent-encode anything else)")
+    return value
+
+
+BODY_TRACE_NOTE = (
+    "Used when the request has no such header: a request header wins over the body field."
+)
+
+Traceparent = Annotated[
+    str,
+    AfterValidator(_check_traceparent),
+    Field(
+        pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        description="W3C trace context to continue. " + BODY_TRACE_NOTE,
+        examples=["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"],
+    ),
+]
+"""A body ``traceparent``, as the engine's messages carry it."""
+
+Baggage = Annotated[
+    str,
+    AfterValidator(_check_baggage),
+    Field(
+        max_length=MAX_BAGGAGE_LENGTH,
+        description="W3C baggage to carry with the message. " + BODY_TRACE_NOTE,
+    ),
+]
+"""A body ``baggage``, as the engine's messages carry it."""
+
+
 class EnqueueIn(Strict):
-    """The engine's ``queue.enqueue`` argument."""
+    """The engine's ``queue.enqueue`` argument: ``{topic, data, traceparent?, baggage?}``."""
 
     topic: str = Field(pattern=TOPIC_PATTERN)
     data: Any = None
+    delay_ms: Int = Field(0, ge=0, description="Deliver no earlier than this many ms from now.")
+    traceparent: Traceparent | None = None
+    baggage: Baggage | None = None
 
 
 class PublishOut(BaseModel):

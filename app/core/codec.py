@@ -1,8 +1,17 @@
-"""JSON encoding on hot paths (delivery bodies, size accounting)."""
+"""JSON on hot paths: delivery bodies, size accounting, and strict decoding of requests.
+
+JSON (RFC 8259) has no ``NaN`` or ``Infinity``, no number beyond the double range and no
+lone UTF-16 surrogate: Python's ``json`` accepts all of them, and they either change on the
+way (a non-finite number goes out as ``null``) or cannot be encoded at all (a surrogate has
+no UTF-8 form). :func:`decode_json` refuses them where they come in.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
+from typing import Any
 
 import orjson
 
@@ -17,3 +26,100 @@ def encode_json(document: object) -> bytes:
         return orjson.dumps(document)
     except TypeError:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class UnrepresentableJsonError(ValueError):
+    """Syntactically parseable JSON holding a value JSON cannot carry; ``path`` locates it."""
+
+    def __init__(self, path: list[str], problem: str, kind: str) -> None:
+        """``path``: keys and indexes down to the value; ``kind``: a stable error type."""
+        where = ".".join(path) or "(root)"
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.problem = problem
+        self.kind = kind
+
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
+"""orjson turns integers beyond 64 bits into floats; a body that may hold one takes the
+stdlib path, which keeps them exact (19 digits in a row also occur in strings: harmless)."""
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Parse a request body as strict JSON.
+
+    Raises :class:`json.JSONDecodeError` for text that is not JSON at all and
+    :class:`UnrepresentableJsonError` for ``NaN``, ``Infinity``, ``-Infinity``, a number
+    beyond the double range (``1e400``) or a string (value or key) with a lone surrogate.
+    Valid input costs one orjson parse.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if not _LONG_DIGITS.search(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # not strict JSON: the stdlib says why, or takes what orjson cannot
+    value = json.loads(raw, parse_constant=_NotANumber, parse_float=_finite_float)
+    problem = _first_problem(value)
+    if problem is not None:
+        raise problem
+    return value
+
+
+class _NotANumber:
+    """A number JSON cannot carry, kept as its source text until it is reported."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _finite_float(text: str) -> float | _NotANumber:
+    number = float(text)
+    return number if math.isfinite(number) else _NotANumber(text)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_SURROGATE = "a lone UTF-16 surrogate ({}), which is not text and has no UTF-8 form"
+
+
+def _surrogate(text: str) -> str:
+    first = next(c for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+    return f"\\u{ord(first):04x}"
+
+
+def _first_problem(value: Any) -> UnrepresentableJsonError | None:
+    """The first unrepresentable value in document order (iterative: any depth)."""
+    stack: list[tuple[list[str], Any]] = [([], value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, _NotANumber):
+            if item.text.lstrip("-") in ("NaN", "Infinity"):
+                problem = f"{item.text} is not a JSON number (JSON has no NaN or Infinity)"
+            else:
+                problem = f"{item.text} is beyond the range of a JSON number (a double)"
+            return UnrepresentableJsonError(path, problem, "json_number_out_of_range")
+        if isinstance(item, str):
+            if _has_surrogate(item):
+                message = "the string holds " + _SURROGATE.format(_surrogate(item))
+                return UnrepresentableJsonError(path, message, "json_lone_surrogate")
+        elif isinstance(item, dict):
+            children: list[tuple[list[str], Any]] = []
+            for key, child in item.items():
+                if _has_surrogate(key):
+                    shown = key.encode("utf-8", "backslashreplace").decode()
+                    message = f'the key "{shown}" holds ' + _SURROGATE.format(_surrogate(key))
+                    return UnrepresentableJsonError(path, message, "json_lone_surrogate")
+                children.append(([*path, key], child))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(reversed([([*path, str(i)], c) for i, c in enumerate(item)]))
+    return None

@@ -1,12 +1,14 @@
 """W3C trace-context propagation: from the publisher, through storage, to the receiver.
 
 Publishing continues the caller's ``traceparent``/``baggage`` (request headers, else the
-current span) and stores them with the message. Each delivery attempt continues that
+current span) and stores them with the message; a message published without one starts a
+new trace, so every message carries a ``traceparent``. Each delivery attempt continues that
 trace and sends the headers on, so the receiver joins the same trace.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,22 +24,56 @@ _tracer = trace.get_tracer("hookline")
 _TRACEPARENT = re.compile(
     r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
 )
+MAX_BAGGAGE_LENGTH = 8192
+"""W3C Baggage: a propagator must carry at least 8192 bytes; hookline carries no more."""
+
+_SAMPLED = "01"
+"""Trace flags of a trace hookline starts. OpenTelemetry's default sampler
+(``parentbased_always_on``) records a new root, so a started trace says "sampled" with or
+without an SDK: a receiver's default sampler then records its part as well."""
+
+
+def is_valid_traceparent(value: str) -> bool:
+    """A W3C ``traceparent``: lowercase hex, version not ``ff``, trace and span ids not zero."""
+    return _TRACEPARENT.match(value) is not None
+
+
+def new_traceparent() -> str:
+    """A fresh, sampled W3C ``traceparent`` (random trace and span ids), no SDK involved."""
+    while True:
+        ids = os.urandom(24).hex()
+        trace_id, span_id = ids[:32], ids[32:]
+        if trace_id != "0" * 32 and span_id != "0" * 16:
+            return f"00-{trace_id}-{span_id}-{_SAMPLED}"
 
 
 def _valid_context(carrier: Mapping[str, str]) -> dict[str, str]:
-    """The caller's ``traceparent`` (when well formed) and ``baggage``, stored as they came.
+    """The caller's ``traceparent`` (when well formed, else a new trace) and ``baggage``.
 
     Used when no tracer provider is installed: the same result as extracting and
-    re-injecting through OpenTelemetry, at a fraction of the cost on the publish path.
+    re-injecting through OpenTelemetry (whose default sampler starts a sampled trace when
+    the caller sent none), at a fraction of the cost on the publish path.
     """
     traceparent = carrier.get("traceparent", "").strip().lower()
-    if not _TRACEPARENT.match(traceparent):
-        return {}
+    if not is_valid_traceparent(traceparent):
+        traceparent = new_traceparent()
     stored = {"traceparent": traceparent}
     baggage = carrier.get("baggage", "").strip()
-    if baggage and len(baggage) <= 8192:
+    if baggage and len(baggage) <= MAX_BAGGAGE_LENGTH:
         stored["baggage"] = baggage
     return stored
+
+
+def _continues(current: trace.SpanContext, carrier: Mapping[str, str]) -> bool:
+    """Whether the current span belongs to the trace ``carrier`` names (or names none).
+
+    The API's server span continues the caller's ``traceparent`` header; a trace context
+    given in a request body is not seen by it, and then the body's context is the parent.
+    """
+    traceparent = carrier.get("traceparent", "").strip().lower()
+    if not is_valid_traceparent(traceparent):
+        return True
+    return traceparent.split("-")[1] == f"{current.trace_id:032x}"
 
 
 def trace_headers(traceparent: str | None, baggage: str | None) -> dict[str, str]:
@@ -70,16 +106,17 @@ def _attached(context: Context) -> Iterator[None]:
 def publish_span(topic: str, carrier: Mapping[str, str]) -> Iterator[dict[str, str]]:
     """A PRODUCER span ``{topic} publish`` continuing ``carrier``; yields the context to store.
 
-    The parent is the current span when there is one (the API request's server span, which
-    already continues the caller's headers), else ``carrier``. The yielded dict holds
-    ``traceparent`` (and ``baggage``) of the span, or of the caller when no tracer provider
-    records spans, so the trace survives either way.
+    The parent is the current span when there is one continuing ``carrier`` (the API
+    request's server span, which already continues the caller's headers), else ``carrier``.
+    The yielded dict holds ``traceparent`` (and ``baggage``) of the span, or of the caller
+    when no tracer provider records spans (a new trace when the caller sent none), so every
+    message carries a trace context either way.
     """
     if not tracing_enabled():
         yield _valid_context(carrier)
         return
     current = trace.get_current_span().get_span_context()
-    if current.is_valid or not carrier:
+    if (current.is_valid and _continues(current, carrier)) or not carrier:
         parent = context_api.get_current()
     else:
         parent = propagate.extract(dict(carrier))
@@ -98,6 +135,9 @@ def publish_span(topic: str, carrier: Mapping[str, str]) -> Iterator[dict[str, s
     ):
         stored: dict[str, str] = {}
         propagate.inject(stored)
+        baggage = carrier.get("baggage", "").strip()
+        if "baggage" not in stored and baggage and len(baggage) <= MAX_BAGGAGE_LENGTH:
+            stored["baggage"] = baggage
         yield stored
 
 

@@ -12,6 +12,8 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from opentelemetry import trace
+
 from app.adapters.base import QueueAdapter
 from app.core.conditions import (
     Condition,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hookline.dispatch")
 
 RECEIVE_WAIT_MS = 500
+BUILD_ERROR_EXCERPT = 512
 _BACKOFF_MAX_S = 5.0
 
 
@@ -220,7 +223,6 @@ class SubscriptionWorker:
             refusal = await self._guard.check(subscription.url)
             if refusal is not None:
                 return DeadLetter(LastError(reason="blocked_destination", body_excerpt=refusal))
-        body = build_body(subscription, delivery)
         with delivery_span(
             message.topic,
             message.id,
@@ -229,7 +231,11 @@ class SubscriptionWorker:
             message.traceparent,
             message.baggage,
         ) as (span, trace_headers):
-            headers = build_headers(subscription, delivery, body, trace_headers)
+            try:
+                body = build_body(subscription, delivery)
+                headers = build_headers(subscription, delivery, body, trace_headers)
+            except Exception as exc:  # noqa: BLE001 - a message that can never be sent
+                return self._unbuildable(span, subscription, delivery, exc)
             result = await self._sender.send(
                 subscription.url, body, headers, subscription.timeout_ms
             )
@@ -259,6 +265,25 @@ class SubscriptionWorker:
         return await self._conditions.matches(
             condition.source, message.data, message.topic, message.headers
         )
+
+    def _unbuildable(
+        self, span: trace.Span, subscription: Subscription, delivery: Delivery, exc: Exception
+    ) -> DeadLetter:
+        """No request can be made of this message (its body or signature cannot be built):
+        it is dead-lettered with reason ``build_error`` at once, never retried or left leased.
+        """
+        logger.error(
+            "delivery cannot be built: %s",
+            exc,
+            exc_info=exc,
+            extra={"subscription_id": subscription.id, "message_id": delivery.message.id},
+        )
+        excerpt = f"{type(exc).__name__}: {exc}"[:BUILD_ERROR_EXCERPT]
+        if span.is_recording():
+            annotate_attempt(span, None, "build_error", False, None)
+        # The excerpt itself must be storable and sendable as JSON: no lone surrogates.
+        safe = excerpt.encode("utf-8", "backslashreplace").decode()
+        return DeadLetter(LastError(reason="build_error", body_excerpt=safe))
 
     async def _record(
         self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered

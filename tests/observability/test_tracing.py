@@ -235,3 +235,28 @@ async def test_hookline_serve_exports_over_otlp_when_asked(
         assert "readyz" not in " ".join(names)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/enqueue", "/v1/functions/queue.enqueue"])
+async def test_a_body_traceparent_is_continued_when_spans_are_recorded(
+    spans: InMemorySpanExporter, receiver: Receiver, path: str
+) -> None:
+    """The engine's ``{topic, data, traceparent}``: the server span does not see the body,
+    so the PRODUCER span's parent is the body's context, and the receiver joins it."""
+    async with running_hookline("builtin") as hookline:
+        topic = unique("body-traced")
+        await hookline.subscribe(topic=topic, url=receiver.url())
+        body = {
+            "topic": topic,
+            "data": 1,
+            "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+            "baggage": "tenant=acme",
+        }
+        assert (await hookline.client.post(path, json=body)).status_code in (200, 202)
+        [got] = await receiver.wait_for(1)
+    [producer] = named(list(spans.get_finished_spans()), f"{topic} publish", SpanKind.PRODUCER)
+    assert hex_ids(producer)[0] == CALLER_TRACE
+    assert producer.parent is not None
+    assert f"{producer.parent.span_id:016x}" == CALLER_SPAN
+    assert got.headers["traceparent"].split("-")[1] == CALLER_TRACE
+    assert got.headers["baggage"] == "tenant=acme"
