@@ -13,7 +13,7 @@ from tests.rabbitmq.helpers import dlq_entry, make_msg, make_sub, publish, recei
 
 
 async def queue_exists(adapter: RabbitMQAdapter, name: str) -> bool:
-    connection = await aio_pika.connect(adapter.config.amqp_url)
+    connection = await aio_pika.connect(adapter.settings.amqp_url)
     try:
         channel = await connection.channel()
         try:
@@ -107,7 +107,7 @@ async def test_a_foreign_message_goes_to_the_dlq_not_to_the_bin(open_rabbit: Ope
         topic = unique("foreign")
         sub = make_sub(topic)
         await adapter.create_subscription(sub)
-        connection = await aio_pika.connect(adapter.config.amqp_url)
+        connection = await aio_pika.connect(adapter.settings.amqp_url)
         try:
             channel = await connection.channel()
             exchange = await channel.get_exchange(adapter.names.topics, ensure=False)

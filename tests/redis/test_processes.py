@@ -13,7 +13,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.adapters.redis.keys import KeySpace
+from app.adapters.redis.names import NameSpace
 from tests.backends import unique
 from tests.process import ServeProcess, write_config
 from tests.receiver import Receiver, Reply
@@ -68,7 +68,7 @@ async def consumers(
     inspect: Redis, redis_config: dict[str, Any], topic: str, sub_id: str
 ) -> dict[str, int]:
     """Consumer name -> pending count in the subscription's group on the topic stream."""
-    stream = KeySpace(redis_config["key_prefix"]).topic(topic).stream
+    stream = NameSpace(redis_config["key_prefix"]).topic(topic).stream
     try:
         rows = await inspect.xinfo_consumers(stream, sub_id)
     except Exception:

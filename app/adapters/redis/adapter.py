@@ -26,11 +26,11 @@ from app.adapters.base import (
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
 from app.adapters.redis.groups import ConsumerGroups
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.leases import PROMOTE_LIMIT, Leases
 from app.adapters.redis.lua_messages import PROMOTE
 from app.adapters.redis.maintenance import Maintenance
-from app.adapters.redis.publishing import Publisher
+from app.adapters.redis.names import NameSpace
+from app.adapters.redis.publishing import MessageWriter
 from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.stats import topic_stats
@@ -57,18 +57,18 @@ class RedisAdapter:
     def __init__(self, settings: RedisSettings) -> None:
         """No I/O: :meth:`start` connects (in the background when Redis is down)."""
         self.settings = settings
-        self.keys = KeySpace(settings.key_prefix)
+        self.names = NameSpace(settings.key_prefix)
         self.connection = RedisConnection(settings)
         self.consumer = settings.consumer_name or default_consumer_name()
-        self.registry = SubscriptionRegistry(self.connection, self.keys)
-        self.groups = ConsumerGroups(self.connection, self.keys, self.registry)
+        self.registry = SubscriptionRegistry(self.connection, self.names)
+        self.groups = ConsumerGroups(self.connection, self.names, self.registry)
         self.timer = DueTimer(self._promote)
         self.leases = Leases(
-            self.connection, self.keys, settings, self.groups, self.timer, self.consumer
+            self.connection, self.names, settings, self.groups, self.timer, self.consumer
         )
-        self.publisher = Publisher(self.connection, self.keys, self.timer)
-        self.dlq = DeadLetterStore(self.connection, self.keys)
-        self.maintenance = Maintenance(self.connection, self.keys, self.registry, settings)
+        self.writer = MessageWriter(self.connection, self.names, self.timer)
+        self.dlq = DeadLetterStore(self.connection, self.names)
+        self.maintenance = Maintenance(self.connection, self.names, self.registry, settings)
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -116,7 +116,7 @@ class RedisAdapter:
 
     async def _promote(self, topic: str, subscription_id: str) -> int | None:
         """Move due copies; the next due time, or a short pause when nothing could move."""
-        tk = self.keys.topic(topic)
+        tk = self.names.topic(topic)
         keys = [tk.schedule(subscription_id), tk.queue(subscription_id)]
         now = now_ms()
         next_due, moved = await self.connection.run(PROMOTE, keys, [now, PROMOTE_LIMIT])
@@ -132,7 +132,7 @@ class RedisAdapter:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store for every current subscription; returns once Redis holds them."""
         if messages:
-            await self.publisher.publish(messages)
+            await self.writer.publish(messages)
 
     async def receive(
         self, subscription: Subscription, max_count: int, wait_ms: int
@@ -140,18 +140,20 @@ class RedisAdapter:
         """Lease up to ``max_count`` copies, waiting at most ``wait_ms`` for the first."""
         return await self.leases.receive(subscription, max_count, wait_ms)
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """End leases for good (batched XACK)."""
-        if deliveries:
-            await self.leases.ack(deliveries)
+    async def ack(self, deliveries: Sequence[Delivery]) -> bool:
+        """End leases for good (batched XACK); False if one had ended already."""
+        return await self.leases.ack(deliveries) if deliveries else True
 
-    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
-        """End the lease and schedule attempt + 1 at ``due_at_ms``, atomically."""
-        await self.leases.retry_at(delivery, due_at_ms)
+    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
+        """End the lease and schedule attempt + 1 at ``due_at_ms``, atomically.
 
-    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> None:
-        """End the lease and keep ``entry`` in the topic's DLQ, atomically."""
-        await self.leases.dead_letter(delivery, entry)
+        False when another instance took the lease over (we were silent too long).
+        """
+        return await self.leases.retry_at(delivery, due_at_ms)
+
+    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
+        """End the lease and keep ``entry`` in the topic's DLQ, atomically (False: not ours)."""
+        return await self.leases.dead_letter(delivery, entry)
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand leases back untried; the same attempt is leased again first."""
@@ -233,7 +235,7 @@ class RedisAdapter:
         self, topic: str, key: str, message_id: str, ttl_ms: int
     ) -> str | None:
         """``SET NX PX GET``: one round trip, shared by every instance."""
-        name = self.keys.topic(topic).idempotency(key)
+        name = self.names.topic(topic).idempotency(key)
         with self.connection.translate():
             previous = await self.connection.client.set(
                 name, message_id, nx=True, px=max(1, ttl_ms), get=True
@@ -243,13 +245,13 @@ class RedisAdapter:
     async def release_idempotency_key(self, topic: str, key: str) -> None:
         """Forget a key whose publish failed."""
         with self.connection.translate():
-            await self.connection.client.delete(self.keys.topic(topic).idempotency(key))
+            await self.connection.client.delete(self.names.topic(topic).idempotency(key))
 
     # -- introspection -------------------------------------------------------------------
 
     async def topic_stats(self, topic: str) -> TopicStats:
         """Backlog, in flight, scheduled and DLQ per subscription."""
-        return await topic_stats(self.connection, self.keys, self.registry, topic)
+        return await topic_stats(self.connection, self.names, self.registry, topic)
 
     async def list_topics(self) -> list[str]:
         """Topics with subscriptions, or with DLQ entries left by deleted ones."""
