@@ -31,10 +31,10 @@ import aiormq
 
 from app.adapters.base import (
     BackendUnavailableError,
-    DlqPage,
     OutgoingMessage,
     SubscriptionExistsError,
 )
+from app.adapters.kit.facade import BrokerFacade
 from app.adapters.rabbitmq import delay
 from app.adapters.rabbitmq.connection import (
     BROKER_ERRORS,
@@ -57,16 +57,18 @@ from app.adapters.rabbitmq.topology import (
     declare_exchanges,
     declare_subscription_queue,
 )
-from app.core.models import Delivery, DlqEntry, Subscription, TopicStats
+from app.core.models import Subscription, TopicStats
 
 logger = logging.getLogger("hookline.rabbitmq")
 
 
-class RabbitMQAdapter:
+class RabbitMQAdapter(BrokerFacade):
     """Stores and moves hookline messages in RabbitMQ; shared by any number of instances."""
 
     name = "rabbitmq"
     shared_across_processes = True
+    leases: Leases
+    dlq: DeadLetterStore
 
     def __init__(self, settings: RabbitMQSettings) -> None:
         """Nothing connects until :meth:`start`."""
@@ -158,62 +160,6 @@ class RabbitMQAdapter:
         """One confirmed, persistent publish per message to the topic exchange."""
         if messages:
             await self.writer.publish(messages)
-
-    async def receive(
-        self, subscription: Subscription, max_count: int, wait_ms: int
-    ) -> list[Delivery]:
-        """Take up to ``max_count`` messages pushed by this subscription's consumer."""
-        return await self.leases.receive(subscription, max_count, wait_ms)
-
-    async def ack(self, deliveries: Sequence[Delivery]) -> bool:
-        """Ack on the channel each came from, coalesced; False if a receipt was void."""
-        return await self.leases.ack(deliveries)
-
-    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
-        """Publish attempt + 1 (confirmed), then ack; False when the lease was void."""
-        return await self.leases.retry_at(delivery, due_at_ms)
-
-    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
-        """Publish the entry to the topic's DLQ (confirmed), then ack; False when void."""
-        return await self.leases.dead_letter(delivery, entry)
-
-    async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Nack with requeue: RabbitMQ puts each back where it was, same attempt header."""
-        await self.leases.release(deliveries)
-
-    # -- dead-letter queue ---------------------------------------------------------------
-
-    async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
-        """Total by passive declare; per subscription by a snapshot scan."""
-        return await self.dlq.count(topic, subscription_id)
-
-    async def dlq_list(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> DlqPage:
-        """Entries ordered by id (failure time), after ``cursor`` (an entry id)."""
-        return await self.dlq.page(topic, subscription_id, limit, cursor)
-
-    async def dlq_redrive(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Send entries back to the subscription that failed them (attempt 1)."""
-        return await self.dlq.redrive(topic, subscription_id, ids)
-
-    async def dlq_purge(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Delete entries."""
-        return await self.dlq.purge(topic, subscription_id, ids)
 
     # -- subscription registry -----------------------------------------------------------
 

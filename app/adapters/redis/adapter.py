@@ -19,10 +19,10 @@ from typing import Any
 
 from app.adapters.base import (
     BackendUnavailableError,
-    DlqPage,
     OutgoingMessage,
     SubscriptionExistsError,
 )
+from app.adapters.kit.facade import BrokerFacade
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
 from app.adapters.redis.groups import ConsumerGroups
@@ -35,7 +35,7 @@ from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.stats import topic_stats
 from app.adapters.redis.timer import DueTimer
-from app.core.models import Delivery, DlqEntry, Subscription, TopicStats, now_ms
+from app.core.models import Subscription, TopicStats, now_ms
 
 logger = logging.getLogger("hookline.redis")
 
@@ -48,11 +48,13 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class RedisAdapter:
+class RedisAdapter(BrokerFacade):
     """Implementation of :class:`app.adapters.base.QueueAdapter` on Redis Streams."""
 
     name = "redis"
     shared_across_processes = True
+    leases: Leases
+    dlq: DeadLetterStore
 
     def __init__(self, settings: RedisSettings) -> None:
         """No I/O: :meth:`start` connects (in the background when Redis is down)."""
@@ -133,66 +135,6 @@ class RedisAdapter:
         """Store for every current subscription; returns once Redis holds them."""
         if messages:
             await self.writer.publish(messages)
-
-    async def receive(
-        self, subscription: Subscription, max_count: int, wait_ms: int
-    ) -> list[Delivery]:
-        """Lease up to ``max_count`` copies, waiting at most ``wait_ms`` for the first."""
-        return await self.leases.receive(subscription, max_count, wait_ms)
-
-    async def ack(self, deliveries: Sequence[Delivery]) -> bool:
-        """End leases for good (batched XACK); False if one had ended already."""
-        return await self.leases.ack(deliveries) if deliveries else True
-
-    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
-        """End the lease and schedule attempt + 1 at ``due_at_ms``, atomically.
-
-        False when another instance took the lease over (we were silent too long).
-        """
-        return await self.leases.retry_at(delivery, due_at_ms)
-
-    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
-        """End the lease and keep ``entry`` in the topic's DLQ, atomically (False: not ours)."""
-        return await self.leases.dead_letter(delivery, entry)
-
-    async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Hand leases back untried; the same attempt is leased again first."""
-        if deliveries:
-            await self.leases.release(deliveries)
-
-    # -- dead-letter queue ---------------------------------------------------------------
-
-    async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
-        """O(1) count of a topic's (or one subscription's) entries."""
-        return await self.dlq.count(topic, subscription_id)
-
-    async def dlq_list(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> DlqPage:
-        """A page of entries, oldest first, after ``cursor`` (an entry id)."""
-        return await self.dlq.page(topic, subscription_id, limit, cursor)
-
-    async def dlq_redrive(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Give entries back to the subscription that failed them, attempt 1."""
-        return await self.dlq.redrive(topic, subscription_id, ids)
-
-    async def dlq_purge(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Delete entries."""
-        return await self.dlq.purge(topic, subscription_id, ids)
 
     # -- subscription registry -----------------------------------------------------------
 
