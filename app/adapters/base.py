@@ -9,6 +9,8 @@ topic at that moment its own copy (a subscription created later sees only later
 messages). ``receive`` leases copies to one subscription; each lease ends with exactly
 one of ``ack``, ``retry_at``, ``dead_letter`` or ``release``. A lease that never ends
 (the process died) is handed out again by durable adapters: delivery is at-least-once.
+The settling calls report whether the lease was still ours, so the dispatcher counts and
+logs only outcomes that were recorded.
 
 During a backend outage ``receive`` waits out its ``wait_ms`` and returns ``[]`` (so the
 dispatcher's loops resume within one wait once the backend is back), while ``publish`` and
@@ -101,17 +103,26 @@ class QueueAdapter(Protocol):
     ) -> list[Delivery]:
         """Lease up to ``max_count`` due deliveries, waiting at most ``wait_ms`` for the first."""
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """End leases for good: delivered, or skipped by the subscription's condition."""
+    async def ack(self, deliveries: Sequence[Delivery]) -> bool:
+        """End leases for good: delivered, or skipped by the subscription's condition.
 
-    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
+        True when every lease was still ours; False when one had already ended (settled
+        before, its subscription deleted, its channel gone, taken over by another instance).
+        """
+
+    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
         """End a lease and schedule attempt ``delivery.attempt + 1`` at ``due_at_ms``, atomically.
 
         The retry must be stored before the lease ends: no window in which a crash loses it.
+        Returns False, scheduling nothing, when the lease was no longer ours: whoever holds
+        it now decides the outcome, so the caller must not count this one.
         """
 
-    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> None:
-        """End a lease and keep ``entry`` in the topic's DLQ, atomically."""
+    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
+        """End a lease and keep ``entry`` in the topic's DLQ, atomically.
+
+        Returns False, keeping nothing, when the lease was no longer ours (as ``retry_at``).
+        """
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand leases back untried (shutdown, pause): the same attempt is leased again."""

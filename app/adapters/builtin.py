@@ -22,6 +22,7 @@ from app.adapters.base import (
     OutgoingMessage,
     SubscriptionExistsError,
 )
+from app.adapters.kit.dlq import DlqFilter, first_page
 from app.core.codec import encode_json
 from app.core.models import (
     Delivery,
@@ -217,30 +218,36 @@ class BuiltinQueueAdapter:
             return None
         return queue, copy
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Forget delivered (or filtered) copies."""
+    async def ack(self, deliveries: Sequence[Delivery]) -> bool:
+        """Forget delivered (or filtered) copies; False if any lease had already ended."""
+        ours = True
         for delivery in deliveries:
             ended = self._end_lease(delivery)
-            if ended is not None:
+            if ended is None:
+                ours = False
+            else:
                 self._drop(ended[1].envelope)
+        return ours
 
-    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
-        """Reschedule the copy for its next attempt."""
+    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
+        """Reschedule the copy for its next attempt; False if the lease had already ended."""
         ended = self._end_lease(delivery)
         if ended is None:
-            return
+            return False
         queue, copy = ended
         copy.attempt = delivery.attempt + 1
         self._schedule(queue, copy, due_at_ms)
+        return True
 
-    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> None:
+    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
         """Move the copy into the topic's DLQ (the DLQ entry keeps the message held)."""
         ended = self._end_lease(delivery)
         if ended is None:
-            return
+            return False
         self._dlq.setdefault(entry.topic, {})[entry.id] = entry
         self._topics.add(entry.topic)
         # The lease's reference now belongs to the DLQ entry: no _drop here.
+        return True
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Put untried copies back at the head of their queue."""
@@ -254,23 +261,17 @@ class BuiltinQueueAdapter:
 
     # -- dead-letter queue ---------------------------------------------------------------
 
-    def _select(
-        self, topic: str, subscription_id: str | None, ids: Sequence[str] | None
-    ) -> list[DlqEntry]:
+    def _select(self, topic: str, selection: DlqFilter) -> list[DlqEntry]:
         entries = self._dlq.get(topic, {})
-        if ids is not None:
-            chosen = [entries[i] for i in dict.fromkeys(ids) if i in entries]
-        else:
-            chosen = list(entries.values())
-        if subscription_id is not None:
-            chosen = [e for e in chosen if e.subscription_id == subscription_id]
-        return chosen
+        if selection.ids is None:
+            return selection.select(entries.values())
+        return selection.select(entries[i] for i in sorted(selection.ids) if i in entries)
 
     async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
         """Count entries (linear in the topic's DLQ, which lives in memory)."""
         if subscription_id is None:
             return len(self._dlq.get(topic, {}))
-        return len(self._select(topic, subscription_id, None))
+        return len(self._select(topic, DlqFilter.of(subscription_id)))
 
     async def dlq_list(
         self,
@@ -280,10 +281,7 @@ class BuiltinQueueAdapter:
         cursor: str | None = None,
     ) -> DlqPage:
         """Entries after ``cursor`` (an entry id; ids sort by failure time)."""
-        chosen = sorted(self._select(topic, subscription_id, None), key=lambda e: e.id)
-        if cursor is not None:
-            chosen = [e for e in chosen if e.id > cursor]
-        return DlqPage.first(chosen, limit)
+        return first_page(self._select(topic, DlqFilter.of(subscription_id, after=cursor)), limit)
 
     async def dlq_redrive(
         self,
@@ -293,7 +291,7 @@ class BuiltinQueueAdapter:
     ) -> int:
         """Requeue entries to the subscription that failed them, attempt 1."""
         moved = 0
-        for entry in self._select(topic, subscription_id, ids):
+        for entry in self._select(topic, DlqFilter.of(subscription_id, ids)):
             queue = self._queues.get(entry.subscription_id)
             if queue is None:
                 continue
@@ -310,7 +308,7 @@ class BuiltinQueueAdapter:
         ids: Sequence[str] | None = None,
     ) -> int:
         """Delete entries and release what they held."""
-        chosen = self._select(topic, subscription_id, ids)
+        chosen = self._select(topic, DlqFilter.of(subscription_id, ids))
         for entry in chosen:
             del self._dlq[topic][entry.id]
             self._drop(entry.message)

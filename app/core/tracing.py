@@ -87,9 +87,10 @@ def trace_headers(traceparent: str | None, baggage: str | None) -> dict[str, str
 
 
 def tracing_enabled() -> bool:
-    """True once a tracer provider (an SDK) is installed: spans are then worth making."""
-    # The module global avoids get_tracer_provider()'s environment lookup on every call.
-    return getattr(trace, "_TRACER_PROVIDER", None) is not None
+    """True once some SDK provider is installed (by hookline, a test or auto-instrumentation):
+    spans are then worth making; without one they would only cost time.
+    """
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 @contextmanager

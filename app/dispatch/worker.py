@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -198,7 +199,7 @@ class SubscriptionWorker:
             self._ack_wakeup.clear()
             while self._acks:
                 batch, self._acks = self._acks, []
-                await self._safely(self._adapter.ack(batch))
+                await self._settled(self._adapter.ack(batch))
             if self._stopping.is_set() and not self._tasks:
                 return
 
@@ -295,8 +296,8 @@ class SubscriptionWorker:
             self._metrics.delivered(subscription, delivery)
             self._ack(delivery)
         elif isinstance(outcome, RetryLater):
-            self._metrics.retry_scheduled(subscription)
-            await self._safely(self._adapter.retry_at(delivery, now_ms() + outcome.delay_ms))
+            if await self._settled(self._adapter.retry_at(delivery, now_ms() + outcome.delay_ms)):
+                self._metrics.retry_scheduled(subscription)
         else:
             await self._dead_letter(subscription, delivery, outcome.error)
 
@@ -342,7 +343,7 @@ class SubscriptionWorker:
             )
             if not published:
                 return  # lease not ended: a durable adapter redelivers it
-        if await self._safely(self._adapter.dead_letter(delivery, entry)):
+        if await self._settled(self._adapter.dead_letter(delivery, entry)):
             self._metrics.dead_lettered(subscription, error.reason)
             logger.warning(
                 "message dead-lettered: %s",
@@ -366,6 +367,20 @@ class SubscriptionWorker:
             logger.warning("backend call failed: %s", exc, extra={"subscription_id": self.sub_id})
             return False
         return True
+
+    async def _settled(self, settle: Awaitable[bool]) -> bool:
+        """End a lease; True only if the adapter recorded the outcome (the lease was ours).
+
+        A lease lost to another instance is not an error: its new holder decides.
+        """
+        try:
+            ours = await settle
+        except Exception as exc:  # noqa: BLE001 - outages must not kill the loop
+            logger.warning("backend call failed: %s", exc, extra={"subscription_id": self.sub_id})
+            return False
+        if not ours:
+            logger.debug("lease lost: outcome not recorded", extra={"subscription_id": self.sub_id})
+        return ours
 
 
 def _hop_limit_error(error: LastError, dead_letter_topic: str, hops: int) -> LastError:

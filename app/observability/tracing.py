@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from app import __version__
 from app.config import ConfigError
+from app.core.tracing import tracing_enabled
 
 OTLP_EXPORTERS = {
     "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -108,11 +109,6 @@ def configure_tracing(env: Mapping[str, str] | None = None) -> TracerProvider | 
     if provider is not None:
         trace.set_tracer_provider(provider)
     return provider
-
-
-def tracing_enabled() -> bool:
-    """True once some SDK provider is installed (by hookline, a test or auto-instrumentation)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def instrument(app: FastAPI) -> None:

@@ -240,3 +240,61 @@ async def test_topic_stats_and_listing(adapter: QueueAdapter) -> None:
 
 async def test_ping(adapter: QueueAdapter) -> None:
     assert await adapter.ping() is True
+
+
+async def test_settling_reports_whether_the_lease_was_still_ours(adapter: QueueAdapter) -> None:
+    topic = unique("settle")
+    sub = make_sub(topic)
+    await adapter.create_subscription(sub)
+    await publish(adapter, *[make_msg(topic, i) for i in range(3)])
+    acked, retried, dead = await receive_n(adapter, sub, 3)
+    assert await adapter.ack([]) is True
+    assert await adapter.ack([acked]) is True
+    assert await adapter.retry_at(retried, now_ms() + 60_000) is True
+    assert await adapter.dead_letter(dead, dlq_entry(dead, topic)) is True
+
+    # each lease has ended: a second outcome for any of them is refused and stores nothing
+    for ended in (acked, retried, dead):
+        assert await adapter.ack([ended]) is False
+        assert await adapter.retry_at(ended, now_ms()) is False
+        assert await adapter.dead_letter(ended, dlq_entry(ended, topic)) is False
+    assert await adapter.dlq_count(topic) == 1
+    assert await adapter.receive(sub, 10, 300) == []  # no retry was scheduled for "now"
+    [stats] = (await adapter.topic_stats(topic)).subscriptions
+    assert (stats.in_flight, stats.scheduled, stats.dlq) == (0, 1, 1)
+
+
+async def test_a_lease_of_a_deleted_subscription_records_no_outcome(
+    adapter: QueueAdapter,
+) -> None:
+    topic = unique("gone")
+    sub = make_sub(topic)
+    await adapter.create_subscription(sub)
+    await publish(adapter, make_msg(topic, 1), make_msg(topic, 2))
+    first, second = await receive_n(adapter, sub, 2)
+    assert await adapter.delete_subscription(sub.id) is True
+    assert await adapter.retry_at(first, now_ms()) is False
+    assert await adapter.dead_letter(second, dlq_entry(second, topic)) is False
+    assert await adapter.dlq_count(topic) == 0
+    await adapter.release([first, second])  # nothing to hand back to: no error either
+
+
+async def test_update_of_an_unknown_subscription_creates_it(adapter: QueueAdapter) -> None:
+    topic = unique("upsert")
+    sub = make_sub(topic)
+    await adapter.update_subscription(sub)
+    assert await adapter.get_subscription(sub.id) == sub
+    await publish(adapter, make_msg(topic, "after"))
+    [got] = await receive_n(adapter, sub, 1)
+    assert got.message.data == "after"
+    assert await adapter.ack([got]) is True
+
+
+async def test_publishing_nothing_stores_nothing(adapter: QueueAdapter) -> None:
+    topic = unique("empty")
+    sub = make_sub(topic)
+    await adapter.create_subscription(sub)
+    await adapter.publish([])
+    assert await adapter.receive(sub, 10, 200) == []
+    [stats] = (await adapter.topic_stats(topic)).subscriptions
+    assert (stats.backlog, stats.in_flight, stats.scheduled, stats.dlq) == (0, 0, 0, 0)

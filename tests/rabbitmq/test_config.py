@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 
 from app.adapters.factory import build_adapter
-from app.adapters.rabbitmq import RabbitMQAdapter, RabbitMQConfig, RabbitMQConfigError
-from app.adapters.rabbitmq.config import mask_password
+from app.adapters.rabbitmq import RabbitMQAdapter, RabbitMQConfigError, RabbitMQSettings
 from app.config import ConfigError
+from app.observability.redact import mask_url_credentials
 
 
 def test_defaults_and_overrides() -> None:
-    config = RabbitMQConfig.from_mapping(
+    config = RabbitMQSettings.from_mapping(
         {"amqp_url": "amqp://u:p@h:5672/v", "queue_type": "quorum"}
     )
     assert config.queue_type == "quorum"
     assert config.prefix == "hookline"
     assert config.publish_timeout_ms == 5000
-    assert config.safe_url == "amqp://u:******@h:5672/v"
+    assert config.safe_url == "amqp://u:***@h:5672/v"
     adapter = build_adapter("modules::queue::RabbitMQAdapter", {"amqp_url": "amqp://h/"})
     assert isinstance(adapter, RabbitMQAdapter)
     assert adapter.shared_across_processes
@@ -37,7 +37,7 @@ def test_defaults_and_overrides() -> None:
 )
 def test_bad_values_name_the_key_in_one_line(raw: dict[str, object], key: str) -> None:
     with pytest.raises(RabbitMQConfigError) as caught:
-        RabbitMQConfig.from_mapping(raw)
+        RabbitMQSettings.from_mapping(raw)
     message = str(caught.value)
     assert message.startswith(f"adapter.config.{key}:")
     assert "\n" not in message
@@ -45,12 +45,12 @@ def test_bad_values_name_the_key_in_one_line(raw: dict[str, object], key: str) -
 
 
 def test_a_global_redis_url_is_not_a_typo() -> None:
-    assert RabbitMQConfig.from_mapping({"redis_url": "redis://x"}).amqp_url.startswith("amqp://")
+    assert RabbitMQSettings.from_mapping({"redis_url": "redis://x"}).amqp_url.startswith("amqp://")
 
 
 def test_passwords_never_reach_logs() -> None:
     assert (
-        mask_password("amqps://bob:s3cret@rabbit:5671/prod")
-        == "amqps://bob:******@rabbit:5671/prod"
+        mask_url_credentials("amqps://bob:s3cret@rabbit:5671/prod")
+        == "amqps://bob:***@rabbit:5671/prod"
     )
-    assert mask_password("amqp://rabbit/") == "amqp://rabbit/"
+    assert mask_url_credentials("amqp://rabbit/") == "amqp://rabbit/"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app.adapters.rabbitmq import delay
-from app.adapters.rabbitmq.names import LADDER_BITS, Names
+from app.adapters.rabbitmq.names import LADDER_BITS, NameSpace
 from app.core.models import now_ms
 from tests.backends import unique
 from tests.rabbitmq.conftest import OpenAdapter
@@ -16,7 +16,7 @@ from tests.rabbitmq.helpers import make_msg, make_sub, publish, receive_n
 
 
 def test_route_spells_the_delay_in_binary() -> None:
-    names = Names("p")
+    names = NameSpace("p")
     rng = random.Random(7)
     for wanted in [
         1,

@@ -15,7 +15,7 @@ from tests.rabbitmq.helpers import dlq_entry, make_msg, make_sub, publish, recei
 
 async def queue_order(adapter: RabbitMQAdapter, topic: str) -> list[str]:
     """Entry ids in the DLQ queue's own order, read with basic.get and put back untouched."""
-    connection = await aio_pika.connect(adapter.config.amqp_url)
+    connection = await aio_pika.connect(adapter.settings.amqp_url)
     try:
         channel = await connection.channel()
         queue = await channel.get_queue(adapter.names.dlq(topic), ensure=False)

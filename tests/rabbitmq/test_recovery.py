@@ -13,7 +13,7 @@ from tests.rabbitmq.helpers import dlq_entry, make_msg, make_sub, publish, recei
 
 
 async def queue_exists(adapter: RabbitMQAdapter, name: str) -> bool:
-    connection = await aio_pika.connect(adapter.config.amqp_url)
+    connection = await aio_pika.connect(adapter.settings.amqp_url)
     try:
         channel = await connection.channel()
         try:
@@ -107,7 +107,7 @@ async def test_a_foreign_message_goes_to_the_dlq_not_to_the_bin(open_rabbit: Ope
         topic = unique("foreign")
         sub = make_sub(topic)
         await adapter.create_subscription(sub)
-        connection = await aio_pika.connect(adapter.config.amqp_url)
+        connection = await aio_pika.connect(adapter.settings.amqp_url)
         try:
             channel = await connection.channel()
             exchange = await channel.get_exchange(adapter.names.topics, ensure=False)
@@ -121,6 +121,17 @@ async def test_a_foreign_message_goes_to_the_dlq_not_to_the_bin(open_rabbit: Ope
         [entry] = (await adapter.dlq_list(topic)).entries
         assert entry.last_error.reason == "undecodable"
         assert entry.message.data == "not json {"
+        assert entry.subscription_id == sub.id
+        # a normal, time-sortable DLQ id: it pages in failure order like any other entry
+        assert entry.id.startswith("dlq_")
+        assert entry.message.id.startswith("msg_")
+        await publish(adapter, make_msg(topic, "later"))
+        [later] = await receive_n(adapter, sub, 1)
+        assert await adapter.dead_letter(later, dlq_entry(later, topic)) is True
+        first = await adapter.dlq_list(topic, limit=1)
+        assert [e.id for e in first.entries] == [entry.id]
+        second = await adapter.dlq_list(topic, limit=1, cursor=first.next_cursor)
+        assert [e.message.data for e in second.entries] == ["later"]
 
 
 @pytest.mark.parametrize("queue_type", ["classic"])

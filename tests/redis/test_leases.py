@@ -7,7 +7,7 @@ import time
 
 from app.core.models import Delivery, now_ms
 from tests.redis.conftest import OpenAdapter
-from tests.redis.helpers import make_msg, make_sub, publish, receive_n
+from tests.redis.helpers import dlq_entry, make_msg, make_sub, publish, receive_n
 
 FAST_CLAIM = {"visibility_timeout_ms": 600, "lease_margin_ms": 0, "claim_interval_ms": 20}
 
@@ -32,9 +32,11 @@ async def test_a_dead_consumers_lease_is_taken_over_after_visibility_not_before(
         assert time.monotonic() - leased_at >= 0.6
         assert (taken.message.id, taken.attempt) == (lost.message.id, 1)
 
-        # the old holder's late outcome must not schedule a second copy
-        await dead.retry_at(lost, now_ms())
-        await alive.ack([taken])
+        # the old holder's late outcome must not schedule a second copy, and says so
+        assert await dead.retry_at(lost, now_ms()) is False
+        assert await dead.dead_letter(lost, dlq_entry(lost)) is False
+        assert await dead.dlq_count(topic) == 0
+        assert await alive.ack([taken]) is True
         assert await alive.receive(sub, 10, 300) == []
 
 

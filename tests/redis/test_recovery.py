@@ -27,7 +27,7 @@ async def test_group_destroyed_under_a_live_subscription_is_recreated(
         [first] = await receive_n(adapter, sub, 1)
         await adapter.ack([first])
 
-        tk = adapter.keys.topic(topic)
+        tk = adapter.names.topic(topic)
         client = adapter.connection.client
         await client.xgroup_destroy(tk.stream, sub.id)
         await publish(adapter, make_msg(topic, "during"))  # published while the group is gone
@@ -47,7 +47,7 @@ async def test_stream_deleted_under_a_live_subscription_recovers(open_redis: Ope
         topic = "billing.paid"
         sub = make_sub(topic)
         await adapter.create_subscription(sub)
-        tk = adapter.keys.topic(topic)
+        tk = adapter.names.topic(topic)
         await adapter.connection.client.delete(tk.stream, tk.queue(sub.id))
         await publish(adapter, make_msg(topic, 1), make_msg(topic, 2))
         got = await receive_n(adapter, sub, 2)
@@ -73,7 +73,7 @@ async def test_a_deleted_subscription_is_not_resurrected_by_its_receive_loop(
         [leased] = await receive_n(adapter, sub, 1)
         assert await adapter.delete_subscription(sub.id)
         assert await adapter.receive(sub, 10, 50) == []
-        tk = adapter.keys.topic(topic)
+        tk = adapter.names.topic(topic)
         assert not await adapter.connection.client.exists(tk.stream, tk.queue(sub.id))
         # ending a lease of a deleted subscription is harmless and leaves nothing behind
         await adapter.retry_at(leased, now_ms() + 10_000)
@@ -142,7 +142,7 @@ async def test_close_removes_this_process_consumer_when_it_holds_nothing(
         await adapter.create_subscription(sub)
         await publish(adapter, make_msg(topic, 1))
         await adapter.ack(await receive_n(adapter, sub, 1))
-        stream = adapter.keys.topic(topic).stream
+        stream = adapter.names.topic(topic).stream
         client_adapter: RedisAdapter = adapter
         assert await client_adapter.connection.client.xinfo_consumers(stream, sub.id)
     async with open_redis() as observer:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from app.adapters.redis.connection import redact
-from app.adapters.redis.keys import KeySpace
+from app.adapters.redis.names import NameSpace
 from app.adapters.redis.settings import RedisSettings
+from app.observability.redact import mask_url_credentials
 
 
 def test_defaults_and_values_from_yaml_or_env_strings() -> None:
@@ -45,15 +45,15 @@ def test_visibility_never_undercuts_the_delivery_timeout() -> None:
 
 
 def test_every_key_of_a_topic_shares_one_slot() -> None:
-    tk = KeySpace("hookline").topic("orders.created")
+    tk = NameSpace("hookline").topic("orders.created")
     keys = [tk.stream, tk.subs, tk.origins, tk.queue("s1"), tk.schedule("s1"), tk.dlq]
     keys += [tk.dlq_all, tk.dlq_sub("s1"), tk.idempotency("k{x}")]
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert tk.stream == "hookline:{orders.created}:stream"
     with pytest.raises(ValueError):
-        KeySpace("hookline").topic("bad{topic}")
+        NameSpace("hookline").topic("bad{topic}")
 
 
 def test_passwords_never_reach_the_logs() -> None:
-    assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
-    assert redact("redis://host:6379") == "redis://host:6379"
+    assert mask_url_credentials("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert mask_url_credentials("redis://host:6379") == "redis://host:6379"

@@ -8,7 +8,7 @@ from tests.redis.helpers import make_msg, make_sub, publish, receive_n
 
 
 async def _stream_len(adapter: RedisAdapter, topic: str) -> int:
-    return int(await adapter.connection.client.xlen(adapter.keys.topic(topic).stream))
+    return int(await adapter.connection.client.xlen(adapter.names.topic(topic).stream))
 
 
 async def test_trim_keeps_everything_a_lagging_or_pending_group_needs(
@@ -54,7 +54,7 @@ async def test_trim_waits_while_a_subscription_has_lost_its_group(
         await adapter.create_subscription(lost)
         await publish(adapter, *[make_msg(topic, i) for i in range(5)])
         await adapter.ack(await receive_n(adapter, keep, 5))
-        tk = adapter.keys.topic(topic)
+        tk = adapter.names.topic(topic)
         await adapter.connection.client.xgroup_destroy(tk.stream, lost.id)
         assert await adapter.maintenance.trim(topic) == -1
         assert await _stream_len(adapter, topic) == 5

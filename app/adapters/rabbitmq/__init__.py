@@ -1,6 +1,6 @@
 """RabbitMQ adapter (``modules::queue::RabbitMQAdapter``); see ``docs/rabbitmq.md``."""
 
 from app.adapters.rabbitmq.adapter import RabbitMQAdapter
-from app.adapters.rabbitmq.config import RabbitMQConfig, RabbitMQConfigError
+from app.adapters.rabbitmq.settings import RabbitMQConfigError, RabbitMQSettings
 
-__all__ = ["RabbitMQAdapter", "RabbitMQConfig", "RabbitMQConfigError"]
+__all__ = ["RabbitMQAdapter", "RabbitMQConfigError", "RabbitMQSettings"]

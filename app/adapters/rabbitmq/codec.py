@@ -1,13 +1,13 @@
-"""What a hookline message looks like on the wire: JSON body, attempt and due time in headers."""
+"""What a hookline copy carries beside its body: attempt and due time in AMQP headers.
+
+The body is the shared storage form of :mod:`app.adapters.kit.codec`.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pamqp.commands import Basic
-
-from app.core.models import DlqEntry, Envelope
 
 ATTEMPT = "hl-attempt"
 """Header: the attempt number this copy is on (1 for the first try)."""
@@ -16,26 +16,6 @@ DUE = "hl-due"
 """Header: epoch ms before which the copy must not be delivered (delayed publish, retries)."""
 
 PERSISTENT = 2
-
-
-def encode_envelope(envelope: Envelope) -> bytes:
-    """Compact JSON of the envelope: the same bytes go to every subscription queue."""
-    return json.dumps(envelope.to_dict(), separators=(",", ":")).encode()
-
-
-def decode_envelope(body: bytes) -> Envelope:
-    """Inverse of :func:`encode_envelope`."""
-    return Envelope.from_dict(json.loads(body))
-
-
-def encode_entry(entry: DlqEntry) -> bytes:
-    """A DLQ entry, message included, as JSON."""
-    return json.dumps(entry.to_dict(), separators=(",", ":")).encode()
-
-
-def decode_entry(body: bytes) -> DlqEntry:
-    """Inverse of :func:`encode_entry`."""
-    return DlqEntry.from_dict(json.loads(body))
 
 
 def properties(headers: dict[str, Any] | None = None) -> Basic.Properties:

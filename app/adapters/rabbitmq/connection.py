@@ -27,7 +27,7 @@ from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
 from app.adapters.base import BackendUnavailableError
-from app.adapters.rabbitmq.config import RabbitMQConfig
+from app.adapters.rabbitmq.settings import RabbitMQSettings
 
 logger = logging.getLogger("hookline.rabbitmq")
 
@@ -202,7 +202,9 @@ OnLost = Callable[[Session], None]
 class BrokerConnection:
     """Keeps a :class:`Session` alive, reconnecting with capped exponential backoff."""
 
-    def __init__(self, config: RabbitMQConfig, on_connected: OnConnected, on_lost: OnLost) -> None:
+    def __init__(
+        self, config: RabbitMQSettings, on_connected: OnConnected, on_lost: OnLost
+    ) -> None:
         """``on_connected`` runs on every new session before it is handed out."""
         self._config = config
         self._on_connected = on_connected

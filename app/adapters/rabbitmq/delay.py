@@ -20,8 +20,8 @@ from typing import Any
 
 import aiormq.abc
 
-from app.adapters.rabbitmq.config import QueueType
-from app.adapters.rabbitmq.names import LADDER_BITS, Names
+from app.adapters.rabbitmq.names import LADDER_BITS, NameSpace
+from app.adapters.rabbitmq.settings import QueueType
 
 MAX_PASS_MS = 2**LADDER_BITS - 1
 """The longest delay one pass through the ladder gives."""
@@ -32,7 +32,7 @@ def bit_header(bit: int) -> str:
     return f"hl-b{bit}"
 
 
-def route(names: Names, delay_ms: int) -> tuple[str, dict[str, Any]]:
+def route(names: NameSpace, delay_ms: int) -> tuple[str, dict[str, Any]]:
     """Exchange to publish to and the headers spelling ``delay_ms`` (1 ms at least)."""
     delay = min(max(delay_ms, 1), MAX_PASS_MS)
     top = delay.bit_length() - 1
@@ -40,7 +40,7 @@ def route(names: Names, delay_ms: int) -> tuple[str, dict[str, Any]]:
     return names.ladder_exchange(top), headers
 
 
-def stage_arguments(names: Names, queue_type: QueueType, bit: int) -> dict[str, Any]:
+def stage_arguments(names: NameSpace, queue_type: QueueType, bit: int) -> dict[str, Any]:
     """Arguments of stage ``bit``: its TTL and where expired messages go next."""
     arguments: dict[str, Any] = {
         "x-queue-type": queue_type,
@@ -55,7 +55,7 @@ def stage_arguments(names: Names, queue_type: QueueType, bit: int) -> dict[str, 
 
 
 async def declare_ladder(
-    channel: aiormq.abc.AbstractChannel, names: Names, queue_type: QueueType
+    channel: aiormq.abc.AbstractChannel, names: NameSpace, queue_type: QueueType
 ) -> None:
     """Declare the 32 stage queues and their decision exchanges (idempotent).
 
@@ -84,7 +84,7 @@ async def declare_ladder(
     await channel.exchange_declare(names.ladder_exchange(LADDER_BITS - 1), passive=True)
 
 
-async def ladder_depth(channel: aiormq.abc.AbstractChannel, names: Names) -> int:
+async def ladder_depth(channel: aiormq.abc.AbstractChannel, names: NameSpace) -> int:
     """Messages waiting anywhere in the ladder (all subscriptions together)."""
     total = 0
     for bit in range(LADDER_BITS):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.adapters.rabbitmq.connection import Session
-from app.adapters.rabbitmq.names import Names
+from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.streamlog import StreamLog
 from app.core.models import now_ms
 
@@ -33,7 +33,7 @@ class _Claim:
 class IdempotencyKeys:
     """Claim and release keys; the verdicts come from the shared stream."""
 
-    def __init__(self, names: Names, retention: str) -> None:
+    def __init__(self, names: NameSpace, retention: str) -> None:
         """Follows ``<prefix>.idempotency``, keeping ``retention`` of history."""
         self._claims: dict[tuple[str, str], _Claim] = {}
         self._applied = 0

@@ -25,7 +25,7 @@ def fit(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Names:
+class NameSpace:
     """The naming scheme of one ``prefix``."""
 
     prefix: str

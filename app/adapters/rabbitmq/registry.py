@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.adapters.rabbitmq.connection import Session
-from app.adapters.rabbitmq.names import Names
+from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.streamlog import StreamLog
 from app.core.models import Subscription
 
@@ -39,10 +39,10 @@ Hook = Callable[[Registered, bool], None]
 """Local reaction to a change: ``hook(registered, live)``."""
 
 
-class Registry:
+class SubscriptionRegistry:
     """Subscriptions and DLQ topics, as of the last event this instance applied."""
 
-    def __init__(self, names: Names, on_updated: Hook, on_deleted: Hook) -> None:
+    def __init__(self, names: NameSpace, on_updated: Hook, on_deleted: Hook) -> None:
         """Hooks run inside event application: they must not block (schedule work instead)."""
         self._names = names
         self._on_updated = on_updated

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiormq
 import aiormq.abc
 
-from app.adapters.rabbitmq.config import QueueType
-from app.adapters.rabbitmq.names import Names
+from app.adapters.rabbitmq.connection import BROKER_ERRORS, Session, unavailable
+from app.adapters.rabbitmq.names import NameSpace
+from app.adapters.rabbitmq.settings import QueueType
 
 
 def queue_arguments(queue_type: QueueType) -> dict[str, Any]:
@@ -18,7 +20,7 @@ def queue_arguments(queue_type: QueueType) -> dict[str, Any]:
     return {"x-queue-type": queue_type}
 
 
-async def declare_exchanges(channel: aiormq.abc.AbstractChannel, names: Names) -> None:
+async def declare_exchanges(channel: aiormq.abc.AbstractChannel, names: NameSpace) -> None:
     """The topic exchange publishes go to and the direct exchange retries come back by."""
     await channel.exchange_declare(names.topics, exchange_type="topic", durable=True)
     await channel.exchange_declare(names.direct, exchange_type="direct", durable=True)
@@ -32,7 +34,7 @@ async def declare_subscription_queue(
 
 
 async def bind_subscription_queue(
-    channel: aiormq.abc.AbstractChannel, names: Names, queue: str, topic: str
+    channel: aiormq.abc.AbstractChannel, names: NameSpace, queue: str, topic: str
 ) -> None:
     """Bind to the topic (fan-out of publishes) and to its own name on the direct exchange.
 
@@ -57,3 +59,15 @@ async def declare_stream(
     await channel.queue_declare(
         name, durable=True, arguments={"x-queue-type": "stream", **(arguments or {})}
     )
+
+
+async def ready_count(session: Session, queue: str) -> int:
+    """Messages ready in ``queue`` by a passive declare (0 when it does not exist)."""
+    try:
+        async with session.scratch_channel() as channel:
+            result = await channel.queue_declare(queue, passive=True)
+            return result.message_count or 0
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return 0
+    except BROKER_ERRORS as exc:
+        raise unavailable(f"count of {queue}", exc) from exc

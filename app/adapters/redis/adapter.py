@@ -19,23 +19,23 @@ from typing import Any
 
 from app.adapters.base import (
     BackendUnavailableError,
-    DlqPage,
     OutgoingMessage,
     SubscriptionExistsError,
 )
+from app.adapters.kit.facade import BrokerFacade
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
 from app.adapters.redis.groups import ConsumerGroups
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.leases import PROMOTE_LIMIT, Leases
 from app.adapters.redis.lua_messages import PROMOTE
 from app.adapters.redis.maintenance import Maintenance
-from app.adapters.redis.publishing import Publisher
+from app.adapters.redis.names import NameSpace
+from app.adapters.redis.publishing import MessageWriter
 from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.stats import topic_stats
 from app.adapters.redis.timer import DueTimer
-from app.core.models import Delivery, DlqEntry, Subscription, TopicStats, now_ms
+from app.core.models import Subscription, TopicStats, now_ms
 
 logger = logging.getLogger("hookline.redis")
 
@@ -48,27 +48,29 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class RedisAdapter:
+class RedisAdapter(BrokerFacade):
     """Implementation of :class:`app.adapters.base.QueueAdapter` on Redis Streams."""
 
     name = "redis"
     shared_across_processes = True
+    leases: Leases
+    dlq: DeadLetterStore
 
     def __init__(self, settings: RedisSettings) -> None:
         """No I/O: :meth:`start` connects (in the background when Redis is down)."""
         self.settings = settings
-        self.keys = KeySpace(settings.key_prefix)
+        self.names = NameSpace(settings.key_prefix)
         self.connection = RedisConnection(settings)
         self.consumer = settings.consumer_name or default_consumer_name()
-        self.registry = SubscriptionRegistry(self.connection, self.keys)
-        self.groups = ConsumerGroups(self.connection, self.keys, self.registry)
+        self.registry = SubscriptionRegistry(self.connection, self.names)
+        self.groups = ConsumerGroups(self.connection, self.names, self.registry)
         self.timer = DueTimer(self._promote)
         self.leases = Leases(
-            self.connection, self.keys, settings, self.groups, self.timer, self.consumer
+            self.connection, self.names, settings, self.groups, self.timer, self.consumer
         )
-        self.publisher = Publisher(self.connection, self.keys, self.timer)
-        self.dlq = DeadLetterStore(self.connection, self.keys)
-        self.maintenance = Maintenance(self.connection, self.keys, self.registry, settings)
+        self.writer = MessageWriter(self.connection, self.names, self.timer)
+        self.dlq = DeadLetterStore(self.connection, self.names)
+        self.maintenance = Maintenance(self.connection, self.names, self.registry, settings)
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -116,7 +118,7 @@ class RedisAdapter:
 
     async def _promote(self, topic: str, subscription_id: str) -> int | None:
         """Move due copies; the next due time, or a short pause when nothing could move."""
-        tk = self.keys.topic(topic)
+        tk = self.names.topic(topic)
         keys = [tk.schedule(subscription_id), tk.queue(subscription_id)]
         now = now_ms()
         next_due, moved = await self.connection.run(PROMOTE, keys, [now, PROMOTE_LIMIT])
@@ -132,65 +134,7 @@ class RedisAdapter:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store for every current subscription; returns once Redis holds them."""
         if messages:
-            await self.publisher.publish(messages)
-
-    async def receive(
-        self, subscription: Subscription, max_count: int, wait_ms: int
-    ) -> list[Delivery]:
-        """Lease up to ``max_count`` copies, waiting at most ``wait_ms`` for the first."""
-        return await self.leases.receive(subscription, max_count, wait_ms)
-
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """End leases for good (batched XACK)."""
-        if deliveries:
-            await self.leases.ack(deliveries)
-
-    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> None:
-        """End the lease and schedule attempt + 1 at ``due_at_ms``, atomically."""
-        await self.leases.retry_at(delivery, due_at_ms)
-
-    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> None:
-        """End the lease and keep ``entry`` in the topic's DLQ, atomically."""
-        await self.leases.dead_letter(delivery, entry)
-
-    async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Hand leases back untried; the same attempt is leased again first."""
-        if deliveries:
-            await self.leases.release(deliveries)
-
-    # -- dead-letter queue ---------------------------------------------------------------
-
-    async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
-        """O(1) count of a topic's (or one subscription's) entries."""
-        return await self.dlq.count(topic, subscription_id)
-
-    async def dlq_list(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> DlqPage:
-        """A page of entries, oldest first, after ``cursor`` (an entry id)."""
-        return await self.dlq.page(topic, subscription_id, limit, cursor)
-
-    async def dlq_redrive(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Give entries back to the subscription that failed them, attempt 1."""
-        return await self.dlq.redrive(topic, subscription_id, ids)
-
-    async def dlq_purge(
-        self,
-        topic: str,
-        subscription_id: str | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Delete entries."""
-        return await self.dlq.purge(topic, subscription_id, ids)
+            await self.writer.publish(messages)
 
     # -- subscription registry -----------------------------------------------------------
 
@@ -233,7 +177,7 @@ class RedisAdapter:
         self, topic: str, key: str, message_id: str, ttl_ms: int
     ) -> str | None:
         """``SET NX PX GET``: one round trip, shared by every instance."""
-        name = self.keys.topic(topic).idempotency(key)
+        name = self.names.topic(topic).idempotency(key)
         with self.connection.translate():
             previous = await self.connection.client.set(
                 name, message_id, nx=True, px=max(1, ttl_ms), get=True
@@ -243,13 +187,13 @@ class RedisAdapter:
     async def release_idempotency_key(self, topic: str, key: str) -> None:
         """Forget a key whose publish failed."""
         with self.connection.translate():
-            await self.connection.client.delete(self.keys.topic(topic).idempotency(key))
+            await self.connection.client.delete(self.names.topic(topic).idempotency(key))
 
     # -- introspection -------------------------------------------------------------------
 
     async def topic_stats(self, topic: str) -> TopicStats:
         """Backlog, in flight, scheduled and DLQ per subscription."""
-        return await topic_stats(self.connection, self.keys, self.registry, topic)
+        return await topic_stats(self.connection, self.names, self.registry, topic)
 
     async def list_topics(self) -> list[str]:
         """Topics with subscriptions, or with DLQ entries left by deleted ones."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from app.adapters.kit import codec
 from app.core.models import Delivery, Envelope
 
 Source = Literal["t", "q"]
@@ -28,8 +28,8 @@ class Receipt:
 
 
 def encode_envelope(envelope: Envelope) -> str:
-    """Compact JSON, ASCII-only so any payload survives the trip through Redis unchanged."""
-    return json.dumps(envelope.to_dict(), separators=(",", ":"))
+    """The shared storage form (:mod:`app.adapters.kit.codec`), as the text Redis keeps."""
+    return codec.encode_envelope(envelope).decode()
 
 
 def receipt_of(delivery: Delivery) -> Receipt:
@@ -54,7 +54,7 @@ def decode_leases(
         deliveries.append(
             Delivery(
                 subscription_id=subscription_id,
-                message=Envelope.from_dict(json.loads(raw)),
+                message=codec.decode_envelope(raw),
                 attempt=int(attempt),
                 receipt=Receipt(topic, source, entry_id, raw),
             )

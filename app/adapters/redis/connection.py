@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as rexc
 from redis.asyncio import Redis
@@ -25,6 +24,7 @@ from redis.backoff import ExponentialBackoff
 
 from app.adapters.base import BackendUnavailableError, CapacityExceededError
 from app.adapters.redis.settings import RedisSettings
+from app.observability.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.redis")
 
@@ -56,15 +56,6 @@ class LuaScript:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324 - Redis' script id
-
-
-def redact(url: str) -> str:
-    """The URL without its password, fit for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def build_client(settings: RedisSettings) -> RedisClient:
@@ -146,7 +137,7 @@ class RedisConnection:
 
     def _mark(self, reachable: bool, error: BaseException | None = None) -> None:
         """Log reachability transitions once, not on every failing call."""
-        where = redact(self._settings.redis_url)
+        where = mask_url_credentials(self._settings.redis_url)
         if reachable and not self._reachable:
             logger.info("redis reachable at %s", where)
             self._ever_reachable.set()

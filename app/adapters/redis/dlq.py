@@ -8,13 +8,14 @@ many entries other subscriptions have.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 
 from app.adapters.base import DlqPage
+from app.adapters.kit import codec
+from app.adapters.kit.dlq import DlqFilter
 from app.adapters.redis.connection import RedisConnection
-from app.adapters.redis.keys import KeySpace, TopicKeys
 from app.adapters.redis.lua_dlq import PURGE, REDRIVE
+from app.adapters.redis.names import NameSpace, TopicKeys
 from app.core.models import DlqEntry
 
 BATCH = 500
@@ -24,7 +25,7 @@ BATCH = 500
 class DeadLetterStore:
     """Count, list, redrive and purge DLQ entries."""
 
-    def __init__(self, connection: RedisConnection, keys: KeySpace) -> None:
+    def __init__(self, connection: RedisConnection, keys: NameSpace) -> None:
         """Entries live under each topic's keys."""
         self._conn = connection
         self._keys = keys
@@ -64,7 +65,7 @@ class DeadLetterStore:
                 keys += [tk.dlq_sub(sub_id), tk.queue(sub_id)]
             args: list[str | int] = [len(subs), *subs]
             for entry in batch:
-                envelope = json.dumps(entry.message.to_dict(), separators=(",", ":"))
+                envelope = codec.encode_envelope(entry.message).decode()
                 args += [entry.id, position[entry.subscription_id], envelope]
             moved += int(await self._conn.run(REDRIVE, keys, args))
         return moved
@@ -91,10 +92,9 @@ class DeadLetterStore:
         """Batches of the chosen entries, read through the narrowest index available."""
         if ids is not None:
             wanted = list(dict.fromkeys(ids))
+            selection = DlqFilter.of(subscription_id)
             for i in range(0, len(wanted), BATCH):
-                batch = await self._load(tk, wanted[i : i + BATCH])
-                if subscription_id is not None:
-                    batch = [e for e in batch if e.subscription_id == subscription_id]
+                batch = selection.select(await self._load(tk, wanted[i : i + BATCH]))
                 if batch:
                     yield batch
             return
@@ -122,4 +122,4 @@ class DeadLetterStore:
             return []
         with self._conn.translate():
             raws = await self._conn.client.hmget(tk.dlq, list(ids))
-        return [DlqEntry.from_dict(json.loads(raw)) for raw in raws if raw is not None]
+        return [codec.decode_entry(raw) for raw in raws if raw is not None]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 
 from app.adapters.redis.connection import RedisConnection
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.lua_admin import DROP_GROUPS, ENSURE_GROUPS
+from app.adapters.redis.names import NameSpace
 from app.adapters.redis.registry import SubscriptionRegistry
 from app.core.models import Subscription
 
@@ -23,7 +23,7 @@ class ConsumerGroups:
     """Creates, recovers and drops the groups of a subscription."""
 
     def __init__(
-        self, connection: RedisConnection, keys: KeySpace, registry: SubscriptionRegistry
+        self, connection: RedisConnection, keys: NameSpace, registry: SubscriptionRegistry
     ) -> None:
         """``registry`` decides whether a lost group belongs to a live subscription."""
         self._conn = connection

@@ -11,7 +11,6 @@ is nothing, the caller blocks on XREAD for anything newer, which costs no lease.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
@@ -19,11 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.adapters.base import BackendUnavailableError
+from app.adapters.kit import codec
+from app.adapters.kit.timing import sleep_until
 from app.adapters.redis.codec import Receipt, decode_leases, receipt_of
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.groups import ConsumerGroups
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.lua_messages import ACK, DEAD_LETTER, RECEIVE, RELEASE, RETRY
+from app.adapters.redis.names import NameSpace
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.timer import DueTimer
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
@@ -54,7 +55,7 @@ class Leases:
     def __init__(
         self,
         connection: RedisConnection,
-        keys: KeySpace,
+        keys: NameSpace,
         settings: RedisSettings,
         groups: ConsumerGroups,
         timer: DueTimer,
@@ -84,7 +85,7 @@ class Leases:
         """
         deadline = time.monotonic() + wait_ms / 1000
         if max_count <= 0:
-            await _sleep_until(deadline)
+            await sleep_until(deadline)
             return []
         self.touched[subscription.id] = subscription.topic
         recovered = False
@@ -104,11 +105,11 @@ class Leases:
                 if deliveries or status != "nogroup":
                     return deliveries
                 if recovered or not await self._groups.recover(subscription):
-                    await _sleep_until(deadline)
+                    await sleep_until(deadline)
                     return []
                 recovered = True
         except BackendUnavailableError:
-            await _sleep_until(deadline)
+            await sleep_until(deadline)
             return []
 
     async def _lease(self, subscription: Subscription, max_count: int) -> list[str]:
@@ -151,8 +152,11 @@ class Leases:
 
     # -- ending leases -------------------------------------------------------------------
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """XACK (and XDEL from the subscription's own stream) in as few calls as possible."""
+    async def ack(self, deliveries: Sequence[Delivery]) -> bool:
+        """XACK (and XDEL from the subscription's own stream) in as few calls as possible.
+
+        False when some entry was no longer pending (its lease ended elsewhere already).
+        """
         batches: dict[tuple[str, str], tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
         for delivery in deliveries:
             receipt = receipt_of(delivery)
@@ -165,7 +169,8 @@ class Leases:
             for i in range(0, max(len(stream_ids), len(queue_ids)), ACK_CHUNK):
                 t_ids, q_ids = stream_ids[i : i + ACK_CHUNK], queue_ids[i : i + ACK_CHUNK]
                 calls.append(self._conn.run(ACK, keys, [sub_id, len(t_ids), *t_ids, *q_ids]))
-        await asyncio.gather(*calls)
+        acked = await asyncio.gather(*calls)
+        return sum(int(n) for n in acked) == len(deliveries)
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
         """End the lease and schedule the next attempt, in one script.
@@ -205,7 +210,7 @@ class Leases:
             receipt.source,
             receipt.entry_id,
             entry.id,
-            _entry_json(entry),
+            codec.encode_entry(entry).decode(),
         ]
         return bool(await self._conn.run(DEAD_LETTER, keys, args))
 
@@ -223,11 +228,3 @@ class Leases:
                 args += [receipt.source, receipt.entry_id, delivery.attempt, receipt.envelope_json]
             calls.append(self._conn.run(RELEASE, [tk.stream, tk.queue(sub_id)], args))
         await asyncio.gather(*calls)
-
-
-def _entry_json(entry: DlqEntry) -> str:
-    return json.dumps(entry.to_dict(), separators=(",", ":"))
-
-
-async def _sleep_until(deadline: float) -> None:
-    await asyncio.sleep(max(0.0, deadline - time.monotonic()))

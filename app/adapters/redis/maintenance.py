@@ -15,8 +15,8 @@ import time
 
 from app.adapters.base import BackendUnavailableError
 from app.adapters.redis.connection import RedisConnection
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.lua_admin import TIDY_CONSUMERS, TRIM
+from app.adapters.redis.names import NameSpace
 from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 
@@ -32,7 +32,7 @@ class Maintenance:
     def __init__(
         self,
         connection: RedisConnection,
-        keys: KeySpace,
+        keys: NameSpace,
         registry: SubscriptionRegistry,
         settings: RedisSettings,
     ) -> None:

@@ -15,18 +15,18 @@ from collections.abc import Sequence
 from app.adapters.base import BackendUnavailableError, OutgoingMessage
 from app.adapters.redis.codec import encode_envelope
 from app.adapters.redis.connection import RedisConnection
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.lua_messages import PUBLISH
+from app.adapters.redis.names import NameSpace
 from app.adapters.redis.timer import DueTimer
 from app.core.models import now_ms
 
 _STALE_RETRIES = 5
 
 
-class Publisher:
+class MessageWriter:
     """Stores published messages for every current subscription of their topic."""
 
-    def __init__(self, connection: RedisConnection, keys: KeySpace, timer: DueTimer) -> None:
+    def __init__(self, connection: RedisConnection, keys: NameSpace, timer: DueTimer) -> None:
         """``timer`` learns when delayed copies fall due."""
         self._conn = connection
         self._keys = keys

@@ -11,15 +11,15 @@ import json
 import secrets
 
 from app.adapters.redis.connection import RedisConnection
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.lua_admin import LIST_REGISTRY, REGISTER, UNREGISTER
+from app.adapters.redis.names import NameSpace
 from app.core.models import Subscription
 
 
 class SubscriptionRegistry:
     """Create, read, replace and remove subscription definitions."""
 
-    def __init__(self, connection: RedisConnection, keys: KeySpace) -> None:
+    def __init__(self, connection: RedisConnection, keys: NameSpace) -> None:
         """Reads and writes go to ``keys.registry``."""
         self._conn = connection
         self._keys = keys

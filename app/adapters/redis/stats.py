@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from app.adapters.redis.connection import RedisConnection
-from app.adapters.redis.keys import KeySpace
 from app.adapters.redis.lua_admin import STATS
+from app.adapters.redis.names import NameSpace
 from app.adapters.redis.registry import SubscriptionRegistry
 from app.core.models import SubscriptionStats, TopicStats
 
 
 async def topic_stats(
-    connection: RedisConnection, keys: KeySpace, registry: SubscriptionRegistry, topic: str
+    connection: RedisConnection, keys: NameSpace, registry: SubscriptionRegistry, topic: str
 ) -> TopicStats:
     """Backlog (unread), in flight (leased), scheduled and DLQ per subscription.
 

@@ -74,7 +74,7 @@ class TopicKeys:
 
 
 @dataclass(frozen=True, slots=True)
-class KeySpace:
+class NameSpace:
     """All key names under one prefix (``key_prefix`` in the config)."""
 
     prefix: str

@@ -6,9 +6,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from app.config import ConfigError
+from app.observability.redact import mask_url_credentials
 
 QueueType = Literal["classic", "quorum"]
 
@@ -25,7 +26,7 @@ class RabbitMQConfigError(ConfigError, ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class RabbitMQConfig:
+class RabbitMQSettings:
     """Everything the adapter needs to know, as plain values.
 
     ``prefix`` namespaces every exchange, queue and stream, so several hookline
@@ -48,10 +49,10 @@ class RabbitMQConfig:
     @property
     def safe_url(self) -> str:
         """The URL with its password masked, for logs."""
-        return mask_password(self.amqp_url)
+        return mask_url_credentials(self.amqp_url)
 
     @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> RabbitMQConfig:
+    def from_mapping(cls, raw: Mapping[str, Any]) -> RabbitMQSettings:
         """Validate the ``config:`` mapping; unknown keys are refused so typos do not pass."""
         known = {
             "amqp_url",
@@ -73,7 +74,8 @@ class RabbitMQConfig:
         url = str(raw.get("amqp_url") or raw.get("url") or DEFAULT_URL)
         if urlsplit(url).scheme not in {"amqp", "amqps"}:
             raise RabbitMQConfigError(
-                f"adapter.config.amqp_url: expected amqp:// or amqps://, got {mask_password(url)!r}"
+                "adapter.config.amqp_url: expected amqp:// or amqps://, "
+                f"got {mask_url_credentials(url)!r}"
             )
         prefix = str(raw.get("prefix", "hookline"))
         if not _PREFIX_RE.fullmatch(prefix):
@@ -112,13 +114,3 @@ def _positive_int(raw: Mapping[str, Any], key: str, default: int) -> int:
             f"adapter.config.{key}: must be a positive integer, got {value!r}"
         )
     return number
-
-
-def mask_password(url: str) -> str:
-    """``amqp://user:******@host/vhost``: URLs go to logs, passwords must not."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:******@{netloc}"))

@@ -1,0 +1,131 @@
+"""The consumers of this instance: one live consumer per subscription, plus retired ones.
+
+A consumer is retired (stopped receiving) when its subscription is paused, deleted or
+given a new ``max_in_flight``, or when nobody received from it for a while; it lingers
+until the messages it leased are settled, so their receipts stay valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from app.adapters.rabbitmq.connection import Session
+from app.adapters.rabbitmq.consumer import SubscriptionConsumer
+from app.adapters.rabbitmq.registry import Registered
+
+IDLE_CONSUMER_S = 30.0
+"""A consumer nobody has received from for this long hands its buffer back."""
+
+HOUSEKEEPING_S = 5.0
+
+
+class Consumers:
+    """Consumers by subscription, and the background tasks that settle and retire them."""
+
+    def __init__(self) -> None:
+        """No consumer until the first ``receive``."""
+        self._live: dict[str, SubscriptionConsumer] = {}
+        self._retired: set[SubscriptionConsumer] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def of(self, subscription_id: str) -> list[SubscriptionConsumer]:
+        """The live and retired consumers of one subscription (for its figures)."""
+        current = self._live.get(subscription_id)
+        lingering = [c for c in self._retired if c.subscription_id == subscription_id]
+        return [current, *lingering] if current is not None else lingering
+
+    async def get(
+        self, session: Session, registered: Registered, prefetch: int
+    ) -> SubscriptionConsumer:
+        """The consumer to take from, started (or replaced) when needed."""
+        sub_id = registered.subscription.id
+        prefetch = max(1, prefetch)
+        current = self._live.get(sub_id)
+        if current is not None and _usable(current, session, registered, prefetch):
+            return current  # the hot path: no lock
+        async with self._locks.setdefault(sub_id, asyncio.Lock()):
+            current = self._live.get(sub_id)
+            if current is not None and _usable(current, session, registered, prefetch):
+                return current
+            if current is not None:
+                self.retire(current)
+            consumer = SubscriptionConsumer(sub_id, registered.queue, prefetch, session.generation)
+            try:
+                await consumer.start(session)
+            except BaseException:
+                await consumer.stop()
+                raise
+            self._live[sub_id] = consumer
+            return consumer
+
+    def retire(self, consumer: SubscriptionConsumer) -> None:
+        """Stop a consumer; it lingers until its leased messages are settled."""
+        if self._live.get(consumer.subscription_id) is consumer:
+            del self._live[consumer.subscription_id]
+        self._retired.add(consumer)
+        self.spawn(consumer.pause())
+
+    def retire_subscription(self, subscription_id: str) -> None:
+        """Retire the subscription's live consumer, if any (paused or deleted)."""
+        consumer = self._live.get(subscription_id)
+        if consumer is not None:
+            self.retire(consumer)
+
+    def follow(self, registered: Registered) -> None:
+        """A subscription changed: a paused one, or one with a new limit, needs a new consumer.
+
+        A consumer's prefetch is fixed when it starts (basic.qos only affects new
+        consumers, and quorum queues refuse a channel-wide one).
+        """
+        consumer = self._live.get(registered.subscription.id)
+        if consumer is None:
+            return
+        subscription = registered.subscription
+        if subscription.paused or consumer.prefetch != max(1, subscription.max_in_flight):
+            self.retire(consumer)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` in the background; :meth:`close` cancels what is left."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget_all(self) -> None:
+        """The connection died: every consumer's channel is void (the broker requeued)."""
+        self._live.clear()
+        self._retired.clear()
+
+    def housekeep(self) -> None:
+        """Hand back buffers of consumers nobody receives from; drop closed retired ones."""
+        idle_before = time.monotonic() - IDLE_CONSUMER_S
+        for consumer in list(self._live.values()):
+            if consumer.last_used < idle_before and not consumer.leased:
+                self.retire(consumer)
+        self._retired = {c for c in self._retired if c.open}
+
+    async def close(self) -> None:
+        """Cancel background work and stop every consumer (unacked messages go back)."""
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for consumer in [*self._live.values(), *self._retired]:
+            await consumer.stop()
+        self.forget_all()
+
+
+def _usable(
+    consumer: SubscriptionConsumer, session: Session, registered: Registered, prefetch: int
+) -> bool:
+    """True if ``consumer`` is the one to take from: same session, queue and prefetch."""
+    return (
+        consumer.consuming
+        and consumer.generation == session.generation
+        and consumer.queue == registered.queue
+        and consumer.prefetch == prefetch
+    )
