@@ -212,22 +212,23 @@ BODY_TRACE_NOTE = (
 
 Traceparent = Annotated[
     str,
-    AfterValidator(_check_traceparent),
     Field(
         pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
         description="W3C trace context to continue. " + BODY_TRACE_NOTE,
         examples=["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"],
     ),
+    # After the Field: a validator placed before the constraints hides them from the spec.
+    AfterValidator(_check_traceparent),
 ]
 """A body ``traceparent``, as the engine's messages carry it."""
 
 Baggage = Annotated[
     str,
-    AfterValidator(_check_baggage),
     Field(
         max_length=MAX_BAGGAGE_LENGTH,
         description="W3C baggage to carry with the message. " + BODY_TRACE_NOTE,
     ),
+    AfterValidator(_check_baggage),
 ]
 """A body ``baggage``, as the engine's messages carry it."""
 
