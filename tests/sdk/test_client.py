@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from hookline import (
     AsyncClient,
     Client,
@@ -26,6 +25,7 @@ from hookline import (
     Unsupported,
     ValidationFailed,
 )
+
 from tests.process import ServeProcess, free_port
 from tests.receiver import Receiver, Reply
 from tests.sdk.conftest import start_hookline
@@ -43,7 +43,8 @@ def test_publish_is_idempotent_and_typed(hookline_server: ServeProcess) -> None:
         other = client.publish(topic, {"id": "u_1"})  # its own key: a new message
         assert (first.topic, first.duplicate) == (topic, False)
         assert (again.id, again.duplicate) == (first.id, True)
-        assert other.id != first.id and not other.duplicate
+        assert other.id != first.id
+        assert not other.duplicate
         results = client.publish_batch(
             topic, [Message({"n": 1}), {"data": {"n": 2}}, Message({"n": 3}, idempotency_key="b")]
         )
@@ -57,7 +58,7 @@ def test_engine_functions_return_what_the_engine_does(hookline_server: ServeProc
         assert client.call("queue.enqueue", {"topic": topic, "data": {"to": "a@b"}}) is None
         assert client.call("queue.dlq_count", {"topic": topic}) == 0
         assert client.call("queue.redrive_dlq", {"topic": topic}) == 0
-        with pytest.raises(ValueError, match="queue.enqueue"):
+        with pytest.raises(ValueError, match=r"queue\.enqueue"):
             client.call("queue.nope", {})
 
 
@@ -73,7 +74,8 @@ def test_subscription_lifecycle(hookline_server: ServeProcess) -> None:
             dead_letter_topic=unique("orders.failed"),
             condition="data.priority == 'high'",
         )
-        assert created.secret is not None and created.secret.startswith("whsec_")
+        assert created.secret is not None
+        assert created.secret.startswith("whsec_")
         assert (created.retry.max_retries, created.retry.retry_delay_ms) == (3, 1000)
         assert created.condition == "data.priority == 'high'"
         got = client.subscriptions.get(name)
@@ -81,17 +83,20 @@ def test_subscription_lifecycle(hookline_server: ServeProcess) -> None:
         assert [s.id for s in client.subscriptions.list(topic)] == [name]
         assert client.subscriptions.update(name, timeout_ms=2000).timeout_ms == 2000
         replaced = client.subscriptions.replace(name, topic, "http://127.0.0.1:9/other")
-        assert replaced.condition is None and replaced.url.endswith("/other")
+        assert replaced.condition is None
+        assert replaced.url.endswith("/other")
         assert client.subscriptions.pause(name).paused
         assert not client.subscriptions.resume(name).paused
         rotated = client.subscriptions.rotate_secret(name, grace_ms=0)
-        assert rotated.secret is not None and rotated.secret.startswith("whsec_")
+        assert rotated.secret is not None
+        assert rotated.secret.startswith("whsec_")
         with pytest.raises(Conflict) as taken:
             client.subscriptions.create(topic, "http://127.0.0.1:9/hook", id=name)
         assert taken.value.status == 409
         with pytest.raises(ValidationFailed) as bad:
             client.subscriptions.create(topic, "http://127.0.0.1:9/hook", condition="data.(")
-        assert bad.value.code == "invalid_condition" and bad.value.status == 422
+        assert bad.value.code == "invalid_condition"
+        assert bad.value.status == 422
         client.subscriptions.delete(name)
         with pytest.raises(NotFound) as missing:
             client.subscriptions.get(name)
@@ -115,7 +120,8 @@ async def test_dlq_count_list_redrive_purge(
             await asyncio.sleep(0.05)  # polling interval of a deadline-bounded wait
         assert await client.dlq.count(topic, subscription=sub.id) == 3
         page = await client.dlq.list(topic, limit=2)
-        assert len(page.entries) == 2 and page.next_cursor is not None
+        assert len(page.entries) == 2
+        assert page.next_cursor is not None
         rest = await client.dlq.list(topic, cursor=page.next_cursor)
         entries = page.entries + rest.entries
         assert sorted(e.data["n"] for e in entries) == [0, 1, 2]
@@ -128,18 +134,36 @@ async def test_dlq_count_list_redrive_purge(
 
 
 def test_message_lookup_on_a_server_without_it(hookline_server: ServeProcess) -> None:
+    """This server predates GET /v1/messages/{id}: a clear Unsupported (a NotFound)."""
     with Client(hookline_server.url) as client:
         published = client.publish(unique("lookup"), 1)
+        probe = client._http.get(f"/v1/messages/{published.id}")
+        if probe.status_code != 404 or probe.json()["error"]["message"] != "Not Found":
+            pytest.skip("this server has message lookup: covered by test_message_lookup")
+        with pytest.raises(Unsupported) as unsupported:
+            client.messages.get(published.id)
+    assert isinstance(unsupported.value, NotFound)
+    assert unsupported.value.code == "unsupported"
+    assert "messages.get" in unsupported.value.message
+
+
+def test_message_lookup(hookline_server: ServeProcess, receiver: Receiver) -> None:
+    """Where the server has GET /v1/messages/{id}: a typed result, raw JSON kept."""
+    topic = unique("lookup")
+    with Client(hookline_server.url) as client:
+        client.subscriptions.create(topic, receiver.url("/lookup"))
+        published = client.publish(topic, {"n": 1}, headers={"k": "v"})
         try:
             info = client.messages.get(published.id)
-        except Unsupported as exc:  # this server predates GET /v1/messages/{id}
-            assert isinstance(exc, NotFound)
-            assert exc.code == "unsupported" and "messages.get" in exc.message
-        else:  # a server with message lookup
-            assert info.id == published.id
-            with pytest.raises(NotFound) as missing:
-                client.messages.get("msg_does_not_exist")
-            assert not isinstance(missing.value, Unsupported)
+        except Unsupported:
+            pytest.skip("this server has no message lookup yet")
+        assert info.id == published.id
+        assert info.topic == topic
+        assert info.data == {"n": 1}
+        assert info.raw
+        with pytest.raises(NotFound) as missing:
+            client.messages.get("msg_does_not_exist")
+        assert not isinstance(missing.value, Unsupported)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +190,8 @@ def test_keys_and_url_from_the_environment(
     monkeypatch.setenv("HOOKLINE_URL", keyed_server.url)
     with Client() as anonymous, pytest.raises(Unauthorized) as refused:
         anonymous.publish("t", 1)
-    assert refused.value.status == 401 and refused.value.code == "unauthorized"
+    assert refused.value.status == 401
+    assert refused.value.code == "unauthorized"
     assert "Bearer" in refused.value.headers.get("www-authenticate", "")
 
     monkeypatch.setenv("HOOKLINE_API_KEY", "publish-key-123456")
@@ -182,10 +207,11 @@ def test_keys_and_url_from_the_environment(
 def test_no_server_is_a_connection_error_after_bounded_retries() -> None:
     fast = RetrySettings(max_retries=2, backoff_s=0.01)
     started = time.monotonic()
-    with Client(f"http://127.0.0.1:{free_port()}", retry=fast) as client:
-        with pytest.raises(HooklineConnectionError) as failed:
-            client.publish("t", 1)
-    assert isinstance(failed.value, HooklineError) and failed.value.status is None
+    client = Client(f"http://127.0.0.1:{free_port()}", retry=fast)
+    with client, pytest.raises(HooklineConnectionError) as failed:
+        client.publish("t", 1)
+    assert isinstance(failed.value, HooklineError)
+    assert failed.value.status is None
     assert failed.value.code == "connection_error"
     assert time.monotonic() - started < 5
 

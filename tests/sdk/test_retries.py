@@ -14,8 +14,8 @@ from typing import Literal
 
 import httpx
 import pytest
-
 from hookline import AsyncClient, Client, HooklineConnectionError, RetrySettings
+
 from tests.process import ServeProcess
 from tests.receiver import Receiver
 
@@ -116,7 +116,8 @@ async def test_a_503_with_retry_after_is_waited_out_and_published_once(
     assert time.monotonic() - started >= 0.9  # Retry-After: 1 was honoured
     assert not result.duplicate
     keys = [s.headers["idempotency-key"] for s in proxy.seen]
-    assert len(keys) == 2 and keys[0] == keys[1]  # the same publish, sent twice
+    assert len(keys) == 2
+    assert keys[0] == keys[1]
 
 
 async def test_a_lost_answer_is_retried_and_deduplicated(

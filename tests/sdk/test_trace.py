@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hookline import AsyncClient, MessageContext, Triggers
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from hookline import AsyncClient, MessageContext, Triggers
 from tests.observability.conftest import _install
 from tests.process import ServeProcess, free_port, until
 from tests.sdk.conftest import serving
@@ -65,11 +65,13 @@ async def test_handler_span_is_a_child_of_the_publishers_trace(
     got = seen[0]
     publisher_ctx = publisher.get_span_context()
     assert got["trace_id"] == publisher_ctx.trace_id  # one trace, publisher to handler
-    assert got["tenant"] == "acme" and got["ctx_baggage"] == {"tenant": "acme"}
+    assert got["tenant"] == "acme"
+    assert got["ctx_baggage"] == {"tenant": "acme"}
     [handler_span] = [s for s in spans.get_finished_spans() if s.name == "traced.topic handle"]
     assert handler_span.context.span_id == got["span_id"]
     assert handler_span.kind == trace.SpanKind.CONSUMER
-    assert handler_span.parent is not None and handler_span.parent.is_remote
+    assert handler_span.parent is not None
+    assert handler_span.parent.is_remote
     # its parent is the delivery named in the request's traceparent
     assert f"{handler_span.parent.span_id:016x}" == got["traceparent"].split("-")[2]
     assert handler_span.attributes is not None

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-
 from hookline import AsyncClient, Conflict, Discard, MessageContext, Triggers, new_webhook_secret
+
 from tests.process import ServeProcess, free_port, until
 from tests.sdk.conftest import serving
 
