@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./sdk
 	touch $(STAMP)
 
 .PHONY: install run test lint openapi bench bench-quick
@@ -22,9 +23,10 @@ test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench sdk examples
+	$(BIN)/ruff format --check app tests bench sdk examples
 	$(BIN)/mypy --strict app
+	$(BIN)/mypy --strict sdk/hookline
 
 openapi: $(STAMP)
 	$(BIN)/hookline openapi
