@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import peer_runner, scenarios
-from bench.common import BENCH, PYTHON, Processes, wait_for_quiet
+from bench.common import BENCH, PYTHON, Processes, pin_cores, wait_for_quiet
+from bench.floors import floors
 from bench.receiver import run_loop
-from bench.report import lost_total, table, verdicts
+from bench.report import TARGETS_12, floor_lines, lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
 from bench.service import HOOKLINE_DIR, UnavailableError, check_adapter_importable
 
 ALL_ADAPTERS = ["builtin", "redis", "rabbitmq"]
-ALL_SCENARIOS = ["receiver", "ceilings", *scenarios.SCENARIOS, "peers"]
+ALL_SCENARIOS = ["receiver", "floors", "ceilings", *scenarios.SCENARIOS, "peers"]
 BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
 
 
@@ -221,11 +222,18 @@ async def main_async(args: argparse.Namespace) -> int:
     if unknown:
         log(f"unknown adapter or scenario: {', '.join(unknown)}")
         return 2
+    if args.pinned:
+        problem = pin_cores()
+        if problem is not None:
+            log(f"--pinned: {problem}")
+            return 2
+        log("pinned: hookline and the floors on CPU 0, the bench, receiver and peers on CPU 1")
     command = "python -m bench.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, Any] = {
         "command": command.strip(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick" if args.quick else "full",
+        "pinned": args.pinned,
         "profiled": args.profile,
         "hookline_dir": args.hookline_dir,
         "sizes": sizes.__dict__,
@@ -256,6 +264,8 @@ async def main_async(args: argparse.Namespace) -> int:
             results["receiver"] = await guarded(
                 "receiver ceiling", lambda: scenarios.receiver_ceiling(ctx), errors, True
             )
+        if "floors" in wanted:
+            results["floors"] = await guarded("floors", lambda: floors(ctx), errors, False)
         for kind in adapters:
             await run_adapter(ctx, kind, wanted, results, errors)
         if "peers" in wanted:
@@ -305,8 +315,9 @@ def busy_scenarios(results: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     receiver = results.get("receiver") or {}
     sizes = results["sizes"]
+    pinned = ", pinned: hookline on CPU 0, the rest on CPU 1" if results.get("pinned") else ""
     command = (
-        f"Command: `{results['command']}` ({results['mode']} mode), {results['date']}, "
+        f"Command: `{results['command']}` ({results['mode']} mode{pinned}), {results['date']}, "
         f"{results['seconds']} s on this machine."
     )
     lines = [
@@ -315,6 +326,7 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
         table(results),
         "",
     ]
+    lines += floor_lines(results)
     if "rate" in receiver:
         lines.append(
             "Bench receiver alone (raw asyncio client, 32 connections): "
@@ -339,6 +351,9 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     if results.get("profiled"):
         lines.append("(--profile: py-spy took CPU from the machine, figures are low)")
     lines += verdicts(results)
+    if results.get("pinned"):
+        lines += ["", "Targets (issue 12: one hookline process on one pinned core):"]
+        lines += verdicts(results, TARGETS_12)
     if errors:
         lines += ["", "HARNESS ERRORS:", *(f"- {e}" for e in errors)]
     if lost:
@@ -376,6 +391,11 @@ def main() -> None:
         help="seconds to wait, before each scenario, for other CPU use to fall under 25%%",
     )
     parser.add_argument("--venvs", help="where the peers' venvs live (default: user cache)")
+    parser.add_argument(
+        "--pinned",
+        action="store_true",
+        help="hookline and the floors on CPU 0 (taskset), everything else on CPU 1",
+    )
     args = parser.parse_args()
     if args.hookline_dir:
         HOOKLINE_DIR["path"] = Path(args.hookline_dir).resolve()

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import PYTHON, Processes, cpu_seconds, free_port, memory_mb
+from bench.common import PYTHON, Processes, cpu_seconds, free_port, memory_mb, on_server_core
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 """Redis db 13 is the bench's own; keys are still under a unique prefix per run."""
@@ -80,6 +80,7 @@ class Hookline:
     workdir: Path
     name: str
     port: int = 0
+    extra_args: tuple[str, ...] = ()
     process: asyncio.subprocess.Process | None = None
     client: httpx.AsyncClient = field(init=False)
 
@@ -104,6 +105,7 @@ class Hookline:
         path.write_text(yaml.safe_dump(doc))
         self.port = free_port()
         argv = [PYTHON, "-m", "app.cli", "serve", "--config", str(path), "--port", str(self.port)]
+        argv = on_server_core([*argv, *self.extra_args])
         other = HOOKLINE_DIR["path"]
         env = {"PYTHONPATH": str(other)} if other else None
         self.process = await self.processes.start(self.name, argv, env=env, cwd=other)
