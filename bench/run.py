@@ -29,7 +29,7 @@ from bench.floors import floors
 from bench.receiver import run_loop
 from bench.report import TARGETS_12, floor_lines, lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
-from bench.service import HOOKLINE_DIR, UnavailableError, check_adapter_importable
+from bench.service import HOOKLINE_DIR, WORKERS, UnavailableError, check_adapter_importable
 
 ALL_ADAPTERS = ["builtin", "redis", "rabbitmq"]
 ALL_SCENARIOS = ["receiver", "floors", "ceilings", *scenarios.SCENARIOS, "peers"]
@@ -222,6 +222,10 @@ async def main_async(args: argparse.Namespace) -> int:
     if unknown:
         log(f"unknown adapter or scenario: {', '.join(unknown)}")
         return 2
+    WORKERS["n"] = args.workers
+    if args.pinned and args.workers > 1:
+        log("--pinned with --workers > 1: every worker would share CPU 0; run unpinned")
+        return 2
     if args.pinned:
         problem = pin_cores()
         if problem is not None:
@@ -234,6 +238,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick" if args.quick else "full",
         "pinned": args.pinned,
+        "workers": args.workers,
         "profiled": args.profile,
         "hookline_dir": args.hookline_dir,
         "sizes": sizes.__dict__,
@@ -316,6 +321,8 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     receiver = results.get("receiver") or {}
     sizes = results["sizes"]
     pinned = ", pinned: hookline on CPU 0, the rest on CPU 1" if results.get("pinned") else ""
+    if results.get("workers", 1) > 1:
+        pinned += f", hookline serve --workers {results['workers']} (Redis, RabbitMQ)"
     command = (
         f"Command: `{results['command']}` ({results['mode']} mode{pinned}), {results['date']}, "
         f"{results['seconds']} s on this machine."
@@ -391,6 +398,12 @@ def main() -> None:
         help="seconds to wait, before each scenario, for other CPU use to fall under 25%%",
     )
     parser.add_argument("--venvs", help="where the peers' venvs live (default: user cache)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="hookline serve --workers N (Redis and RabbitMQ; builtin stays at 1)",
+    )
     parser.add_argument(
         "--pinned",
         action="store_true",

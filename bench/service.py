@@ -35,6 +35,19 @@ ADAPTER_CLASSES = {
 }
 
 
+WORKERS: dict[str, int] = {"n": 1}
+"""``--workers N``: ``hookline serve --workers N`` for the Redis and RabbitMQ adapters."""
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (uvicorn's workers under ``--workers N``)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
 class UnavailableError(Exception):
     """A scenario cannot run here (adapter missing, broker down); reported, not fatal."""
 
@@ -80,7 +93,6 @@ class Hookline:
     workdir: Path
     name: str
     port: int = 0
-    extra_args: tuple[str, ...] = ()
     process: asyncio.subprocess.Process | None = None
     client: httpx.AsyncClient = field(init=False)
 
@@ -105,7 +117,9 @@ class Hookline:
         path.write_text(yaml.safe_dump(doc))
         self.port = free_port()
         argv = [PYTHON, "-m", "app.cli", "serve", "--config", str(path), "--port", str(self.port)]
-        argv = on_server_core([*argv, *self.extra_args])
+        if WORKERS["n"] > 1 and self.setup.kind != "builtin":
+            argv += ["--workers", str(WORKERS["n"])]
+        argv = on_server_core(argv)
         other = HOOKLINE_DIR["path"]
         env = {"PYTHONPATH": str(other)} if other else None
         self.process = await self.processes.start(self.name, argv, env=env, cwd=other)
@@ -128,7 +142,8 @@ class Hookline:
             await self.client.aclose()
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds of the process and of its live children (``--workers N``)."""
+        return cpu_seconds(self.pid) + sum(cpu_seconds(child) for child in children(self.pid))
 
     def memory(self) -> tuple[float, float]:
         return memory_mb(self.pid)
