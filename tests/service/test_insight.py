@@ -83,7 +83,8 @@ async def test_attempt_log_newest_first_filtered_and_paged_and_health(
     hookline: Hookline, receiver: Receiver
 ) -> None:
     topic = unique("log")
-    sub = await hookline.subscribe(topic=topic, url=receiver.url("/log"))
+    # One at a time: the log is newest first by the time each attempt was recorded.
+    sub = await hookline.subscribe(topic=topic, url=receiver.url("/log"), max_in_flight=1)
     receiver.script("/log", Reply(500), Reply(500))
     for n in range(4):
         await hookline.publish(topic, {"n": n})
