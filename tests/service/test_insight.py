@@ -96,9 +96,7 @@ async def test_attempt_log_newest_first_filtered_and_paged_and_health(
 
     await eventually(all_logged)
     page = (
-        await hookline.client.get(
-            f"/v1/subscriptions/{sub['id']}/attempts", params={"limit": 4}
-        )
+        await hookline.client.get(f"/v1/subscriptions/{sub['id']}/attempts", params={"limit": 4})
     ).json()
     times = [a["started_at"] for a in page["attempts"]]
     assert times == sorted(times, reverse=True)

@@ -2,7 +2,8 @@
 
 Keys (prefix ``hookline``)::
 
-    hookline:ins:{<message id>}           hash: m -> envelope JSON, s:<sub> -> state mark JSON
+    hookline:ins:{<message id>}           hash: m -> envelope JSON, s:<sub> -> state mark JSON,
+                                          a:<sub> -> 1 (that subscription has attempts)
     hookline:ins:{<message id>}:a:<sub>   list: that subscription's attempts, oldest first
     hookline:{<topic>}:ins:log:<sub>      stream: the subscription's attempt log (r -> JSON)
 
@@ -86,6 +87,7 @@ class RedisInsightStore:
                 attempts = f"{key}:a:{record.subscription_id}"
                 pipe.rpush(attempts, raw)
                 pipe.ltrim(attempts, -cap, -1)
+                pipe.hset(key, f"a:{record.subscription_id}", "1")
                 expire.update((key, attempts))
                 log = self._log_key(record.topic, record.subscription_id)
                 pipe.xadd(
@@ -119,13 +121,14 @@ class RedisInsightStore:
                 for name, value in fields.items()
                 if name.startswith("s:")
             }
+            subs = [name[2:] for name in fields if name.startswith("a:")]
             pipe = self._conn.client.pipeline(transaction=False)
-            for sub_id in marks:
+            for sub_id in subs:
                 pipe.lrange(f"{key}:a:{sub_id}", 0, -1)
-            lists = await pipe.execute() if marks else []
+            lists = await pipe.execute() if subs else []
         attempts = {
             sub_id: [AttemptRecord.from_dict(json.loads(_text(item))) for item in items]
-            for sub_id, items in zip(marks, lists, strict=True)
+            for sub_id, items in zip(subs, lists, strict=True)
             if items
         }
         envelope = Envelope.from_dict(json.loads(fields["m"])) if "m" in fields else None
