@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from app.adapters.factory import adapter_kind
 from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
+from app.core.insight import InsightSettings
 
 QUEUE_MODULE = "modules::queue::QueueModule"
 DEFAULT_CONFIG_PATH = "config.yaml"
@@ -108,6 +109,23 @@ class ObservabilitySettings(BaseModel):
     readiness_timeout_ms: int = Field(1000, ge=10, le=60_000)
 
 
+class InsightConfig(BaseModel):
+    """``insight:`` - the attempt log behind ``GET /v1/messages/{id}`` and endpoint health."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    retention_ms: int = Field(24 * 3600 * 1000, ge=1000, le=90 * 24 * 3600 * 1000)
+    max_attempts_per_message: int = Field(20, ge=1, le=1000)
+    max_attempts_per_subscription: int = Field(10_000, ge=10, le=1_000_000)
+    max_messages: int = Field(100_000, ge=10, le=100_000_000)
+    flush_interval_ms: int = Field(5, ge=1, le=10_000)
+
+    def to_settings(self) -> InsightSettings:
+        """The plain settings the core and the stores take."""
+        return InsightSettings(**self.model_dump())
+
+
 class LoggingSettings(BaseModel):
     """``logging:`` - level and format."""
 
@@ -137,6 +155,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    insight: InsightConfig = Field(default_factory=InsightConfig)
     redis_url: str | None = None
     amqp_url: str | None = None
     api_keys: str | None = None

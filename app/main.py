@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app import __version__
-from app.adapters.base import AdapterError, QueueAdapter
+from app.adapters.base import AdapterError, InsightAdapter, QueueAdapter
 from app.adapters.factory import build_adapter
-from app.api import dlq, functions, messages, ops, subscriptions, topics
+from app.api import dlq, functions, insight, messages, ops, subscriptions, topics
 from app.api.docs import install_docs
 from app.api.errors import (
     ApiError,
@@ -25,10 +25,12 @@ from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.config import ConfigError, Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
+from app.core.insight_service import InsightService
 from app.core.models import Subscription
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionService
 from app.dispatch.guard import DestinationGuard, GuardedResolver
+from app.dispatch.insight_recorder import InsightRecorder
 from app.dispatch.payload import USER_AGENT
 from app.dispatch.sender import WebhookSender
 from app.dispatch.supervisor import Dispatcher
@@ -89,6 +91,16 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
             raise ConfigError(f"adapter.config: {exc}".splitlines()[0]) from exc
     metrics = DispatchMetrics(settings.observability.max_label_values)
     publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
+    insight_settings = settings.insight.to_settings()
+    insight_adapter = adapter if isinstance(adapter, InsightAdapter) else None
+    store = (
+        insight_adapter.insight_store(insight_settings)
+        if insight_adapter is not None and insight_settings.enabled
+        else None
+    )
+    recorder = InsightRecorder(store, insight_settings, metrics)
+    if store is not None:
+        publisher.on_published = recorder.message
     sender = WebhookSender(
         USER_AGENT,
         max_connections=settings.delivery.max_connections,
@@ -104,8 +116,12 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         guard,
         shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000,
         max_dead_letter_hops=settings.delivery.max_dead_letter_hops,
+        insight=recorder if store is not None else None,
     )
     service = SubscriptionService(adapter, on_change=dispatcher.poke)
+    insight_service = InsightService(insight_adapter, store, service, publisher, metrics)
+    service.on_paused_changed = insight_service.paused_changed
+    dispatcher.on_trip = insight_service.pause_automatically
     return Runtime(
         settings=settings,
         adapter=adapter,
@@ -116,6 +132,8 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         metrics=metrics,
         guard=guard,
         api_keys=settings.all_api_keys(),
+        insight=insight_service,
+        recorder=recorder,
     )
 
 
@@ -147,6 +165,9 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
                 "Set auth.api_keys in config.yaml or HOOKLINE_API_KEYS before exposing it."
             )
         await runtime.adapter.start()
+        if runtime.recorder.store is not None:
+            await runtime.recorder.store.open()
+        runtime.recorder.start()
         await runtime.sender.start()
         static_task = asyncio.create_task(_apply_static(runtime, statics))
         runtime.dispatcher.start()
@@ -163,6 +184,9 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
             with suppress(asyncio.CancelledError):
                 await static_task
             await runtime.dispatcher.stop()
+            await runtime.recorder.stop()
+            if runtime.recorder.store is not None:
+                await runtime.recorder.store.close()
             await runtime.sender.close()
             await runtime.adapter.close()
             logger.info("stopped")
@@ -183,7 +207,7 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
     install_error_handlers(app)
     if app.openapi_url is not None:
         install_docs(app, app.openapi_url)
-    for module in (messages, subscriptions, dlq, topics, functions, ops):
+    for module in (messages, insight, subscriptions, dlq, topics, functions, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
     app.add_middleware(

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from app.adapters.base import QueueAdapter
 from app.config import ApiKey, Settings
+from app.core.insight_service import InsightService
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionService
 from app.dispatch.guard import DestinationGuard
+from app.dispatch.insight_recorder import InsightRecorder
 from app.dispatch.sender import WebhookSender
 from app.dispatch.supervisor import Dispatcher
 from app.observability.metrics import DispatchMetrics
@@ -27,3 +29,5 @@ class Runtime:
     metrics: DispatchMetrics
     guard: DestinationGuard
     api_keys: list[ApiKey]
+    insight: InsightService
+    recorder: InsightRecorder

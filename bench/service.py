@@ -80,6 +80,7 @@ class Hookline:
     workdir: Path
     name: str
     port: int = 0
+    extra_config: dict[str, Any] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
     client: httpx.AsyncClient = field(init=False)
 
@@ -98,6 +99,7 @@ class Hookline:
             "delivery": {"allow_private_networks": True},
             "limits": {"max_body_bytes": 16 * 1024 * 1024, "max_batch": 1000},
             "logging": {"level": "warning"},
+            **self.extra_config,
         }
         doc = {"modules": [{"class": "modules::queue::QueueModule", "config": config}]}
         path = self.workdir / f"{self.name}.yaml"

@@ -24,6 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from app.core.insight import (
+    AttemptOutcome,
+    AttemptPage,
+    AttemptRecord,
+    InsightBatch,
+    InsightSettings,
+    MessageInsight,
+)
 from app.core.models import Delivery, DlqEntry, Envelope, Subscription, TopicStats
 
 
@@ -194,3 +202,84 @@ class QueueAdapter(Protocol):
 
     async def list_topics(self) -> list[str]:
         """Topics that have subscriptions, messages or DLQ entries."""
+
+
+# -- delivery insight ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class InsightStore(Protocol):
+    """Keeps what the dispatcher recorded about messages, for ``retention_ms``, bounded.
+
+    Facts come from :mod:`app.core.insight` in :class:`InsightBatch` es written by one
+    buffered recorder per process (never on the hot path of a delivery). Everything the
+    API shows is derived from what :meth:`get_message` and :meth:`list_attempts` return,
+    so a new adapter (SQLite...) implements these six methods and nothing else
+    (``tests/contract/test_insight_contract.py`` then tells whether it is right):
+
+    - every instance sharing the backend must see every instance's facts;
+    - storage must stay bounded under any load: facts older than ``retention_ms`` go,
+      attempts per (message, subscription) and per subscription are capped (newest kept);
+    - a write may be lost in an outage (it is a log, not the queue): raise, the recorder
+      logs it and drops the batch.
+    """
+
+    async def open(self) -> None:
+        """Start following the shared log (RabbitMQ) or nothing; called once, after the
+        adapter's own ``start``.
+        """
+
+    async def close(self) -> None:
+        """Stop following; nothing to flush (the recorder flushes before)."""
+
+    async def write(self, batch: InsightBatch) -> None:
+        """Keep one batch of facts: messages, attempts, then marks.
+
+        The recorder already reduced the batch's marks to the newest per (message,
+        subscription) (an attempt's own mark included): each replaces the stored one.
+        Batches arrive in the order they happened in this process.
+        """
+
+    async def get_message(self, message_id: str) -> MessageInsight | None:
+        """What is known of one message across every instance, or None."""
+
+    async def list_attempts(
+        self,
+        topic: str,
+        subscription_id: str,
+        *,
+        outcome: AttemptOutcome | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> AttemptPage:
+        """One subscription's attempts, newest first, continuing after ``cursor``."""
+
+    async def recent_attempts(
+        self, topic: str, subscription_id: str, limit: int
+    ) -> list[AttemptRecord]:
+        """The newest ``limit`` attempts of a subscription, newest first (health figures)."""
+
+
+@runtime_checkable
+class InsightAdapter(Protocol):
+    """What delivery insight, parking and resend need of a queue adapter beyond the queue."""
+
+    def insight_store(self, settings: InsightSettings) -> InsightStore:
+        """The backend's :class:`InsightStore` (shared by every instance on the backend)."""
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """Give ``subscription`` one more copy of ``envelope`` at attempt 1 (resend).
+
+        The copy is delivered like any other (same id, so the same ``webhook-id``),
+        whatever happened to earlier copies.
+        """
+
+    async def park_scheduled(self, subscription: Subscription) -> int:
+        """Make the subscription's scheduled retries due now; returns how many moved.
+
+        Called when a subscription is paused automatically: its retries then wait in its
+        backlog with everything else (a paused subscription's backlog is not leased: it is
+        the parked set), so resume delivers all of them at once, at ``max_in_flight``.
+        An adapter that cannot reach into its schedule returns 0: its retries join the
+        parked backlog when they come due.
+        """

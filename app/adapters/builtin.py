@@ -23,7 +23,9 @@ from app.adapters.base import (
     SubscriptionExistsError,
 )
 from app.adapters.kit.dlq import DlqFilter, first_page
+from app.adapters.kit.insight_memory import MemoryInsightStore
 from app.core.codec import encode_json
+from app.core.insight import InsightSettings
 from app.core.models import (
     Delivery,
     DlqEntry,
@@ -369,6 +371,33 @@ class BuiltinQueueAdapter:
     async def release_idempotency_key(self, topic: str, key: str) -> None:
         """Forget a key."""
         self._idempotency.pop((topic, key), None)
+
+    # -- delivery insight, parking, resend ------------------------------------------------
+
+    def insight_store(self, settings: InsightSettings) -> MemoryInsightStore:
+        """Insight in this process's memory, bounded (nothing else could see it anyway)."""
+        return MemoryInsightStore(settings)
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """Append a fresh copy (attempt 1) to the subscription's queue."""
+        queue = self._queues.get(subscription.id)
+        if queue is None:
+            return
+        self._hold(envelope, self._size(envelope))
+        queue.ready.append(_Copy(envelope, 1))
+        queue.wakeup.set()
+
+    async def park_scheduled(self, subscription: Subscription) -> int:
+        """Scheduled copies join the ready queue (not leased while paused), oldest first."""
+        queue = self._queues.get(subscription.id)
+        if queue is None or not queue.scheduled:
+            return 0
+        moved = [copy for _, _, copy in queue.scheduled]
+        queue.scheduled.clear()
+        everything = sorted([*queue.ready, *moved], key=lambda c: c.envelope.published_at)
+        queue.ready = deque(everything)
+        queue.wakeup.set()
+        return len(moved)
 
     # -- introspection -------------------------------------------------------------------
 

@@ -303,6 +303,46 @@ class SubscriptionMetadata(BaseModel):
     infrastructure: Infrastructure | None = None
 
 
+class AutoPauseIn(Strict):
+    """``auto_pause``: pause by itself when the endpoint keeps failing (both conditions)."""
+
+    after_consecutive_failures: Annotated[
+        int | None, Field(ge=1, le=1_000_000), BeforeValidator(_whole_number)
+    ] = Field(100, description="Failed attempts in a row; null: not required.")
+    after_failing_for_ms: Annotated[
+        int | None, Field(ge=0, le=30 * DAY_MS), BeforeValidator(_whole_number)
+    ] = Field(600_000, description="Failing for at least this long (ms); null: not required.")
+
+
+class AutoPauseOut(BaseModel):
+    """The automatic pause policy in force (null: never pauses by itself)."""
+
+    after_consecutive_failures: int | None
+    after_failing_for_ms: int | None
+
+
+class LastAttemptOut(BaseModel):
+    """When an attempt ended that way, and how."""
+
+    at: int
+    status: int | None
+    reason: str
+
+
+class EndpointHealthOut(BaseModel):
+    """How the endpoint fares, from its recent attempts (any instance's)."""
+
+    success_rate_5m: float | None = Field(description="Share of 2xx attempts, last 5 min.")
+    success_rate_1h: float | None = Field(description="Share of 2xx attempts, last hour.")
+    attempts_5m: int
+    attempts_1h: int
+    consecutive_failures: int
+    last_success: LastAttemptOut | None
+    last_failure: LastAttemptOut | None
+    p50_duration_ms: float | None
+    p99_duration_ms: float | None
+
+
 class SubscriptionFields(Strict):
     """Fields shared by create, replace and patch."""
 
@@ -332,6 +372,12 @@ class SubscriptionFields(Strict):
     )
     payload: Literal["envelope", "data"] | None = None
     paused: bool | None = None
+    auto_pause: AutoPauseIn | None = Field(
+        None,
+        description="Pause by itself after `after_consecutive_failures` failures in a row "
+        "*and* `after_failing_for_ms` of failing (defaults 100 and 10 min); its messages are "
+        "then parked (kept, not retried, not dead-lettered) until resume. null disables.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -440,6 +486,13 @@ class SubscriptionOut(BaseModel):
     previous_secret_expires_at: int | None = Field(
         None,
         description="While a rotated-out secret still signs (epoch ms); its value is never shown.",
+    )
+    auto_pause: AutoPauseOut | None = None
+    paused_reason: str | None = Field(
+        None, description="Why it is paused: `manual`, or what tripped the automatic pause."
+    )
+    health: EndpointHealthOut | None = Field(
+        None, description="Endpoint health (absent when `insight.enabled` is false)."
     )
 
 

@@ -21,7 +21,7 @@ from app.api.schemas import (
     find_lone_surrogate,
 )
 from app.core.ids import new_secret
-from app.core.models import RetryPolicy, Subscription
+from app.core.models import AutoPausePolicy, RetryPolicy, Subscription
 from app.core.signing import mask_secret
 from app.dispatch.guard import DestinationGuard
 from app.observability.redact import mask_url_credentials
@@ -70,6 +70,13 @@ def apply_fields(
             changes[name] = getattr(fields, name)
     if "headers" in sent:
         changes["headers"] = dict(fields.headers or {})
+    if "auto_pause" in sent:
+        policy = fields.auto_pause
+        changes["auto_pause"] = (
+            None
+            if policy is None
+            else AutoPausePolicy(policy.after_consecutive_failures, policy.after_failing_for_ms)
+        )
     if "secret" in sent and fields.secret != base.secret:
         # Setting a secret outright is not a rotation: no grace for the one it replaces.
         changes.update(secret=fields.secret, previous_secret=None, previous_secret_expires_at=None)

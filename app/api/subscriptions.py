@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
 from app.api.deps import RuntimeDep, require_scope
 from app.api.errors import ApiError
+from app.api.insight import with_health
 from app.api.schemas import (
     ID_PATTERN,
     ErrorOut,
@@ -61,7 +62,8 @@ async def list_subscriptions(
 ) -> SubscriptionList:
     """All subscriptions, or those of ``topic``."""
     subs = await runtime.subscriptions.find(topic)
-    return SubscriptionList(subscriptions=[out for s in subs if (out := _listed(s)) is not None])
+    shown = [(s, out) for s in subs if (out := _listed(s)) is not None]
+    return SubscriptionList(subscriptions=await with_health(runtime, shown))
 
 
 def _listed(subscription: Subscription) -> SubscriptionOut | None:
@@ -75,8 +77,10 @@ def _listed(subscription: Subscription) -> SubscriptionOut | None:
 
 @router.get("/{subscription_id}", summary="Get a subscription")
 async def get_subscription(subscription_id: SubscriptionId, runtime: RuntimeDep) -> SubscriptionOut:
-    """One subscription (secret masked)."""
-    return to_out(await runtime.subscriptions.get(subscription_id))
+    """One subscription (secret masked), with its endpoint health."""
+    subscription = await runtime.subscriptions.get(subscription_id)
+    [shown] = await with_health(runtime, [(subscription, to_out(subscription))])
+    return shown
 
 
 @router.put("/{subscription_id}", summary="Replace a subscription")

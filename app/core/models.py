@@ -60,6 +60,36 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoPausePolicy:
+    """When a failing endpoint pauses its subscription by itself (its messages then park).
+
+    Both conditions must hold: ``after_consecutive_failures`` failed attempts in a row
+    *and* failing for at least ``after_failing_for_ms``; a ``None`` condition is not
+    required (both ``None``: never).
+    """
+
+    after_consecutive_failures: int | None = 100
+    after_failing_for_ms: int | None = 600_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for storage and API replies."""
+        return {
+            "after_consecutive_failures": self.after_consecutive_failures,
+            "after_failing_for_ms": self.after_failing_for_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> AutoPausePolicy | None:
+        """Rebuild from :meth:`to_dict` output (``None`` stays disabled)."""
+        if raw is None:
+            return None
+        return cls(
+            after_consecutive_failures=_optional_int(raw.get("after_consecutive_failures")),
+            after_failing_for_ms=_optional_int(raw.get("after_failing_for_ms")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Subscription:
     """A callback URL registered on a topic: the HTTP form of the engine's queue trigger.
 
@@ -85,6 +115,9 @@ class Subscription:
     updated_at: int = field(default_factory=now_ms)
     previous_secret: str | None = None
     previous_secret_expires_at: int | None = None
+    auto_pause: AutoPausePolicy | None = field(default_factory=AutoPausePolicy)
+    paused_reason: str | None = None
+    """Why the subscription was paused (``manual``, or the automatic pause's reason)."""
 
     def with_changes(self, **changes: Any) -> Subscription:
         """A copy with some fields replaced and ``updated_at`` bumped.
@@ -134,6 +167,8 @@ class Subscription:
             "updated_at": self.updated_at,
             "previous_secret": self.previous_secret,
             "previous_secret_expires_at": self.previous_secret_expires_at,
+            "auto_pause": self.auto_pause.to_dict() if self.auto_pause else None,
+            "paused_reason": self.paused_reason,
         }
 
     @classmethod
@@ -157,6 +192,12 @@ class Subscription:
             updated_at=int(raw.get("updated_at", 0)),
             previous_secret=raw.get("previous_secret"),
             previous_secret_expires_at=_optional_int(raw.get("previous_secret_expires_at")),
+            auto_pause=(
+                AutoPausePolicy.from_dict(raw["auto_pause"])
+                if "auto_pause" in raw
+                else AutoPausePolicy()
+            ),
+            paused_reason=raw.get("paused_reason"),
         )
 
 

@@ -5,7 +5,7 @@ A publish returns only once the adapter holds every new message, so a 202 is nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.adapters.base import OutgoingMessage, QueueAdapter
@@ -40,6 +40,8 @@ class Publisher:
         """``idempotency_ttl_ms`` is the dedup window of ``Idempotency-Key``."""
         self._adapter = adapter
         self._idempotency_ttl_ms = idempotency_ttl_ms
+        self.on_published: Callable[[Envelope], None] | None = None
+        """Told of every stored message (the insight recorder keeps it for lookup)."""
 
     async def publish(
         self,
@@ -85,6 +87,9 @@ class Publisher:
                     results.append(PublishResult(message_id, duplicate=False))
                 if outgoing:
                     await self._adapter.publish(outgoing)
+                    if self.on_published is not None:
+                        for message in outgoing:
+                            self.on_published(message.envelope)
                 annotate_publish([r.id for r in results])
             except BaseException:
                 for key in claimed:

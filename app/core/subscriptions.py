@@ -8,17 +8,19 @@ its next registry poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from app.adapters.base import QueueAdapter
 from app.core.conditions import compile_condition
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
 from app.core.ids import new_secret
-from app.core.models import Subscription, now_ms
+from app.core.models import LastError, Subscription, now_ms
 from app.core.signing import DEFAULT_ROTATION_GRACE_MS
 from app.observability.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.subscriptions")
+
+PausedHook = Callable[[Subscription, LastError | None], Awaitable[None]]
 
 
 class SubscriptionNotFoundError(LookupError):
@@ -36,6 +38,8 @@ class SubscriptionService:
         """``on_change`` is called after every successful change."""
         self._adapter = adapter
         self._on_change = on_change or (lambda: None)
+        self.on_paused_changed: PausedHook | None = None
+        """Awaited after a pause or resume (parking, events: :mod:`app.core.insight_service`)."""
 
     async def create(self, subscription: Subscription) -> Subscription:
         """Validate the condition and the dead-letter route, then store; raises on a
@@ -81,14 +85,23 @@ class SubscriptionService:
         logger.info("subscription deleted", extra={"subscription_id": subscription_id})
         self._on_change()
 
-    async def set_paused(self, subscription_id: str, paused: bool) -> Subscription:
-        """Pause (messages wait) or resume delivery."""
+    async def set_paused(
+        self,
+        subscription_id: str,
+        paused: bool,
+        *,
+        reason: str = "manual",
+        last_error: LastError | None = None,
+    ) -> Subscription:
+        """Pause (messages wait: they are parked) or resume delivery."""
         current = await self.get(subscription_id)
         if current.paused == paused:
             return current
-        updated = current.with_changes(paused=paused)
+        updated = current.with_changes(paused=paused, paused_reason=reason if paused else None)
         await self._adapter.update_subscription(updated)
         self._changed("paused" if paused else "resumed", updated)
+        if self.on_paused_changed is not None:
+            await self.on_paused_changed(updated, last_error)
         return updated
 
     async def rotate_secret(

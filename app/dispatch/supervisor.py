@@ -17,11 +17,12 @@ from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
 from app.core.models import Subscription
 from app.dispatch.condition_pool import ConditionPool
 from app.dispatch.sender import WebhookSender
-from app.dispatch.worker import SubscriptionWorker
+from app.dispatch.worker import OnTrip, SubscriptionWorker
 
 if TYPE_CHECKING:
     from app.core.publisher import Publisher
     from app.dispatch.guard import DestinationGuard
+    from app.dispatch.insight_recorder import InsightRecorder
     from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.dispatch")
@@ -40,8 +41,11 @@ class Dispatcher:
         poll_interval_s: float = 1.0,
         shutdown_grace_s: float = 10.0,
         max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
+        insight: InsightRecorder | None = None,
+        on_trip: OnTrip | None = None,
     ) -> None:
-        """``shutdown_grace_s`` bounds how long stop() waits for running attempts;
+        """``insight`` records attempts, ``on_trip`` pauses a failing subscription;
+        ``shutdown_grace_s`` bounds how long stop() waits for running attempts;
         ``max_dead_letter_hops`` how many dead-letter topics one message may pass through.
         """
         self._adapter = adapter
@@ -53,6 +57,8 @@ class Dispatcher:
         self._poll_interval_s = poll_interval_s
         self._shutdown_grace_s = shutdown_grace_s
         self._max_dead_letter_hops = max_dead_letter_hops
+        self.insight = insight
+        self.on_trip = on_trip
         self._workers: dict[str, SubscriptionWorker] = {}
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -118,6 +124,8 @@ class Dispatcher:
                     self._guard,
                     self._conditions,
                     max_dead_letter_hops=self._max_dead_letter_hops,
+                    insight=self.insight,
+                    on_trip=self.on_trip,
                 )
                 self._workers[sub_id] = worker
                 worker.start()

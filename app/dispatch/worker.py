@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
 from app.adapters.base import QueueAdapter
+from app.core.auto_pause import FailureStreak
 from app.core.conditions import (
     Condition,
     ConditionBudgetError,
@@ -25,6 +27,7 @@ from app.core.conditions import (
 )
 from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON, hops_so_far
 from app.core.ids import new_dlq_id
+from app.core.insight import AttemptRecord, MessageState, NextStep, StateMark
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
@@ -37,6 +40,7 @@ from app.observability.redact import mask_url_credentials
 if TYPE_CHECKING:
     from app.core.publisher import Publisher
     from app.dispatch.guard import DestinationGuard
+    from app.dispatch.insight_recorder import InsightRecorder
     from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.dispatch")
@@ -48,6 +52,13 @@ _BACKOFF_MAX_S = 5.0
 
 class Filtered:
     """The subscription's condition was false: acked, counted, not sent."""
+
+
+OnTrip = Callable[[Subscription, str, LastError | None], Awaitable[None]]
+"""Called once when the auto-pause policy trips: pause the subscription (shared)."""
+
+NOT_ENDPOINT_FAILURES = frozenset({"condition_error", "blocked_destination", "build_error"})
+"""Dead-letter reasons that say nothing about the endpoint: they never count toward a pause."""
 
 
 class SubscriptionWorker:
@@ -64,11 +75,20 @@ class SubscriptionWorker:
         conditions: ConditionPool | None = None,
         *,
         max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
+        insight: InsightRecorder | None = None,
+        on_trip: OnTrip | None = None,
     ) -> None:
         """Everything a delivery needs; the subscription can be swapped by :meth:`update`.
 
-        ``conditions`` evaluates conditions with comprehension macros off the event loop.
+        ``conditions`` evaluates conditions with comprehension macros off the event loop;
+        ``insight`` records leases and attempts; ``on_trip`` pauses the subscription when
+        its auto-pause policy trips (from then on this worker parks instead of retrying).
         """
+        self._insight = insight
+        self._on_trip = on_trip
+        self._streak = FailureStreak()
+        self._parking = False
+        self._trip_task: asyncio.Task[None] | None = None
         self._adapter = adapter
         self._sender = sender
         self._publisher = publisher
@@ -140,6 +160,10 @@ class SubscriptionWorker:
     async def _receive_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            if self._parking:  # auto-paused: lease nothing more until stopped or un-tripped
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), RECEIVE_WAIT_MS / 1000)
+                continue
             free = self._slots() - len(self._tasks)
             if free <= 0:
                 await self._slot_or_stop()
@@ -207,8 +231,117 @@ class SubscriptionWorker:
 
     async def _deliver(self, delivery: Delivery) -> None:
         subscription = self._subscription
+        if self._parking:
+            await self._park(subscription, delivery, None)
+            return
+        started = now_ms()
+        clock = time.perf_counter()
+        self._mark(delivery, "in_flight", started)
         outcome = await self._attempt(subscription, delivery)
+        duration_ms = (time.perf_counter() - clock) * 1000
+        if self._parking and _endpoint_failure(outcome):
+            await self._park(subscription, delivery, (outcome, started, duration_ms))
+            return
         await self._record(subscription, delivery, outcome)
+        self._observe(subscription, delivery, outcome, started, duration_ms)
+
+    # -- insight and auto-pause ------------------------------------------------------------
+
+    def _mark(self, delivery: Delivery, state: MessageState, at: int) -> None:
+        if self._insight is not None:
+            message = delivery.message
+            self._insight.mark(
+                StateMark(message.id, message.topic, self.sub_id, state, at, delivery.attempt)
+            )
+
+    def _observe(
+        self,
+        subscription: Subscription,
+        delivery: Delivery,
+        outcome: Outcome | Filtered,
+        started: int,
+        duration_ms: float,
+    ) -> None:
+        """Record the attempt and follow the failure streak (may trip the auto-pause)."""
+        if isinstance(outcome, Filtered):
+            self._mark(delivery, "filtered", now_ms())
+            return
+        step: NextStep
+        if isinstance(outcome, Delivered):
+            step = "delivered"
+        elif isinstance(outcome, RetryLater):
+            step = "scheduled"
+        else:
+            step = "dead_lettered"
+        self._log_attempt(delivery, outcome, started, duration_ms, step)
+        if isinstance(outcome, Delivered):
+            self._streak.success()
+        elif _endpoint_failure(outcome):
+            self._streak.failure(started, outcome.error)
+            reason = self._streak.tripped(subscription.auto_pause, now_ms())
+            if reason is not None and self._on_trip is not None and not self._parking:
+                self._parking = True
+                self._trip_task = asyncio.create_task(
+                    self._trip(subscription, reason, self._streak.last_error)
+                )
+
+    def _log_attempt(
+        self,
+        delivery: Delivery,
+        outcome: Outcome,
+        started: int,
+        duration_ms: float,
+        step: NextStep,
+    ) -> None:
+        if self._insight is None:
+            return
+        status = outcome.status if isinstance(outcome, Delivered) else outcome.error.status
+        reason = "delivered" if isinstance(outcome, Delivered) else outcome.error.reason
+        excerpt = None if isinstance(outcome, Delivered) else outcome.error.body_excerpt
+        message = delivery.message
+        self._insight.attempt(
+            AttemptRecord(
+                message_id=message.id,
+                topic=message.topic,
+                subscription_id=self.sub_id,
+                attempt=delivery.attempt,
+                started_at=started,
+                duration_ms=duration_ms,
+                status=status,
+                reason=reason,
+                next_step=step,
+                response_excerpt=excerpt,
+                next_attempt_at=now_ms() + outcome.delay_ms
+                if isinstance(outcome, RetryLater)
+                else None,
+            )
+        )
+
+    async def _trip(self, subscription: Subscription, reason: str, error: LastError | None) -> None:
+        if self._on_trip is None:
+            return
+        try:
+            await self._on_trip(subscription, reason, error)
+        except Exception as exc:  # noqa: BLE001 - deliver on (and count again) if it failed
+            logger.warning(
+                "automatic pause failed: %s", exc, extra={"subscription_id": self.sub_id}
+            )
+            self._parking = False
+            self._streak = FailureStreak()
+
+    async def _park(
+        self,
+        subscription: Subscription,
+        delivery: Delivery,
+        tried: tuple[Outcome | Filtered, int, float] | None,
+    ) -> None:
+        """Auto-paused: hand the lease back untried (kept, not retried, not dead-lettered)."""
+        await self._safely(self._adapter.release([delivery]))
+        self._metrics.parked(subscription)
+        if tried is not None and not isinstance(tried[0], Filtered):
+            self._log_attempt(delivery, tried[0], tried[1], tried[2], "parked")
+        else:
+            self._mark(delivery, "parked", now_ms())
 
     async def _attempt(self, subscription: Subscription, delivery: Delivery) -> Outcome | Filtered:
         message = delivery.message
@@ -381,6 +514,13 @@ class SubscriptionWorker:
         if not ours:
             logger.debug("lease lost: outcome not recorded", extra={"subscription_id": self.sub_id})
         return ours
+
+
+def _endpoint_failure(outcome: Outcome | Filtered) -> bool:
+    """An attempt the endpoint failed (not a condition, a refusal or an unbuildable body)."""
+    if isinstance(outcome, Filtered | Delivered):
+        return False
+    return outcome.error.reason not in NOT_ENDPOINT_FAILURES
 
 
 def _hop_limit_error(error: LastError, dead_letter_topic: str, hops: int) -> LastError:

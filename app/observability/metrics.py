@@ -113,6 +113,23 @@ class DispatchMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.transitions = Counter(
+            "hookline_subscription_transitions",
+            "Subscriptions paused (automatically or by hand) and resumed",
+            ["topic", "subscription", "transition"],
+            registry=r,
+        )
+        self.parked_total = Counter(
+            "hookline_parked",
+            "Deliveries parked (handed back untried) by an automatic pause",
+            ["topic", "subscription"],
+            registry=r,
+        )
+        self.insight_dropped = Counter(
+            "hookline_insight_facts_dropped",
+            "Insight facts (messages, states, attempts) lost: the store failed or lagged",
+            registry=r,
+        )
         labels = ["topic", "subscription"]
         self.backlog = Gauge("hookline_backlog", "Messages waiting", labels, registry=r)
         self.in_flight = Gauge("hookline_in_flight", "Attempts leased now", labels, registry=r)
@@ -126,6 +143,8 @@ class DispatchMetrics:
             self.filtered_total,
             self.attempt_seconds,
             self.end_to_end_seconds,
+            self.transitions,
+            self.parked_total,
         ]
 
     def published_messages(self, topic: str, new: int, duplicates: int) -> None:
@@ -198,6 +217,18 @@ class DispatchMetrics:
     def filtered(self, subscription: Subscription) -> None:
         """A condition said no."""
         self._child(self.filtered_total, subscription).inc()
+
+    def transition(self, subscription: Subscription, transition: str) -> None:
+        """``auto_paused``, ``paused`` or ``resumed``."""
+        self._child(self.transitions, subscription, transition).inc()
+
+    def parked(self, subscription: Subscription) -> None:
+        """An automatic pause handed a delivery back untried."""
+        self._child(self.parked_total, subscription).inc()
+
+    def insight_facts_dropped(self, count: int) -> None:
+        """The insight store lost ``count`` facts."""
+        self.insight_dropped.inc(count)
 
     async def render(self, adapter: QueueAdapter, subscriptions: Iterable[Subscription]) -> bytes:
         """Refresh the per-subscription gauges from the adapter, then the exposition text.

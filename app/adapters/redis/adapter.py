@@ -23,9 +23,11 @@ from app.adapters.base import (
     SubscriptionExistsError,
 )
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.redis.codec import encode_envelope
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
 from app.adapters.redis.groups import ConsumerGroups
+from app.adapters.redis.insight import RedisInsightStore
 from app.adapters.redis.leases import PROMOTE_LIMIT, Leases
 from app.adapters.redis.lua_messages import PROMOTE
 from app.adapters.redis.maintenance import Maintenance
@@ -35,7 +37,8 @@ from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.stats import topic_stats
 from app.adapters.redis.timer import DueTimer
-from app.core.models import Subscription, TopicStats, now_ms
+from app.core.insight import InsightSettings
+from app.core.models import Envelope, Subscription, TopicStats, now_ms
 
 logger = logging.getLogger("hookline.redis")
 
@@ -170,6 +173,36 @@ class RedisAdapter(BrokerFacade):
         await self.groups.drop(subscription.topic, subscription_id)
         self.timer.forget(subscription.topic, subscription_id)
         return True
+
+    # -- delivery insight, parking, resend ------------------------------------------------
+
+    def insight_store(self, settings: InsightSettings) -> RedisInsightStore:
+        """Insight in Redis, shared by every instance, expired by Redis."""
+        return RedisInsightStore(self.connection, self.names, settings)
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """A fresh copy (attempt 1) in the subscription's schedule, due now: the timer
+        moves it into the subscription's own stream at once.
+        """
+        tk = self.names.topic(subscription.topic)
+        now = now_ms()
+        member = f"r{secrets.token_hex(6)}|1|{encode_envelope(envelope)}"
+        with self.connection.translate():
+            await self.connection.client.zadd(tk.schedule(subscription.id), {member: now})
+        self.timer.notify(subscription.topic, subscription.id, now)
+
+    async def park_scheduled(self, subscription: Subscription) -> int:
+        """Move every scheduled copy into the subscription's own stream now (promote with
+        an infinite clock); a paused subscription's stream is not read until resume.
+        """
+        tk = self.names.topic(subscription.topic)
+        keys = [tk.schedule(subscription.id), tk.queue(subscription.id)]
+        total = 0
+        while True:
+            _, moved = await self.connection.run(PROMOTE, keys, [2**62, PROMOTE_LIMIT])
+            total += int(moved)
+            if int(moved) < PROMOTE_LIMIT:
+                return total
 
     # -- idempotency ----------------------------------------------------------------------
 
