@@ -22,6 +22,7 @@ from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.dlq import DeadLetterStore
 from app.adapters.sqlite.leases import Leases
 from app.adapters.sqlite.registry import SubscriptionRegistry
+from app.adapters.sqlite.room import Room
 from app.adapters.sqlite.schema import probe
 from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.stats import list_topics, topic_stats
@@ -52,6 +53,7 @@ class SqliteAdapter(BrokerFacade):
         self.registry = SubscriptionRegistry(self.database)
         self.leases = Leases(self.database, settings, self.wakeups)
         self.dlq = DeadLetterStore(self.database, self.wakeups)
+        self.room = Room(settings)
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -118,6 +120,7 @@ class SqliteAdapter(BrokerFacade):
         ]
 
         def job(conn: sqlite3.Connection) -> None:
+            self.room.check(conn)
             conn.executemany(
                 "INSERT INTO copies (sub_id, attempt, due_at, body) "
                 "SELECT id, 1, ?, ? FROM subscriptions WHERE topic = ?",

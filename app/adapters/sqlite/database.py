@@ -66,6 +66,8 @@ class Database:
         self._reader_conn: sqlite3.Connection | None = None
         self._failing = False
         self._last_error: BaseException | None = None
+        self.commits = 0
+        """Transactions committed by this process's writer (jobs share them: group commit)."""
 
     @property
     def is_open(self) -> bool:
@@ -181,6 +183,7 @@ class Database:
                 for outcome in done:
                     settled += self._commit(conn, [outcome.queued])
                 return settled
+            self.commits += 1
             self._note_health(ok=True)
             return settled + done
         return settled

@@ -27,8 +27,9 @@ class SqliteSettings:
     ``timeout_ms + lease_margin_ms``, so a slow but live delivery is never stolen.
     ``poll_interval_ms`` is how often each process looks for work committed by another
     process sharing the file (one cheap check per process, not per subscription).
-    ``max_bytes`` (0: no bound but the disk) caps the database file: past it publishes
-    answer 503 while deliveries keep draining.
+    ``max_bytes`` (0: no bound but the disk) caps the database file, and
+    ``min_free_disk_bytes`` keeps that much of its disk free: past either, publishes answer
+    503 while deliveries keep draining (leases and acks write too: the headroom is theirs).
     """
 
     path: str = DEFAULT_PATH
@@ -38,6 +39,7 @@ class SqliteSettings:
     poll_interval_ms: int = 50
     busy_timeout_ms: int = 5_000
     max_bytes: int = 0
+    min_free_disk_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SqliteSettings:
@@ -62,8 +64,9 @@ class SqliteSettings:
         for name in ("visibility_timeout_ms", "poll_interval_ms", "busy_timeout_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.lease_margin_ms < 0 or self.max_bytes < 0:
-            raise ValueError("lease_margin_ms and max_bytes must be >= 0")
+        for name in ("lease_margin_ms", "max_bytes", "min_free_disk_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
 
     def visibility_ms(self, delivery_timeout_ms: int) -> int:
         """How long a lease lasts before another receive may take the copy over."""
