@@ -30,7 +30,7 @@ from bench.report import lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
 from bench.service import HOOKLINE_DIR, UnavailableError, check_adapter_importable
 
-ALL_ADAPTERS = ["builtin", "redis", "rabbitmq"]
+ALL_ADAPTERS = ["builtin", "redis", "rabbitmq", "sqlite", "sqlite-full"]
 ALL_SCENARIOS = ["receiver", "ceilings", *scenarios.SCENARIOS, "peers"]
 BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
 

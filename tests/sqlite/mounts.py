@@ -17,8 +17,8 @@ def tmpfs(folder: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(  # noqa: S603
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],  # noqa: S607
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
         capture_output=True,
         check=False,
     )
@@ -27,9 +27,9 @@ def tmpfs(folder: Path, size: str) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)  # noqa: S603, S607
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def remount_read_only(folder: Path) -> None:
     """Make a mounted tmpfs read-only (even for root)."""
-    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)  # noqa: S603, S607
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)

@@ -19,7 +19,7 @@ def run(command: str, config: Path) -> subprocess.CompletedProcess[str]:
     args = [sys.executable, "-m", "app.cli", command, "--config", str(config)]
     if command == "serve":
         args += ["--port", str(free_port())]
-    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
 
 
 def corrupt(tmp_path: Path) -> str:
