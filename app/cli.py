@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and settings.adapter.kind == "builtin":
         return _fail(
             "--workers > 1 needs a shared backend: the builtin adapter keeps messages inside "
-            "one process. Use modules::queue::RedisAdapter or RabbitMQAdapter."
+            "one process. Use modules::queue::SqliteAdapter, RedisAdapter or RabbitMQAdapter."
         )
     setup_logging(settings.logging.level, settings.logging.json_format)
     if args.workers == 1:

@@ -48,7 +48,7 @@ class AdapterSettings(BaseModel):
 
     @property
     def kind(self) -> str:
-        """``builtin``, ``redis`` or ``rabbitmq``."""
+        """``builtin``, ``redis``, ``rabbitmq`` or ``sqlite``."""
         return adapter_kind(self.class_)
 
 

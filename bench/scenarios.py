@@ -618,7 +618,13 @@ SCENARIOS = {
 
 # -- raw ceilings ---------------------------------------------------------------------------
 
-CEILING_OF = {"builtin": "aiohttp", "redis": "redis", "rabbitmq": "rabbitmq"}
+CEILING_OF = {
+    "builtin": "aiohttp",
+    "redis": "redis",
+    "rabbitmq": "rabbitmq",
+    "sqlite": "aiohttp",  # no server: the bare sending loop is its ceiling, as for builtin
+    "sqlite-full": "aiohttp",
+}
 
 
 async def ceiling(ctx: Context, adapter: str) -> dict[str, Any]:

@@ -32,7 +32,13 @@ ADAPTER_CLASSES = {
     "builtin": "modules::queue::BuiltinQueueAdapter",
     "redis": "modules::queue::RedisAdapter",
     "rabbitmq": "modules::queue::RabbitMQAdapter",
+    "sqlite": "modules::queue::SqliteAdapter",
+    "sqlite-full": "modules::queue::SqliteAdapter",
 }
+SQLITE_SYNCHRONOUS = {"sqlite": "normal", "sqlite-full": "full"}
+"""``sqlite`` runs with ``synchronous: normal``, ``sqlite-full`` with ``full``."""
+SQLITE_DIR = Path(__file__).parent / "results" / "sqlite"
+"""On the disk the results go to (not /tmp, which may live in memory); removed after use."""
 
 
 class UnavailableError(Exception):
@@ -53,6 +59,10 @@ def adapter_setup(kind: str, run_id: str) -> AdapterSetup:
         return AdapterSetup(kind, {"redis_url": REDIS_URL, "key_prefix": prefix}, prefix)
     if kind == "rabbitmq":
         return AdapterSetup(kind, {"amqp_url": AMQP_URL, "prefix": prefix}, prefix)
+    if kind in SQLITE_SYNCHRONOUS:  # a fresh file per scenario, deleted afterwards
+        path = SQLITE_DIR / f"{prefix}-{uuid.uuid4().hex[:8]}" / "hookline.db"
+        config = {"path": str(path), "synchronous": SQLITE_SYNCHRONOUS[kind]}
+        return AdapterSetup(kind, config, str(path.parent))
     return AdapterSetup(kind, {"max_messages": 10_000_000, "max_bytes": 16 * 1024**3})
 
 
@@ -69,6 +79,9 @@ def check_adapter_importable(kind: str) -> None:
         raise UnavailableError(
             f"{kind} adapter cannot be built: {type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        if kind in SQLITE_SYNCHRONOUS:
+            shutil.rmtree(setup.prefix, ignore_errors=True)
 
 
 @dataclass
@@ -221,6 +234,9 @@ async def cleanup_backend(setup: AdapterSetup) -> str:
         return f"deleted {deleted} redis keys"
     if setup.kind == "rabbitmq":
         return await _cleanup_rabbitmq(setup.prefix)
+    if setup.kind in SQLITE_SYNCHRONOUS:
+        shutil.rmtree(setup.prefix, ignore_errors=True)
+        return f"deleted {setup.prefix}"
     return ""
 
 

@@ -11,6 +11,7 @@ ADAPTER_CLASSES = {
     "modules::queue::BuiltinQueueAdapter": "builtin",
     "modules::queue::RedisAdapter": "redis",
     "modules::queue::RabbitMQAdapter": "rabbitmq",
+    "modules::queue::SqliteAdapter": "sqlite",
 }
 """Engine class names and the short names they map to (the short names work too)."""
 
@@ -19,7 +20,7 @@ BUILTIN_KEYS = ("max_bytes", "max_messages")
 
 
 def adapter_kind(class_name: str) -> str:
-    """Short name (``builtin``/``redis``/``rabbitmq``) for an engine class or short name."""
+    """Short name (``builtin``/``redis``/``rabbitmq``/``sqlite``) of an engine class name."""
     if class_name in ADAPTER_CLASSES:
         return ADAPTER_CLASSES[class_name]
     if class_name in ADAPTER_CLASSES.values():
@@ -42,6 +43,10 @@ def build_adapter(class_name: str, config: Mapping[str, Any]) -> QueueAdapter:
         from app.adapters.rabbitmq import RabbitMQAdapter
 
         return RabbitMQAdapter.from_config(config)
+    if kind == "sqlite":
+        from app.adapters.sqlite import SqliteAdapter
+
+        return SqliteAdapter.from_config(config)
     from app.adapters.builtin import BuiltinQueueAdapter
 
     unknown = sorted(set(config) - set(BUILTIN_KEYS), key=str)
