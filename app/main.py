@@ -22,6 +22,7 @@ from app.api.errors import (
     install_error_handlers,
 )
 from app.api.schemas import ErrorOut, SubscriptionIn
+from app.api.whoami import router as whoami_router
 from app.api.subscription_mapping import new_subscription
 from app.config import ConfigError, Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
@@ -35,6 +36,7 @@ from app.dispatch.supervisor import Dispatcher
 from app.observability.metrics import DispatchMetrics
 from app.observability.tracing import instrument
 from app.runtime import Runtime
+from app.ui import install_console
 
 logger = logging.getLogger("hookline")
 
@@ -185,6 +187,8 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         install_docs(app, app.openapi_url)
     for module in (messages, subscriptions, dlq, topics, functions, ops):
         app.include_router(module.router)
+    app.include_router(whoami_router)
+    install_console(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
     app.add_middleware(
         HeaderLimitMiddleware,
