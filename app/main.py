@@ -22,8 +22,8 @@ from app.api.errors import (
     install_error_handlers,
 )
 from app.api.schemas import ErrorOut, SubscriptionIn
-from app.api.whoami import router as whoami_router
 from app.api.subscription_mapping import new_subscription
+from app.api.whoami import router as whoami_router
 from app.config import ConfigError, Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
 from app.core.models import Subscription

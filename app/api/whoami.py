@@ -26,8 +26,7 @@ class WhoamiOut(BaseModel):
         description="`open`: no API keys are configured and anyone may do anything."
     )
     scopes: list[ScopeName] = Field(
-        description="What the key may do (`admin` implies every other scope); `[admin]` "
-        "when open."
+        description="What the key may do (`admin` implies every other scope); `[admin]` when open."
     )
 
 

@@ -65,7 +65,9 @@ def optional_features(app: FastAPI) -> list[str]:
     found = []
     for feature, (method, pattern) in OPTIONAL_ROUTES.items():
         for route in app.routes:
-            if isinstance(route, APIRoute) and method in route.methods and pattern.match(route.path):
+            if not isinstance(route, APIRoute):
+                continue
+            if method in (route.methods or ()) and pattern.match(route.path):
                 found.append(feature)
                 break
     return found
@@ -104,6 +106,4 @@ def install_console(app: FastAPI) -> None:
         path = folder / name
         if not ASSET_NAME.match(name) or not path.is_file():
             raise ApiError(404, "not_found", f"no console asset {name!r}")
-        return FileResponse(
-            path, media_type=CONTENT_TYPES[path.suffix], headers=SECURITY_HEADERS
-        )
+        return FileResponse(path, media_type=CONTENT_TYPES[path.suffix], headers=SECURITY_HEADERS)

@@ -167,7 +167,8 @@ async def test_pause_resume_rotate_edit_and_delete_a_subscription(
     await condition.fill("data.amount > 100")
     await page.get_by_label("Max retries").fill("7")
     await page.get_by_role("button", name="Save changes").click()
-    await expect(page.locator("main").get_by_text("Retry policy and condition saved.")).to_be_visible()
+    saved_notice = page.locator("main").get_by_text("Retry policy and condition saved.")
+    await expect(saved_notice).to_be_visible()
     saved = await keyed_server.call("GET", path)
     assert saved["condition"] == "data.amount > 100"
     assert saved["retry"]["max_retries"] == 7
@@ -207,9 +208,11 @@ async def test_a_dead_letter_is_found_and_redriven_until_delivered(
     console = await signed_in(browser, keyed_server)
     page = console.page
     # From the overview's DLQ link to the topic's dead letters.
-    await page.locator(f'section[data-topic="{topic}"]').get_by_role(
-        "link", name="Dead letters"
-    ).click()
+    await (
+        page.locator(f'section[data-topic="{topic}"]')
+        .get_by_role("link", name="Dead letters")
+        .click()
+    )
     await expect(page.get_by_role("heading", name=f"Dead letters of {topic}")).to_be_focused()
     row = page.locator(f'tr[data-message="{message_id}"]')
     await expect(row).to_contain_text(sub["id"])
@@ -249,7 +252,8 @@ async def test_redrive_selected_redrive_all_and_purge(
 
     await until(all_dead, what="five dead letters")
     # A dlq-only key: it cannot list topics, but it can work the DLQ.
-    console = await signed_in(browser, keyed_server, DLQ_KEY, viewport={"width": 390, "height": 844})
+    phone = {"width": 390, "height": 844}
+    console = await signed_in(browser, keyed_server, DLQ_KEY, viewport=phone)
     page = console.page
     await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     await console.go("#/dlq")
@@ -339,7 +343,8 @@ async def test_the_message_page_says_when_lookup_is_missing(
         ["Overview", "Dead letters", "Publish"]
     )
     await console.go("#/messages/some-id")
-    await expect(page.locator("main").get_by_text("Message lookup is not available on this server.")).to_be_visible()
+    missing = page.locator("main").get_by_text("Message lookup is not available on this server.")
+    await expect(missing).to_be_visible()
     console.watch.assert_clean()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-
 from app.ui import CONTENT_SECURITY_POLICY, static_dir
 from tests.harness import running_hookline
 
@@ -36,7 +35,8 @@ async def test_the_page_and_its_assets_are_served_with_a_strict_csp() -> None:
         assert '<base href="/ui/">' in html
         # No inline script or style, no other host: only files of the console itself.
         assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
-        assert "style=" not in html and "<style" not in html
+        assert "style=" not in html
+        assert "<style" not in html
         assert re.findall(r"(?i)(?:https?:)?//", html) == []
         referenced = re.findall(r'(?:src|href)="(assets/[^"]+)"', html)
         assert {"assets/main.js", "assets/console.css", "assets/icon.svg"} <= set(referenced)

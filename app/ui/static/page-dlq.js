@@ -48,7 +48,9 @@ export async function render(main, { params, query, session }) {
     event.preventDefault();
     const t = topicField.input.value.trim();
     if (!t) { topicField.error("Enter a topic."); topicField.input.focus(); return; }
-    location.hash = route("dlq", t, { subscription: subField.input.value.trim() });
+    const target = route("dlq", t, { subscription: subField.input.value.trim() });
+    if (location.hash === target) window.dispatchEvent(new HashChangeEvent("hashchange"));
+    else location.hash = target;
   });
   main.append(head, form);
   if (session.can("subscriptions")) {
