@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from app.api.errors import ApiError
 
@@ -47,9 +47,9 @@ CONTENT_TYPES = {
 ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.(?:js|css|svg|png)$")
 
 OPTIONAL_ROUTES = {
-    "message_lookup": ("GET", re.compile(r"^/v1/messages/\{[^}/]+\}$")),
-    "resend": ("POST", re.compile(r"^/v1/messages/\{[^}/]+\}/resend$")),
-    "attempt_log": ("GET", re.compile(r"^/v1/subscriptions/\{[^}/]+\}/attempts$")),
+    "message_lookup": ("GET", "/v1/messages/probe"),
+    "resend": ("POST", "/v1/messages/probe/resend"),
+    "attempt_log": ("GET", "/v1/subscriptions/probe/attempts"),
 }
 """Routes not every hookline has: the page shows their parts only when they exist, instead
 of probing them (a probe's 404 would land in the browser's console as an error)."""
@@ -60,17 +60,17 @@ def static_dir() -> Path:
     return Path(str(files("app.ui") / "static"))
 
 
+def serves(app: FastAPI, method: str, path: str) -> bool:
+    """Whether some route answers ``method path`` (asked of the router itself, so routers
+    included in any way count).
+    """
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+    return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+
 def optional_features(app: FastAPI) -> list[str]:
     """Which of :data:`OPTIONAL_ROUTES` this app serves."""
-    found = []
-    for feature, (method, pattern) in OPTIONAL_ROUTES.items():
-        for route in app.routes:
-            if not isinstance(route, APIRoute):
-                continue
-            if method in (route.methods or ()) and pattern.match(route.path):
-                found.append(feature)
-                break
-    return found
+    return [name for name, (method, path) in OPTIONAL_ROUTES.items() if serves(app, method, path)]
 
 
 def render_index(template: str, base: str, features: list[str], metrics: str) -> str:
