@@ -23,6 +23,7 @@ from app.api.errors import (
 )
 from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
+from app.api.whoami import router as whoami_router
 from app.config import ConfigError, Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
 from app.core.insight_service import InsightService
@@ -37,6 +38,7 @@ from app.dispatch.supervisor import Dispatcher
 from app.observability.metrics import DispatchMetrics
 from app.observability.tracing import instrument
 from app.runtime import Runtime
+from app.ui import install_console
 
 logger = logging.getLogger("hookline")
 
@@ -209,6 +211,8 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         install_docs(app, app.openapi_url)
     for module in (messages, insight, subscriptions, dlq, topics, functions, ops):
         app.include_router(module.router)
+    app.include_router(whoami_router)
+    install_console(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
     app.add_middleware(
         HeaderLimitMiddleware,
