@@ -20,15 +20,12 @@ from pydantic_settings import (
 
 from app.adapters.factory import adapter_kind
 from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
+from app.core.errors import ConfigError
 
 QUEUE_MODULE = "modules::queue::QueueModule"
 DEFAULT_CONFIG_PATH = "config.yaml"
 SCOPES = ("publish", "subscriptions", "dlq", "admin")
 Scope = Literal["publish", "subscriptions", "dlq", "admin"]
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; the message is one line that names the key."""
 
 
 class AdapterSettings(BaseModel):

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app import __version__
-from app.adapters.base import AdapterError, QueueAdapter
 from app.adapters.factory import build_adapter
 from app.api import dlq, functions, messages, ops, subscriptions, topics
 from app.api.docs import install_docs
@@ -23,9 +22,11 @@ from app.api.errors import (
 )
 from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
-from app.config import ConfigError, Settings
+from app.config import Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
+from app.core.errors import AdapterError, ConfigError
 from app.core.models import Subscription
+from app.core.ports import QueueAdapter
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionService
 from app.dispatch.guard import DestinationGuard, GuardedResolver

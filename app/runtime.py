@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.adapters.base import QueueAdapter
 from app.config import ApiKey, Settings
+from app.core.ports import QueueAdapter
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionService
 from app.dispatch.guard import DestinationGuard

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.config import load_settings
+from app.core.errors import ConfigError
 
 QUEUE_MODULE = "modules:\n  - class: modules::queue::QueueModule\n    config:\n"
 ENGINE_CONFIG = """

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.config import load_settings
+from app.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 

@@ -16,14 +16,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.adapters.base import (
-    CapacityExceededError,
-    DlqPage,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
 from app.adapters.kit.dlq import DlqFilter, first_page
 from app.core.codec import encode_json
+from app.core.errors import CapacityExceededError, SubscriptionExistsError
 from app.core.models import (
     Delivery,
     DlqEntry,
@@ -33,6 +28,7 @@ from app.core.models import (
     TopicStats,
     now_ms,
 )
+from app.core.ports import DlqPage, OutgoingMessage
 
 DEFAULT_MAX_MESSAGES = 1_000_000
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -58,7 +54,7 @@ class _SubscriptionQueue:
 
 
 class BuiltinQueueAdapter:
-    """In-memory implementation of :class:`app.adapters.base.QueueAdapter`."""
+    """In-memory implementation of :class:`app.core.ports.QueueAdapter`."""
 
     name = "builtin"
     shared_across_processes = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.adapters.base import QueueAdapter
+from app.core.ports import QueueAdapter
 
 ADAPTER_CLASSES = {
     "modules::queue::BuiltinQueueAdapter": "builtin",

@@ -18,13 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    CapacityExceededError,
-    SubscriptionExistsError,
-)
 from app.core.conditions import ConditionSyntaxError
 from app.core.dead_letters import DeadLetterCycleError
+from app.core.errors import BackendUnavailableError, CapacityExceededError, SubscriptionExistsError
 from app.core.subscriptions import SubscriptionNotFoundError, TopicChangeError
 
 logger = logging.getLogger("hookline.api")

@@ -22,9 +22,9 @@ from app.api.schemas import (
 )
 from app.core.ids import new_secret
 from app.core.models import RetryPolicy, Subscription
+from app.core.redact import mask_url_credentials
 from app.core.signing import mask_secret
 from app.dispatch.guard import DestinationGuard
-from app.observability.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.api")
 

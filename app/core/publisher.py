@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from app.adapters.base import OutgoingMessage, QueueAdapter
 from app.core.ids import new_message_id
 from app.core.models import JSON, Envelope, now_ms
+from app.core.ports import OutgoingMessage, PublishPort
 from app.core.tracing import annotate_publish, publish_span
 
 
@@ -36,7 +36,7 @@ class PublishResult:
 class Publisher:
     """Accepts messages for a topic and hands them to the adapter."""
 
-    def __init__(self, adapter: QueueAdapter, idempotency_ttl_ms: int = 86_400_000) -> None:
+    def __init__(self, adapter: PublishPort, idempotency_ttl_ms: int = 86_400_000) -> None:
         """``idempotency_ttl_ms`` is the dedup window of ``Idempotency-Key``."""
         self._adapter = adapter
         self._idempotency_ttl_ms = idempotency_ttl_ms

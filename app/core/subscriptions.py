@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from app.adapters.base import QueueAdapter
 from app.core.conditions import compile_condition
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
 from app.core.ids import new_secret
 from app.core.models import Subscription, now_ms
+from app.core.ports import RegistryPort
+from app.core.redact import mask_url_credentials
 from app.core.signing import DEFAULT_ROTATION_GRACE_MS
-from app.observability.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.subscriptions")
 
@@ -32,7 +32,7 @@ class TopicChangeError(ValueError):
 class SubscriptionService:
     """Create, change and remove subscriptions through the adapter's registry."""
 
-    def __init__(self, adapter: QueueAdapter, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, adapter: RegistryPort, on_change: Callable[[], None] | None = None) -> None:
         """``on_change`` is called after every successful change."""
         self._adapter = adapter
         self._on_change = on_change or (lambda: None)

@@ -12,9 +12,9 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from app.adapters.base import QueueAdapter
 from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
 from app.core.models import Subscription
+from app.core.ports import QueueAdapter
 from app.dispatch.condition_pool import ConditionPool
 from app.dispatch.sender import WebhookSender
 from app.dispatch.worker import SubscriptionWorker

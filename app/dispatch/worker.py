@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from app.adapters.base import QueueAdapter
 from app.core.conditions import (
     Condition,
     ConditionBudgetError,
@@ -27,12 +26,13 @@ from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON
 from app.core.ids import new_dlq_id
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
+from app.core.ports import QueueAdapter
 from app.core.publisher import PublishRequest
+from app.core.redact import mask_url_credentials
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
 from app.dispatch.condition_pool import ConditionPool
 from app.dispatch.payload import build_body, build_headers
 from app.dispatch.sender import WebhookSender
-from app.observability.redact import mask_url_credentials
 
 if TYPE_CHECKING:
     from app.core.publisher import Publisher

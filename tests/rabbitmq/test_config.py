@@ -6,8 +6,8 @@ import pytest
 
 from app.adapters.factory import build_adapter
 from app.adapters.rabbitmq import RabbitMQAdapter, RabbitMQConfigError, RabbitMQSettings
-from app.config import ConfigError
-from app.observability.redact import mask_url_credentials
+from app.core.errors import ConfigError
+from app.core.redact import mask_url_credentials
 
 
 def test_defaults_and_overrides() -> None:

@@ -7,7 +7,7 @@ from redis.crc import key_slot
 
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.settings import RedisSettings
-from app.observability.redact import mask_url_credentials
+from app.core.redact import mask_url_credentials
 
 
 def test_defaults_and_values_from_yaml_or_env_strings() -> None:

@@ -1,4 +1,4 @@
-"""RabbitMQ implementation of :class:`app.adapters.base.QueueAdapter` (aio-pika).
+"""RabbitMQ implementation of :class:`app.core.ports.QueueAdapter` (aio-pika).
 
 Topology (``<p>`` = the configured prefix; see ``docs/rabbitmq.md``):
 
@@ -29,11 +29,6 @@ from typing import Any
 
 import aiormq
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
 from app.adapters.kit.facade import BrokerFacade
 from app.adapters.rabbitmq import delay
 from app.adapters.rabbitmq.connection import (
@@ -57,7 +52,9 @@ from app.adapters.rabbitmq.topology import (
     declare_exchanges,
     declare_subscription_queue,
 )
+from app.core.errors import BackendUnavailableError, SubscriptionExistsError
 from app.core.models import Subscription, TopicStats
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.rabbitmq")
 

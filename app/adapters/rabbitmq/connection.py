@@ -26,8 +26,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.rabbitmq.settings import RabbitMQSettings
+from app.core.errors import BackendUnavailableError
 
 logger = logging.getLogger("hookline.rabbitmq")
 

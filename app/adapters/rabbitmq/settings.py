@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from app.config import ConfigError
-from app.observability.redact import mask_url_credentials
+from app.core.errors import ConfigError
+from app.core.redact import mask_url_credentials
 
 QueueType = Literal["classic", "quorum"]
 
@@ -21,7 +21,7 @@ _AGE_RE = re.compile(r"^[0-9]+[YMDhms]$")
 class RabbitMQConfigError(ConfigError, ValueError):
     """A bad ``adapter.config`` value; the message names the key.
 
-    A :class:`app.config.ConfigError`, so ``hookline serve`` stops with that one line.
+    A :class:`app.core.errors.ConfigError`, so ``hookline serve`` stops with that one line.
     """
 
 

@@ -17,11 +17,6 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
 from app.adapters.kit.facade import BrokerFacade
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
@@ -35,7 +30,9 @@ from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.stats import topic_stats
 from app.adapters.redis.timer import DueTimer
+from app.core.errors import BackendUnavailableError, SubscriptionExistsError
 from app.core.models import Subscription, TopicStats, now_ms
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.redis")
 
@@ -49,7 +46,7 @@ def default_consumer_name() -> str:
 
 
 class RedisAdapter(BrokerFacade):
-    """Implementation of :class:`app.adapters.base.QueueAdapter` on Redis Streams."""
+    """Implementation of :class:`app.core.ports.QueueAdapter` on Redis Streams."""
 
     name = "redis"
     shared_across_processes = True
