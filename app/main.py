@@ -15,7 +15,6 @@ from app.adapters.factory import build_adapter
 from app.api import dlq, functions, messages, ops, subscriptions, topics
 from app.api.docs import install_docs
 from app.api.errors import (
-    ApiError,
     BodyLimitMiddleware,
     HeaderLimitMiddleware,
     install_error_handlers,
@@ -28,7 +27,7 @@ from app.core.errors import AdapterError, ConfigError
 from app.core.models import Subscription
 from app.core.ports import QueueAdapter
 from app.core.publisher import Publisher
-from app.core.subscriptions import SubscriptionService
+from app.core.subscriptions import SubscriptionRuleError, SubscriptionService
 from app.dispatch.guard import DestinationGuard, GuardedResolver
 from app.dispatch.payload import USER_AGENT
 from app.dispatch.sender import WebhookSender
@@ -64,7 +63,7 @@ def static_subscriptions(settings: Settings, guard: DestinationGuard) -> list[Su
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{where}.{loc}: {first['msg']}") from exc
-        except ApiError as exc:
+        except SubscriptionRuleError as exc:
             raise ConfigError(f"{where}: {exc.message}") from exc
         if "secret" not in body.model_fields_set:
             subscription = subscription.with_changes(secret=None)

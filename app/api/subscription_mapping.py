@@ -11,7 +11,6 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from app.api.errors import ApiError
 from app.api.schemas import (
     QueueInfrastructure,
     RetryOut,
@@ -24,6 +23,7 @@ from app.core.ids import new_secret
 from app.core.models import RetryPolicy, Subscription
 from app.core.redact import mask_url_credentials
 from app.core.signing import mask_secret
+from app.core.subscriptions import SubscriptionRuleError
 from app.dispatch.guard import DestinationGuard
 
 logger = logging.getLogger("hookline.api")
@@ -78,9 +78,7 @@ def apply_fields(
         changes["metadata"] = metadata.model_dump(exclude_unset=True) if metadata else {}
     retry, dead_letter_topic = _retry_and_dead_letter(base, fields)
     if dead_letter_topic is not None and dead_letter_topic == base.topic:
-        raise ApiError(
-            422, "validation_error", "dead_letter_topic: must differ from the subscription's topic"
-        )
+        raise SubscriptionRuleError("dead_letter_topic: must differ from the subscription's topic")
     if retry.max_delay_ms < retry.retry_delay_ms:
         retry = replace(retry, max_delay_ms=retry.retry_delay_ms)
     changes["retry"] = retry
@@ -88,7 +86,7 @@ def apply_fields(
     updated = base.with_changes(**changes)
     refusal = guard.check_url(updated.url)
     if refusal is not None:
-        raise ApiError(422, "blocked_destination", f"url: {refusal}")
+        raise SubscriptionRuleError(f"url: {refusal}", "blocked_destination")
     return updated
 
 

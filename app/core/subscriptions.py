@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from app.core.conditions import compile_condition
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
+from app.core.errors import HooklineError
 from app.core.ids import new_secret
 from app.core.models import Subscription, now_ms
 from app.core.ports import RegistryPort
@@ -21,12 +22,38 @@ from app.core.signing import DEFAULT_ROTATION_GRACE_MS
 logger = logging.getLogger("hookline.subscriptions")
 
 
-class SubscriptionNotFoundError(LookupError):
-    """No subscription has this id (404)."""
+class SubscriptionNotFoundError(HooklineError):
+    """No subscription has this id (raised with the id; 404)."""
+
+    status = 404
+    code = "not_found"
+
+    @property
+    def message(self) -> str:
+        """Names the missing id."""
+        return f"no subscription {self}"
 
 
-class TopicChangeError(ValueError):
+class TopicChangeError(HooklineError):
     """A subscription's topic cannot change; create a new subscription instead (409)."""
+
+    status = 409
+    code = "conflict"
+
+
+class SubscriptionRuleError(HooklineError):
+    """A subscription breaks a rule of its own (a dead-letter topic that is its topic, a
+    destination the guard refuses); 422, with the rule's code.
+    """
+
+    status = 422
+    code = "validation_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        """``code`` replaces ``validation_error`` when the rule has its own."""
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class SubscriptionService:
