@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app import __version__
-from app.adapters.factory import build_adapter
+from app.adapters.factory import build
 from app.api import dlq, functions, messages, ops, subscriptions, topics
 from app.api.docs import install_docs
 from app.api.errors import (
@@ -83,10 +83,7 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         settings.delivery.allow_private_networks, settings.delivery.allowed_hosts
     )
     if adapter is None:
-        try:
-            adapter = build_adapter(settings.adapter.class_, settings.effective_adapter_config())
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"adapter.config: {exc}".splitlines()[0]) from exc
+        adapter = build(settings.adapter)
     metrics = DispatchMetrics(settings.observability.max_label_values)
     publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
     sender = WebhookSender(

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.adapters.builtin_settings import BuiltinSettings
 from app.adapters.kit.dlq import DlqFilter, first_page
 from app.core.codec import encode_json
 from app.core.errors import CapacityExceededError, SubscriptionExistsError
@@ -29,9 +30,6 @@ from app.core.models import (
     now_ms,
 )
 from app.core.ports import DlqPage, OutgoingMessage
-
-DEFAULT_MAX_MESSAGES = 1_000_000
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -59,14 +57,11 @@ class BuiltinQueueAdapter:
     name = "builtin"
     shared_across_processes = False
 
-    def __init__(
-        self, max_messages: int = DEFAULT_MAX_MESSAGES, max_bytes: int = DEFAULT_MAX_BYTES
-    ) -> None:
-        """``max_messages``/``max_bytes`` bound the distinct messages held (queued, leased,
-        scheduled or dead-lettered); fan-out copies share one message.
-        """
-        self._max_messages = max_messages
-        self._max_bytes = max_bytes
+    def __init__(self, settings: BuiltinSettings | None = None) -> None:
+        """``settings`` bound the distinct messages held (see :class:`BuiltinSettings`)."""
+        settings = settings or BuiltinSettings()
+        self._max_messages = settings.max_messages
+        self._max_bytes = settings.max_bytes
         self._subscriptions: dict[str, Subscription] = {}
         self._queues: dict[str, _SubscriptionQueue] = {}
         self._dlq: dict[str, dict[str, DlqEntry]] = {}

@@ -9,7 +9,11 @@ the rule); only the HTTP layer raises :class:`app.api.errors.ApiError`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 RETRY_SOON = {"Retry-After": "1"}
 """The header of a 503 that is worth retrying at once (the backend or its capacity)."""
@@ -83,3 +87,23 @@ class SubscriptionExistsError(AdapterError):
     def message(self) -> str:
         """Names the taken id."""
         return f"subscription {self} already exists"
+
+
+UNKNOWN_KEY_TYPES = frozenset({"extra_forbidden", "unexpected_keyword_argument"})
+"""How pydantic reports a key nobody reads (on a model, on a dataclass)."""
+
+
+def describe_validation(
+    error: ValidationError, source: str | None = None, loc: Sequence[object] | None = None
+) -> str:
+    """The first problem of a pydantic error as one line naming the key.
+
+    ``source`` (a file) starts the line; ``loc`` replaces pydantic's path to the key; more
+    problems are counted, not listed.
+    """
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in (first["loc"] if loc is None else loc)) or "(root)"
+    what = "unknown key" if first["type"] in UNKNOWN_KEY_TYPES else first["msg"]
+    more = len(error.errors()) - 1
+    line = f"{where}: {what}" + (f" (and {more} more)" if more else "")
+    return f"{source}: {line}" if source else line

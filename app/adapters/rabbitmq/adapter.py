@@ -30,6 +30,7 @@ from typing import Any
 import aiormq
 
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.kit.settings import parse_settings
 from app.adapters.rabbitmq import delay
 from app.adapters.rabbitmq.connection import (
     BROKER_ERRORS,
@@ -86,7 +87,7 @@ class RabbitMQAdapter(BrokerFacade):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RabbitMQAdapter:
         """Build from the ``config:`` block of config.yaml (raises one clear error if bad)."""
-        return cls(RabbitMQSettings.from_mapping(config))
+        return cls(parse_settings(RabbitMQSettings, config))
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.kit.settings import parse_settings
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
 from app.adapters.redis.groups import ConsumerGroups
@@ -73,7 +74,7 @@ class RedisAdapter(BrokerFacade):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RedisAdapter:
         """Build from the ``config:`` block of ``config.yaml`` (see :class:`RedisSettings`)."""
-        return cls(RedisSettings.from_config(config))
+        return cls(parse_settings(RedisSettings, config))
 
     # -- lifecycle ----------------------------------------------------------------------
 
