@@ -23,11 +23,15 @@ from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.config import Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
+from app.core.dlq import DlqService
 from app.core.errors import AdapterError, ConfigError
 from app.core.models import Subscription
 from app.core.ports import QueueAdapter
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionRuleError, SubscriptionService
+from app.core.topics import TopicsService
+from app.dispatch.condition_pool import ConditionPool
+from app.dispatch.context import DeliveryContext
 from app.dispatch.guard import DestinationGuard, GuardedResolver
 from app.dispatch.payload import USER_AGENT
 from app.dispatch.sender import WebhookSender
@@ -85,7 +89,7 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
     if adapter is None:
         adapter = build(settings.adapter)
     metrics = DispatchMetrics(settings.observability.max_label_values)
-    publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
+    publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms, metrics)
     sender = WebhookSender(
         USER_AGENT,
         max_connections=settings.delivery.max_connections,
@@ -93,21 +97,24 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         max_response_bytes=settings.delivery.max_response_bytes,
         resolver=None if guard.allow_private_networks else GuardedResolver(guard),
     )
-    dispatcher = Dispatcher(
-        adapter,
-        sender,
-        publisher,
-        metrics,
-        guard,
-        shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000,
+    context = DeliveryContext(
+        adapter=adapter,
+        sender=sender,
+        publisher=publisher,
+        metrics=metrics,
+        conditions=ConditionPool(),
+        guard=guard,
         max_dead_letter_hops=settings.delivery.max_dead_letter_hops,
     )
+    dispatcher = Dispatcher(context, shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000)
     service = SubscriptionService(adapter, on_change=dispatcher.poke)
     return Runtime(
         settings=settings,
         adapter=adapter,
         publisher=publisher,
         subscriptions=service,
+        dlq=DlqService(adapter),
+        topics=TopicsService(adapter, adapter),
         sender=sender,
         dispatcher=dispatcher,
         metrics=metrics,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.config import ApiKey, Settings
+from app.core.dlq import DlqService
 from app.core.ports import QueueAdapter
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionService
+from app.core.topics import TopicsService
 from app.dispatch.guard import DestinationGuard
 from app.dispatch.sender import WebhookSender
 from app.dispatch.supervisor import Dispatcher
@@ -22,6 +24,8 @@ class Runtime:
     adapter: QueueAdapter
     publisher: Publisher
     subscriptions: SubscriptionService
+    dlq: DlqService
+    topics: TopicsService
     sender: WebhookSender
     dispatcher: Dispatcher
     metrics: DispatchMetrics

@@ -93,3 +93,14 @@ def test_the_core_imports_no_outer_layer() -> None:
         if target.startswith(OUTER_LAYERS)
     ]
     assert not wrong, "; ".join(wrong)
+
+
+def test_the_api_imports_no_dispatch_internals() -> None:
+    wrong = [
+        f"{name} imports {target}"
+        for name, targets in sorted(import_graph().items())
+        if name.startswith("app.api.")
+        for target in sorted(targets)
+        if target.startswith("app.dispatch")
+    ]
+    assert not wrong, "; ".join(wrong)

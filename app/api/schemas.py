@@ -16,10 +16,10 @@ from pydantic import (
     model_validator,
 )
 
+from app.core.headers import RESERVED_HEADERS
 from app.core.signing import DEFAULT_ROTATION_GRACE_MS, MAX_ROTATION_GRACE_MS, is_valid_secret
 from app.core.topics import TOPIC_PATTERN
 from app.core.tracing import MAX_BAGGAGE_LENGTH, is_valid_traceparent
-from app.dispatch.payload import RESERVED_HEADERS
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"

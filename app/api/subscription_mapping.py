@@ -23,8 +23,7 @@ from app.core.ids import new_secret
 from app.core.models import RetryPolicy, Subscription
 from app.core.redact import mask_url_credentials
 from app.core.signing import mask_secret
-from app.core.subscriptions import SubscriptionRuleError
-from app.dispatch.guard import DestinationGuard
+from app.core.subscriptions import DestinationPolicy, SubscriptionRuleError
 
 logger = logging.getLogger("hookline.api")
 
@@ -60,7 +59,7 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_fields(
-    base: Subscription, fields: SubscriptionFields, *, guard: DestinationGuard
+    base: Subscription, fields: SubscriptionFields, *, guard: DestinationPolicy
 ) -> Subscription:
     """``base`` with every field that was sent in ``fields`` applied."""
     sent = fields.model_fields_set
@@ -95,7 +94,7 @@ def new_subscription(
     topic: str,
     fields: SubscriptionFields,
     *,
-    guard: DestinationGuard,
+    guard: DestinationPolicy,
 ) -> Subscription:
     """A subscription built from defaults plus ``fields``.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from app.core.conditions import compile_condition
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
@@ -54,6 +55,13 @@ class SubscriptionRuleError(HooklineError):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+
+class DestinationPolicy(Protocol):
+    """Which webhook URLs may be saved (the dispatcher's destination guard)."""
+
+    def check_url(self, url: str) -> str | None:
+        """Why ``url`` is refused, or None when it may be saved."""
 
 
 class SubscriptionService:

@@ -10,19 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
-from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
 from app.core.models import Subscription
-from app.core.ports import QueueAdapter
-from app.dispatch.condition_pool import ConditionPool
-from app.dispatch.sender import WebhookSender
+from app.dispatch.context import DeliveryContext
 from app.dispatch.worker import SubscriptionWorker
-
-if TYPE_CHECKING:
-    from app.core.publisher import Publisher
-    from app.dispatch.guard import DestinationGuard
-    from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.dispatch")
 
@@ -32,27 +23,18 @@ class Dispatcher:
 
     def __init__(
         self,
-        adapter: QueueAdapter,
-        sender: WebhookSender,
-        publisher: Publisher,
-        metrics: DispatchMetrics,
-        guard: DestinationGuard | None = None,
+        context: DeliveryContext,
         poll_interval_s: float = 1.0,
         shutdown_grace_s: float = 10.0,
-        max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
     ) -> None:
-        """``shutdown_grace_s`` bounds how long stop() waits for running attempts;
-        ``max_dead_letter_hops`` how many dead-letter topics one message may pass through.
+        """``context`` goes to every worker; ``shutdown_grace_s`` bounds how long stop()
+        waits for running attempts.
         """
-        self._adapter = adapter
-        self._sender = sender
-        self._publisher = publisher
-        self._metrics = metrics
-        self._guard = guard
-        self._conditions = ConditionPool()
+        self._context = context
+        self._adapter = context.adapter
+        self._metrics = context.metrics
         self._poll_interval_s = poll_interval_s
         self._shutdown_grace_s = shutdown_grace_s
-        self._max_dead_letter_hops = max_dead_letter_hops
         self._workers: dict[str, SubscriptionWorker] = {}
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -82,7 +64,7 @@ class Dispatcher:
             *(w.stop(self._shutdown_grace_s) for w in self._workers.values()), *self._retiring
         )
         self._workers.clear()
-        await self._conditions.close()
+        await self._context.conditions.close()
 
     async def _follow_registry(self) -> None:
         while not self._stopping:
@@ -109,16 +91,7 @@ class Dispatcher:
         for sub_id, subscription in wanted.items():
             existing = self._workers.get(sub_id)
             if existing is None:
-                worker = SubscriptionWorker(
-                    subscription,
-                    self._adapter,
-                    self._sender,
-                    self._publisher,
-                    self._metrics,
-                    self._guard,
-                    self._conditions,
-                    max_dead_letter_hops=self._max_dead_letter_hops,
-                )
+                worker = SubscriptionWorker(subscription, self._context)
                 self._workers[sub_id] = worker
                 worker.start()
             elif existing.subscription != subscription:

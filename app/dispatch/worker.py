@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -22,22 +21,15 @@ from app.core.conditions import (
     ConditionSyntaxError,
     compile_condition,
 )
-from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON, hops_so_far
+from app.core.dead_letters import HOP_LIMIT_REASON, hops_so_far
 from app.core.ids import new_dlq_id
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
-from app.core.ports import QueueAdapter
 from app.core.publisher import PublishRequest
 from app.core.redact import mask_url_credentials
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
-from app.dispatch.condition_pool import ConditionPool
+from app.dispatch.context import DeliveryContext
 from app.dispatch.payload import build_body, build_headers
-from app.dispatch.sender import WebhookSender
-
-if TYPE_CHECKING:
-    from app.core.publisher import Publisher
-    from app.dispatch.guard import DestinationGuard
-    from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.dispatch")
 
@@ -53,29 +45,15 @@ class Filtered:
 class SubscriptionWorker:
     """Delivers one subscription's messages until stopped."""
 
-    def __init__(
-        self,
-        subscription: Subscription,
-        adapter: QueueAdapter,
-        sender: WebhookSender,
-        publisher: Publisher,
-        metrics: DispatchMetrics,
-        guard: DestinationGuard | None = None,
-        conditions: ConditionPool | None = None,
-        *,
-        max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
-    ) -> None:
-        """Everything a delivery needs; the subscription can be swapped by :meth:`update`.
-
-        ``conditions`` evaluates conditions with comprehension macros off the event loop.
-        """
-        self._adapter = adapter
-        self._sender = sender
-        self._publisher = publisher
-        self._metrics = metrics
-        self._guard = guard
-        self._max_dead_letter_hops = max_dead_letter_hops
-        self._conditions = conditions or ConditionPool()
+    def __init__(self, subscription: Subscription, context: DeliveryContext) -> None:
+        """Everything a delivery needs; the subscription can be swapped by :meth:`update`."""
+        self._adapter = context.adapter
+        self._sender = context.sender
+        self._publisher = context.publisher
+        self._metrics = context.metrics
+        self._guard = context.guard
+        self._max_dead_letter_hops = context.max_dead_letter_hops
+        self._conditions = context.conditions
         self._subscription = subscription
         self._condition: Condition | ConditionSyntaxError | None = _compile(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
