@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: the settings schema, adapter union and YAML loader.
 """Settings: ``config.yaml`` in the engine's module shape, overridden by ``HOOKLINE_*`` env vars.
 
 Validated once here, at the edge; a bad value fails at start with one line naming the key

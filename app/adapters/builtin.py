@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: one in-memory adapter; every method shares its state.
 """The embedded adapter: asyncio, in-process, no external service (the default).
 
 It keeps messages while the process runs; a restart loses them, which is why Redis and

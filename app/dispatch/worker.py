@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: one delivery loop; its steps read best together.
 """The delivery loop of one subscription: lease, filter, sign, send, record the outcome.
 
 At most ``max_in_flight`` attempts run at once. Outcomes go back to the adapter: acks in

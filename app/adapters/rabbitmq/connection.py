@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: connection, sessions, reconnection: one lifecycle.
 """Staying connected: two AMQP connections, rebuilt in the background after any loss.
 
 Publishing and consuming use separate connections, as RabbitMQ recommends: when the
