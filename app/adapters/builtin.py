@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: one in-memory adapter; every method shares its state.
 """The embedded adapter: asyncio, in-process, no external service (the default).
 
 It keeps messages while the process runs; a restart loses them, which is why Redis and
@@ -16,15 +17,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.adapters.base import (
-    CapacityExceededError,
-    DlqPage,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
+from app.adapters.builtin_settings import BuiltinSettings
 from app.adapters.kit.dlq import DlqFilter, first_page
 from app.adapters.kit.insight_memory import MemoryInsightStore
 from app.core.codec import encode_json
+from app.core.errors import CapacityExceededError, SubscriptionExistsError
 from app.core.insight import InsightSettings
 from app.core.models import (
     Delivery,
@@ -35,9 +32,7 @@ from app.core.models import (
     TopicStats,
     now_ms,
 )
-
-DEFAULT_MAX_MESSAGES = 1_000_000
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+from app.core.ports import DlqPage, OutgoingMessage
 
 
 @dataclass(slots=True)
@@ -60,19 +55,16 @@ class _SubscriptionQueue:
 
 
 class BuiltinQueueAdapter:
-    """In-memory implementation of :class:`app.adapters.base.QueueAdapter`."""
+    """In-memory implementation of :class:`app.core.ports.QueueAdapter`."""
 
     name = "builtin"
     shared_across_processes = False
 
-    def __init__(
-        self, max_messages: int = DEFAULT_MAX_MESSAGES, max_bytes: int = DEFAULT_MAX_BYTES
-    ) -> None:
-        """``max_messages``/``max_bytes`` bound the distinct messages held (queued, leased,
-        scheduled or dead-lettered); fan-out copies share one message.
-        """
-        self._max_messages = max_messages
-        self._max_bytes = max_bytes
+    def __init__(self, settings: BuiltinSettings | None = None) -> None:
+        """``settings`` bound the distinct messages held (see :class:`BuiltinSettings`)."""
+        settings = settings or BuiltinSettings()
+        self._max_messages = settings.max_messages
+        self._max_bytes = settings.max_bytes
         self._subscriptions: dict[str, Subscription] = {}
         self._queues: dict[str, _SubscriptionQueue] = {}
         self._dlq: dict[str, dict[str, DlqEntry]] = {}

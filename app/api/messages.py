@@ -72,14 +72,13 @@ async def publish_one(
     key: str | None,
     carrier: dict[str, str],
 ) -> PublishOut:
-    """Publish one message and count it."""
+    """Publish one message (the publisher counts it)."""
     _check_delay(runtime, message.delay_ms)
     [result] = await runtime.publisher.publish(
         topic,
         [PublishRequest(message.data, message.delay_ms, message.headers or {}, key)],
         carrier,
     )
-    runtime.metrics.published_messages(topic, int(not result.duplicate), int(result.duplicate))
     return PublishOut(id=result.id, topic=topic, duplicate=result.duplicate)
 
 
@@ -124,8 +123,6 @@ async def publish_batch(
         ],
         trace_carrier(request),
     )
-    duplicates = sum(r.duplicate for r in results)
-    runtime.metrics.published_messages(topic, len(results) - duplicates, duplicates)
     return BatchOut(results=[BatchResultOut(id=r.id, duplicate=r.duplicate) for r in results])
 
 

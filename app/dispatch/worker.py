@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: one delivery loop; its steps read best together.
 """The delivery loop of one subscription: lease, filter, sign, send, record the outcome.
 
 At most ``max_in_flight`` attempts run at once. Outcomes go back to the adapter: acks in
@@ -11,12 +12,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from app.adapters.base import QueueAdapter
 from app.core.auto_pause import FailureStreak
 from app.core.conditions import (
     Condition,
@@ -25,23 +24,16 @@ from app.core.conditions import (
     ConditionSyntaxError,
     compile_condition,
 )
-from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON, hops_so_far
+from app.core.dead_letters import HOP_LIMIT_REASON, hops_so_far
 from app.core.ids import new_dlq_id
 from app.core.insight import AttemptRecord, MessageState, NextStep, StateMark
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
+from app.core.redact import mask_url_credentials
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
-from app.dispatch.condition_pool import ConditionPool
+from app.dispatch.context import DeliveryContext
 from app.dispatch.payload import build_body, build_headers
-from app.dispatch.sender import WebhookSender
-from app.observability.redact import mask_url_credentials
-
-if TYPE_CHECKING:
-    from app.core.publisher import Publisher
-    from app.dispatch.guard import DestinationGuard
-    from app.dispatch.insight_recorder import InsightRecorder
-    from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.dispatch")
 
@@ -67,35 +59,27 @@ class SubscriptionWorker:
     def __init__(
         self,
         subscription: Subscription,
-        adapter: QueueAdapter,
-        sender: WebhookSender,
-        publisher: Publisher,
-        metrics: DispatchMetrics,
-        guard: DestinationGuard | None = None,
-        conditions: ConditionPool | None = None,
+        context: DeliveryContext,
         *,
-        max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
-        insight: InsightRecorder | None = None,
         on_trip: OnTrip | None = None,
     ) -> None:
         """Everything a delivery needs; the subscription can be swapped by :meth:`update`.
 
-        ``conditions`` evaluates conditions with comprehension macros off the event loop;
-        ``insight`` records leases and attempts; ``on_trip`` pauses the subscription when
-        its auto-pause policy trips (from then on this worker parks instead of retrying).
+        ``on_trip`` pauses the subscription when its auto-pause policy trips (from then on
+        this worker parks instead of retrying).
         """
-        self._insight = insight
+        self._insight = context.insight
         self._on_trip = on_trip
         self._streak = FailureStreak()
         self._parking = False
         self._trip_task: asyncio.Task[None] | None = None
-        self._adapter = adapter
-        self._sender = sender
-        self._publisher = publisher
-        self._metrics = metrics
-        self._guard = guard
-        self._max_dead_letter_hops = max_dead_letter_hops
-        self._conditions = conditions or ConditionPool()
+        self._adapter = context.adapter
+        self._sender = context.sender
+        self._publisher = context.publisher
+        self._metrics = context.metrics
+        self._guard = context.guard
+        self._max_dead_letter_hops = context.max_dead_letter_hops
+        self._conditions = context.conditions
         self._subscription = subscription
         self._condition: Condition | ConditionSyntaxError | None = _compile(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}

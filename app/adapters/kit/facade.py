@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from app.adapters.base import DlqPage
 from app.core.models import Delivery, DlqEntry, Subscription
+from app.core.ports import DlqPage
 
 
 class LeaseStore(Protocol):
@@ -19,41 +19,41 @@ class LeaseStore(Protocol):
     async def receive(
         self, subscription: Subscription, max_count: int, wait_ms: int
     ) -> list[Delivery]:
-        """See :meth:`app.adapters.base.QueueAdapter.receive`."""
+        """See :meth:`app.core.ports.QueueAdapter.receive`."""
 
     async def ack(self, deliveries: Sequence[Delivery]) -> bool:
-        """See :meth:`app.adapters.base.QueueAdapter.ack`."""
+        """See :meth:`app.core.ports.QueueAdapter.ack`."""
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
-        """See :meth:`app.adapters.base.QueueAdapter.retry_at`."""
+        """See :meth:`app.core.ports.QueueAdapter.retry_at`."""
 
     async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
-        """See :meth:`app.adapters.base.QueueAdapter.dead_letter`."""
+        """See :meth:`app.core.ports.QueueAdapter.dead_letter`."""
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """See :meth:`app.adapters.base.QueueAdapter.release`."""
+        """See :meth:`app.core.ports.QueueAdapter.release`."""
 
 
 class DlqStore(Protocol):
     """The DLQ of every topic (``dlq.py`` of each broker package)."""
 
     async def count(self, topic: str, subscription_id: str | None) -> int:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_count`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_count`."""
 
     async def page(
         self, topic: str, subscription_id: str | None, limit: int, cursor: str | None
     ) -> DlqPage:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_list`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_list`."""
 
     async def redrive(
         self, topic: str, subscription_id: str | None, ids: Sequence[str] | None
     ) -> int:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_redrive`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_redrive`."""
 
     async def purge(
         self, topic: str, subscription_id: str | None, ids: Sequence[str] | None
     ) -> int:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_purge`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_purge`."""
 
 
 class BrokerFacade:

@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: connection, sessions, reconnection: one lifecycle.
 """Staying connected: two AMQP connections, rebuilt in the background after any loss.
 
 Publishing and consuming use separate connections, as RabbitMQ recommends: when the
@@ -26,8 +27,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.rabbitmq.settings import RabbitMQSettings
+from app.core.errors import BackendUnavailableError
 
 logger = logging.getLogger("hookline.rabbitmq")
 

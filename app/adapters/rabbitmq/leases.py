@@ -18,7 +18,6 @@ from typing import Any
 import aiormq
 import aiormq.abc
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit.codec import (
     DECODE_ERRORS,
     decode_envelope,
@@ -40,6 +39,7 @@ from app.adapters.rabbitmq.dlq import DeadLetterStore
 from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.registry import Registered, SubscriptionRegistry
 from app.adapters.rabbitmq.stats import ScheduledCounts
+from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
 
 logger = logging.getLogger("hookline.rabbitmq")

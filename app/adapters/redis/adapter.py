@@ -17,12 +17,8 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.kit.settings import parse_settings
 from app.adapters.redis.codec import encode_envelope
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
@@ -37,8 +33,10 @@ from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.stats import topic_stats
 from app.adapters.redis.timer import DueTimer
+from app.core.errors import BackendUnavailableError, SubscriptionExistsError
 from app.core.insight import InsightSettings
 from app.core.models import Envelope, Subscription, TopicStats, now_ms
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.redis")
 
@@ -52,7 +50,7 @@ def default_consumer_name() -> str:
 
 
 class RedisAdapter(BrokerFacade):
-    """Implementation of :class:`app.adapters.base.QueueAdapter` on Redis Streams."""
+    """Implementation of :class:`app.core.ports.QueueAdapter` on Redis Streams."""
 
     name = "redis"
     shared_across_processes = True
@@ -79,7 +77,7 @@ class RedisAdapter(BrokerFacade):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RedisAdapter:
         """Build from the ``config:`` block of ``config.yaml`` (see :class:`RedisSettings`)."""
-        return cls(RedisSettings.from_config(config))
+        return cls(parse_settings(RedisSettings, config))
 
     # -- lifecycle ----------------------------------------------------------------------
 

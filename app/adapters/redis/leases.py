@@ -17,7 +17,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit import codec
 from app.adapters.kit.timing import sleep_until
 from app.adapters.redis.codec import Receipt, decode_leases, receipt_of
@@ -27,6 +26,7 @@ from app.adapters.redis.lua_messages import ACK, DEAD_LETTER, RECEIVE, RELEASE, 
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.timer import DueTimer
+from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
 
 logger = logging.getLogger("hookline.redis")

@@ -13,12 +13,12 @@ import logging
 import random
 import time
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.lua_admin import TIDY_CONSUMERS, TRIM
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
+from app.core.errors import BackendUnavailableError
 
 logger = logging.getLogger("hookline.redis")
 

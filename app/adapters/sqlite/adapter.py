@@ -15,9 +15,9 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.adapters.base import BackendUnavailableError, OutgoingMessage, SubscriptionExistsError
 from app.adapters.kit import codec
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.kit.settings import parse_settings
 from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.dlq import DeadLetterStore
 from app.adapters.sqlite.leases import Leases
@@ -27,7 +27,9 @@ from app.adapters.sqlite.schema import probe
 from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.stats import list_topics, topic_stats
 from app.adapters.sqlite.wakeups import Wakeups
+from app.core.errors import BackendUnavailableError, ConfigError, SubscriptionExistsError
 from app.core.models import Subscription, TopicStats, now_ms
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.sqlite")
 
@@ -38,7 +40,7 @@ _SWEEP_BATCH = 1000
 
 
 class SqliteAdapter(BrokerFacade):
-    """Implementation of :class:`app.adapters.base.QueueAdapter` on one SQLite file."""
+    """Implementation of :class:`app.core.ports.QueueAdapter` on one SQLite file."""
 
     name = "sqlite"
     shared_across_processes = True
@@ -58,11 +60,18 @@ class SqliteAdapter(BrokerFacade):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SqliteAdapter:
-        """Validate the ``config:`` block and probe the file: ``ValueError`` in one line if
-        the path cannot hold a database (corrupt, unwritable, a directory).
+        """Validate one ``config:`` block (tests, benchmarks) and open it as :meth:`probed`."""
+        return cls.probed(parse_settings(SqliteSettings, config))
+
+    @classmethod
+    def probed(cls, settings: SqliteSettings) -> SqliteAdapter:
+        """The adapter, once its file proved usable: a corrupt, unwritable or misplaced path
+        is a :class:`ConfigError` in one line at start, not a 503 on every request.
         """
-        settings = SqliteSettings.from_config(config)
-        probe(settings)
+        try:
+            probe(settings)
+        except ValueError as exc:
+            raise ConfigError(f"adapter.config: {exc}") from exc
         return cls(settings)
 
     # -- lifecycle ----------------------------------------------------------------------

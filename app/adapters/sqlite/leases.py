@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit import codec
 from app.adapters.kit.timing import sleep_until
 from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.wakeups import NEVER, Wakeups, wait_s
+from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
 
 _Row = tuple[int, int, bytes]  # copy id, attempt, envelope

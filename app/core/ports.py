@@ -1,8 +1,13 @@
-"""The adapter contract: what a storage backend must do, and nothing more.
+"""The adapter contract: what a storage backend must do, and nothing more, role by role.
 
 An adapter only stores and moves messages. Policy (which outcome means what, backoff,
 conditions, signing, tracing) lives in :mod:`app.core` and :mod:`app.dispatch`. The same
 contract test suite (``tests/contract``) runs against every implementation.
+
+Each role is a small Protocol, so a service names only what it uses (the publisher
+:class:`MessagePort` and :class:`IdempotencyPort`, the subscription service
+:class:`RegistryPort`...); :class:`QueueAdapter` is all of them together, what an adapter
+implements.
 
 Fan-out is the adapter's job: ``publish`` gives every subscription registered on the
 topic at that moment its own copy (a subscription created later sees only later
@@ -14,8 +19,8 @@ logs only outcomes that were recorded.
 
 During a backend outage ``receive`` waits out its ``wait_ms`` and returns ``[]`` (so the
 dispatcher's loops resume within one wait once the backend is back), while ``publish`` and
-the lease-ending calls raise :class:`BackendUnavailableError`: the dispatcher logs it and
-leaves the lease to be handed out again.
+the lease-ending calls raise :class:`~app.core.errors.BackendUnavailableError`: the
+dispatcher logs it and leaves the lease to be handed out again.
 """
 
 from __future__ import annotations
@@ -33,22 +38,6 @@ from app.core.insight import (
     MessageInsight,
 )
 from app.core.models import Delivery, DlqEntry, Envelope, Subscription, TopicStats
-
-
-class AdapterError(Exception):
-    """Base class for errors an adapter raises on purpose."""
-
-
-class BackendUnavailableError(AdapterError):
-    """The backend cannot be reached right now; the API answers 503 and nothing is accepted."""
-
-
-class CapacityExceededError(AdapterError):
-    """The adapter is full (the builtin adapter's bound); the API answers 503."""
-
-
-class SubscriptionExistsError(AdapterError):
-    """A subscription with this id already exists; the API answers 409."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +63,8 @@ class DlqPage:
         return cls(page, page[-1].id if more and page else None)
 
 
-@runtime_checkable
-class QueueAdapter(Protocol):
-    """A storage backend for hookline (builtin, Redis, RabbitMQ)."""
+class Lifecycle(Protocol):
+    """Connecting, closing and probing the backend."""
 
     name: str
     """Short name used in logs and metrics (``builtin``, ``redis``, ``rabbitmq``)."""
@@ -96,14 +84,17 @@ class QueueAdapter(Protocol):
     async def ping(self) -> bool:
         """True when the backend answers now (drives ``/readyz``)."""
 
-    # -- messages -------------------------------------------------------------------------
+
+class MessagePort(Protocol):
+    """Storing messages, leasing copies, ending leases."""
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store messages for every subscription of their topics, all or nothing.
 
         Returns only once the backend holds them durably (as durable as it can be), so a
-        202 is never a lie. Raises :class:`BackendUnavailableError` or
-        :class:`CapacityExceededError` instead of accepting what it cannot keep.
+        202 is never a lie. Raises :class:`~app.core.errors.BackendUnavailableError` or
+        :class:`~app.core.errors.CapacityExceededError` instead of accepting what it
+        cannot keep.
         """
 
     async def receive(
@@ -135,7 +126,9 @@ class QueueAdapter(Protocol):
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand leases back untried (shutdown, pause): the same attempt is leased again."""
 
-    # -- dead-letter queue ---------------------------------------------------------------
+
+class DeadLetterPort(Protocol):
+    """The dead-letter queue of every topic."""
 
     async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
         """Number of DLQ entries of ``topic`` (of one subscription when given)."""
@@ -168,10 +161,14 @@ class QueueAdapter(Protocol):
     ) -> int:
         """Delete DLQ entries; returns how many."""
 
-    # -- subscription registry -----------------------------------------------------------
+
+class RegistryPort(Protocol):
+    """The subscription registry, shared by every instance on the backend."""
 
     async def create_subscription(self, subscription: Subscription) -> None:
-        """Register a new subscription; raises :class:`SubscriptionExistsError` on a taken id."""
+        """Register a new subscription; raises
+        :class:`~app.core.errors.SubscriptionExistsError` on a taken id.
+        """
 
     async def update_subscription(self, subscription: Subscription) -> None:
         """Replace a stored subscription (same id and topic)."""
@@ -185,7 +182,9 @@ class QueueAdapter(Protocol):
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Remove a subscription and its pending deliveries; its DLQ entries stay."""
 
-    # -- idempotency ----------------------------------------------------------------------
+
+class IdempotencyPort(Protocol):
+    """Remembering ``Idempotency-Key`` s for their dedup window."""
 
     async def claim_idempotency_key(
         self, topic: str, key: str, message_id: str, ttl_ms: int
@@ -195,13 +194,26 @@ class QueueAdapter(Protocol):
     async def release_idempotency_key(self, topic: str, key: str) -> None:
         """Forget a key whose publish failed, so a retry of the request can succeed."""
 
-    # -- introspection -------------------------------------------------------------------
+
+class StatsPort(Protocol):
+    """What the backend holds, topic by topic."""
 
     async def topic_stats(self, topic: str) -> TopicStats:
         """Backlog, in-flight, scheduled and DLQ figures per subscription of ``topic``."""
 
     async def list_topics(self) -> list[str]:
         """Topics that have subscriptions, messages or DLQ entries."""
+
+
+class PublishPort(MessagePort, IdempotencyPort, Protocol):
+    """What accepting a message needs: storing it and remembering its idempotency key."""
+
+
+@runtime_checkable
+class QueueAdapter(
+    Lifecycle, MessagePort, DeadLetterPort, RegistryPort, IdempotencyPort, StatsPort, Protocol
+):
+    """A storage backend for hookline (builtin, Redis, RabbitMQ): every role together."""
 
 
 # -- delivery insight ------------------------------------------------------------------------
