@@ -38,6 +38,11 @@ logger = logging.getLogger("hookline.redis")
 PROMOTE_LIMIT = 500
 """Scheduled copies moved per call; more are moved by the next call."""
 
+LEASE_CONCURRENCY = 32
+"""Lease scripts in flight at once per process: ten thousand loops starting together
+queue here instead of opening a pool connection each (Redis runs scripts one at a time
+anyway)."""
+
 ACK_CHUNK = 1000
 """Ids per XACK script call (keeps Lua's argument unpacking well inside its limits)."""
 
@@ -74,6 +79,7 @@ class Leases:
         self._timer = timer
         self.consumer = consumer
         self._wakeups = wakeups
+        self._lease_slots = asyncio.Semaphore(LEASE_CONCURRENCY)
         self._watch_others: set[str] = set()
         """Subscriptions whose leases other consumers held at our last empty lease."""
         self._claims: dict[str, _ClaimState] = {}
@@ -148,7 +154,8 @@ class Leases:
             PROMOTE_LIMIT,
         ]
         keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id)]
-        reply: list[str] = await self._conn.run(RECEIVE, keys, args)
+        async with self._lease_slots:
+            reply: list[str] = await self._conn.run(RECEIVE, keys, args)
         if reply[1]:
             self._timer.notify(subscription.topic, subscription.id, int(float(reply[1])))
         if claim and reply[0] != "nogroup":
