@@ -186,7 +186,7 @@ class SubscriptionWorker:
         """Park until the adapter says there may be work, the safety timeout, or a stop."""
         if self._stopping.is_set():
             return  # stop() cancels a wait it can see; one not yet begun must not begin
-        timeout = IDLE_WAIT_S * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not crypto
+        timeout = IDLE_WAIT_S * random.uniform(0.75, 1.25)
         self._idle_task = asyncio.ensure_future(
             self._adapter.wait_for_work(self._subscription, timeout)
         )

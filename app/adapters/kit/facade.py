@@ -60,8 +60,7 @@ class DlqStore(Protocol):
 
 
 class BrokerFacade:
-    """``receive``/``wait_for_work``/``ack``/``retry_at``/``dead_letter``/``release`` and
-    ``dlq_*``, delegated."""
+    """``receive``, ``wait_for_work``, the lease-ending calls and ``dlq_*``, delegated."""
 
     leases: LeaseStore
     dlq: DlqStore

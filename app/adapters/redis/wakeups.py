@@ -131,7 +131,7 @@ class Wakeups:
         url = self._settings.redis_url
         nodes = list(self._nodes()) if self._nodes is not None and attempt else []
         if nodes:
-            host, port = random.choice(nodes)  # noqa: S311 - spreading, not crypto
+            host, port = random.choice(nodes)  # spreading, not crypto
             url = _with_node(url, host, port)
         return Redis.from_url(
             url,
