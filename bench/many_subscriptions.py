@@ -180,7 +180,10 @@ async def measure(kind: str, args: argparse.Namespace, workdir: Path) -> dict[st
         await second.stop()
         await first.stop()
         server.close()
-        result["cleanup"] = await cleanup_backend(setup)
+        try:
+            result["cleanup"] = await cleanup_backend(setup)
+        except Exception as exc:  # a failed clean-up must not discard the figures
+            result["cleanup"] = f"failed: {type(exc).__name__}: {exc}"
     return result
 
 
