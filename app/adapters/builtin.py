@@ -67,6 +67,8 @@ class BuiltinQueueAdapter:
         self._max_bytes = settings.max_bytes
         self._subscriptions: dict[str, Subscription] = {}
         self._queues: dict[str, _SubscriptionQueue] = {}
+        self._by_topic: dict[str, dict[str, _SubscriptionQueue]] = {}
+        self._version = 0
         self._dlq: dict[str, dict[str, DlqEntry]] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._topics: set[str] = set()
@@ -131,7 +133,7 @@ class BuiltinQueueAdapter:
         new_bytes = 0
         for outgoing in messages:
             topic = outgoing.envelope.topic
-            targets = [q for q in self._queues.values() if q.topic == topic]
+            targets = list(self._by_topic.get(topic, {}).values())
             size = self._size(outgoing.envelope) if targets else 0
             if targets:
                 new_messages += 1
@@ -183,16 +185,16 @@ class BuiltinQueueAdapter:
             return []
         deadline = time.monotonic() + wait_ms / 1000
         while True:
-            next_due = self._promote_due(queue)
+            # Cleared before looking: whatever arrives from now on sets it again, so a
+            # wait_for_work after an empty receive cannot sleep through it.
+            queue.wakeup.clear()
+            self._promote_due(queue)
             if queue.ready:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            timeout = remaining if next_due is None else min(remaining, next_due / 1000)
-            queue.wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.wakeup.wait(), timeout)
+            await self._wait(queue, remaining)
             if self._queues.get(subscription.id) is not queue:
                 return []
         deliveries = []
@@ -202,6 +204,24 @@ class BuiltinQueueAdapter:
             queue.leased[lease] = copy
             deliveries.append(Delivery(subscription.id, copy.envelope, copy.attempt, lease))
         return deliveries
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Wait on the subscription's own event (set by publish, retry, release, redrive)."""
+        queue = self._queues.get(subscription.id)
+        if queue is None:
+            await asyncio.sleep(timeout_s)
+            return
+        await self._wait(queue, timeout_s)
+
+    async def _wait(self, queue: _SubscriptionQueue, timeout_s: float) -> None:
+        """Until the queue is woken, its next scheduled copy is due, or ``timeout_s``."""
+        if queue.ready or queue.wakeup.is_set():
+            return
+        if queue.scheduled:
+            timeout_s = min(timeout_s, max(0.0, (queue.scheduled[0][0] - now_ms()) / 1000))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await queue.wakeup.wait()
 
     def _end_lease(self, delivery: Delivery) -> tuple[_SubscriptionQueue, _Copy] | None:
         queue = self._queues.get(delivery.subscription_id)
@@ -315,13 +335,18 @@ class BuiltinQueueAdapter:
         if subscription.id in self._subscriptions:
             raise SubscriptionExistsError(subscription.id)
         self._subscriptions[subscription.id] = subscription
-        self._queues[subscription.id] = _SubscriptionQueue(subscription.topic)
+        queue = _SubscriptionQueue(subscription.topic)
+        self._queues[subscription.id] = queue
+        self._by_topic.setdefault(subscription.topic, {})[subscription.id] = queue
         self._topics.add(subscription.topic)
+        self._version += 1
 
     async def update_subscription(self, subscription: Subscription) -> None:
         """Replace the stored definition; its queue is kept."""
         self._subscriptions[subscription.id] = subscription
-        self._queues.setdefault(subscription.id, _SubscriptionQueue(subscription.topic))
+        queue = self._queues.setdefault(subscription.id, _SubscriptionQueue(subscription.topic))
+        self._by_topic.setdefault(queue.topic, {})[subscription.id] = queue
+        self._version += 1
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         """Look one up."""
@@ -332,12 +357,20 @@ class BuiltinQueueAdapter:
         subs = list(self._subscriptions.values())
         return subs if topic is None else [s for s in subs if s.topic == topic]
 
+    async def registry_version(self) -> str:
+        """A counter bumped by every registry change (in-process)."""
+        return str(self._version)
+
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Drop it and everything queued for it (its DLQ entries stay)."""
         if self._subscriptions.pop(subscription_id, None) is None:
             return False
+        self._version += 1
         queue = self._queues.pop(subscription_id, None)
         if queue is not None:
+            self._by_topic.get(queue.topic, {}).pop(subscription_id, None)
+            if not self._by_topic.get(queue.topic, True):
+                del self._by_topic[queue.topic]
             for copy in itertools.chain(
                 queue.ready, (c for _, _, c in queue.scheduled), queue.leased.values()
             ):

@@ -21,6 +21,11 @@ During a backend outage ``receive`` waits out its ``wait_ms`` and returns ``[]``
 dispatcher's loops resume within one wait once the backend is back), while ``publish`` and
 the lease-ending calls raise :class:`~app.core.errors.BackendUnavailableError`: the
 dispatcher logs it and leaves the lease to be handed out again.
+
+Idle cost must not grow with the number of subscriptions: the dispatcher leases with
+``wait_ms=0`` and, when nothing came, parks on :meth:`QueueAdapter.wait_for_work` (a local
+event the adapter sets when the subscription's topic or own queue gets work), and follows
+the registry through :meth:`QueueAdapter.registry_version`, re-reading it only on change.
 """
 
 from __future__ import annotations
@@ -102,6 +107,16 @@ class MessagePort(Protocol):
     ) -> list[Delivery]:
         """Lease up to ``max_count`` due deliveries, waiting at most ``wait_ms`` for the first."""
 
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Return once the subscription may have work, or after ``timeout_s`` at the latest.
+
+        A hint, never a lease: the caller follows with ``receive(..., wait_ms=0)``. Work
+        that arrived since the subscription's last ``receive`` began makes it return at
+        once, so nothing published between that lease and this wait is slept through.
+        It may return early (a scheduled copy falls due, another instance's leases may
+        need taking over); it must be safe to cancel, and holds no broker connection.
+        """
+
     async def ack(self, deliveries: Sequence[Delivery]) -> bool:
         """End leases for good: delivered, or skipped by the subscription's condition.
 
@@ -181,6 +196,13 @@ class RegistryPort(Protocol):
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Remove a subscription and its pending deliveries; its DLQ entries stay."""
+
+    async def registry_version(self) -> str:
+        """A cheap token that changes whenever any instance changes the registry.
+
+        The dispatcher polls it each second and calls :meth:`list_subscriptions` only when
+        it changed, so following the registry costs O(1) per poll, not O(subscriptions).
+        """
 
 
 class IdempotencyPort(Protocol):

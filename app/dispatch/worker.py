@@ -3,6 +3,11 @@
 
 At most ``max_in_flight`` attempts run at once. Outcomes go back to the adapter: acks in
 batches, retries and dead letters one by one (each atomic with its ack in the adapter).
+
+An idle subscription costs nothing: the loop leases without waiting and, when nothing
+came, parks on the adapter's :meth:`~app.core.ports.QueueAdapter.wait_for_work` (woken
+when its topic or its own queue gets work) with a long, jittered safety timeout, instead
+of polling the backend a few times a second.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -37,7 +43,12 @@ from app.dispatch.payload import build_body, build_headers
 
 logger = logging.getLogger("hookline.dispatch")
 
-RECEIVE_WAIT_MS = 500
+IDLE_WAIT_S = 60.0
+"""Longest an idle subscription sleeps between two leases when nothing woke it (a safety
+net only: work wakes it at once); jittered by a quarter either way so that thousands of
+idle subscriptions do not lease in step."""
+PARKED_POLL_S = 0.5
+"""How often an auto-paused worker looks whether it was stopped or un-tripped."""
 BUILD_ERROR_EXCERPT = 512
 _BACKOFF_MAX_S = 5.0
 
@@ -88,6 +99,7 @@ class SubscriptionWorker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Future[None] | None = None
         self._ack_task: asyncio.Task[None] | None = None
 
     @property
@@ -120,6 +132,8 @@ class SubscriptionWorker:
         """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
         self._stopping.set()
         self._slot_freed.set()
+        if self._idle_task is not None:
+            self._idle_task.cancel()  # wait_for_work is cancel-safe: it holds no lease
         if self._loop_task is not None:
             await self._loop_task
         if self._tasks:
@@ -146,15 +160,18 @@ class SubscriptionWorker:
         while not self._stopping.is_set():
             if self._parking:  # auto-paused: lease nothing more until stopped or un-tripped
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), RECEIVE_WAIT_MS / 1000)
+                    await asyncio.wait_for(self._stopping.wait(), PARKED_POLL_S)
                 continue
             free = self._slots() - len(self._tasks)
             if free <= 0:
                 await self._slot_or_stop()
                 continue
             try:
-                deliveries = await self._adapter.receive(self._subscription, free, RECEIVE_WAIT_MS)
+                deliveries = await self._adapter.receive(self._subscription, free, 0)
                 failures = 0
+                if not deliveries:
+                    await self._idle()
+                    continue
             except Exception as exc:  # noqa: BLE001 - the loop must survive backend outages
                 failures += 1
                 delay = min(_BACKOFF_MAX_S, 0.1 * 2**failures)
@@ -174,6 +191,22 @@ class SubscriptionWorker:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._tasks[task] = delivery
                 task.add_done_callback(self._forget)
+
+    async def _idle(self) -> None:
+        """Park until the adapter says there may be work, the safety timeout, or a stop."""
+        if self._stopping.is_set():
+            return  # stop() cancels a wait it can see; one not yet begun must not begin
+        timeout = IDLE_WAIT_S * random.uniform(0.75, 1.25)
+        self._idle_task = asyncio.ensure_future(
+            self._adapter.wait_for_work(self._subscription, timeout)
+        )
+        try:
+            await self._idle_task
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+        finally:
+            self._idle_task = None
 
     async def _slot_or_stop(self) -> None:
         """Wait until an attempt ends or :meth:`stop` is called.

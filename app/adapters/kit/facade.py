@@ -21,6 +21,9 @@ class LeaseStore(Protocol):
     ) -> list[Delivery]:
         """See :meth:`app.core.ports.QueueAdapter.receive`."""
 
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """See :meth:`app.core.ports.QueueAdapter.wait_for_work`."""
+
     async def ack(self, deliveries: Sequence[Delivery]) -> bool:
         """See :meth:`app.core.ports.QueueAdapter.ack`."""
 
@@ -57,7 +60,7 @@ class DlqStore(Protocol):
 
 
 class BrokerFacade:
-    """``receive``/``ack``/``retry_at``/``dead_letter``/``release`` and ``dlq_*``, delegated."""
+    """``receive``, ``wait_for_work``, the lease-ending calls and ``dlq_*``, delegated."""
 
     leases: LeaseStore
     dlq: DlqStore
@@ -67,6 +70,10 @@ class BrokerFacade:
     ) -> list[Delivery]:
         """Lease up to ``max_count`` copies, waiting at most ``wait_ms`` for the first."""
         return await self.leases.receive(subscription, max_count, wait_ms)
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Return when the subscription may have work, or after ``timeout_s``."""
+        await self.leases.wait_for_work(subscription, timeout_s)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> bool:
         """End leases for good; False if one had ended already."""

@@ -220,6 +220,10 @@ class RabbitMQAdapter(BrokerFacade):
             if topic is None or r.subscription.topic == topic
         ]
 
+    async def registry_version(self) -> str:
+        """How many registry events this instance applied (it follows the stream live)."""
+        return str(self.registry.version)
+
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Record the deletion, then delete the queue (its pending messages go with it)."""
         session = await self.connection.session()

@@ -155,6 +155,10 @@ class SqliteAdapter(BrokerFacade):
         """One subscription, as every process sees it."""
         return await self.registry.get(subscription_id)
 
+    async def registry_version(self) -> str:
+        """A counter every registry change bumps, shared through the file."""
+        return await self.registry.version()
+
     async def list_subscriptions(self, topic: str | None = None) -> list[Subscription]:
         """All subscriptions (of one topic), oldest first."""
         return await self.registry.list(topic)

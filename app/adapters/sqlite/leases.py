@@ -90,6 +90,16 @@ class Leases:
             if self._wakeups.waiter(subscription.id, subscription.topic) is not waiter:
                 return []  # deleted meanwhile
 
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Until something of the subscription may be due (a write of this process, a commit
+        of another, a known due time) or ``timeout_s``; holds no lease.
+        """
+        waiter = self._wakeups.waiter(subscription.id, subscription.topic)
+        if now_ms() >= waiter.next_due:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.event.wait(), wait_s(waiter, now_ms() + timeout_s * 1000))
+
     async def _lease(
         self, subscription: Subscription, max_count: int
     ) -> tuple[list[Delivery], int | None]:
