@@ -153,9 +153,7 @@ class SqliteInsightStore:
             ok = record.outcome == "succeeded"
             log.append((record.topic, record.subscription_id, record.started_at, ok, raw))
             pairs.add((record.message_id, record.subscription_id))
-        marks = [
-            (m.message_id, m.subscription_id, encode_json(m.to_dict())) for m in batch.marks
-        ]
+        marks = [(m.message_id, m.subscription_id, encode_json(m.to_dict())) for m in batch.marks]
         cap = self._settings.max_attempts_per_message
 
         def job(conn: sqlite3.Connection) -> None:
@@ -337,7 +335,7 @@ def _forget_excess_messages(max_messages: int) -> Job:
         ids = [
             str(row[0])
             for row in conn.execute(
-                "SELECT id FROM ins_messages ORDER BY touched_at LIMIT ?",
+                "SELECT id FROM ins_messages ORDER BY touched_at, rowid LIMIT ?",
                 (min(excess, SWEEP_BATCH),),
             )
         ]
