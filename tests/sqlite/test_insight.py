@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.adapters.base import BackendUnavailableError
 from app.core.insight import AttemptRecord, InsightBatch, InsightSettings
 from app.core.models import Envelope, Subscription, now_ms
 from tests.harness import eventually
@@ -160,3 +161,14 @@ async def test_processes_on_one_file_see_each_others_attempts_and_serve_the_cons
             console = await two.get("/ui/")
             assert console.status_code == 200
             assert "text/html" in console.headers["content-type"]
+
+
+async def test_a_full_disk_refuses_log_writes_not_reads(open_sqlite: OpenAdapter) -> None:
+    async with open_sqlite(min_free_disk_bytes=2**62) as adapter:
+        store = adapter.insight_store(InsightSettings())
+        await store.open()
+        message = envelope("full", 1)
+        with pytest.raises(BackendUnavailableError, match="disk is full"):
+            await store.write(InsightBatch(messages=[message]))
+        assert await store.get_message(message.id) is None
+        await store.sweep()  # deletes free space: never refused

@@ -140,7 +140,7 @@ class SqliteAdapter(BrokerFacade):
 
     def insight_store(self, settings: InsightSettings) -> SqliteInsightStore:
         """Insight in the same file: every process sharing it sees every other's."""
-        store = SqliteInsightStore(self.database, settings)
+        store = SqliteInsightStore(self.database, settings, self.room)
         self._insight_stores.append(store)
         return store
 

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from app.adapters.base import BackendUnavailableError
 from app.adapters.kit import codec
 from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.room import Room
 from app.core.codec import encode_json
 from app.core.insight import (
     AttemptOutcome,
@@ -98,9 +99,13 @@ def sweep_interval_s(settings: InsightSettings) -> float:
 class SqliteInsightStore:
     """Implementation of :class:`app.adapters.base.InsightStore` on the adapter's file."""
 
-    def __init__(self, database: Database, settings: InsightSettings) -> None:
-        """Writes go through ``database``'s writer thread, reads through its reader."""
+    def __init__(self, database: Database, settings: InsightSettings, room: Room) -> None:
+        """Writes go through ``database``'s writer thread, reads through its reader; ``room``
+        keeps the log out of the headroom deliveries need when the disk fills (the recorder
+        then drops the batch, as in any outage of the store).
+        """
         self._db = database
+        self._room = room
         self._settings = settings
         self._created = False
         self._written_logs: set[tuple[str, str]] = set()
@@ -157,6 +162,7 @@ class SqliteInsightStore:
         cap = self._settings.max_attempts_per_message
 
         def job(conn: sqlite3.Connection) -> None:
+            self._room.check(conn)
             self._ensure(conn)
             conn.executemany(
                 "INSERT INTO ins_messages (id, touched_at, body) VALUES (?,?,?) "
