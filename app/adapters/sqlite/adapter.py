@@ -20,6 +20,7 @@ from app.adapters.kit.facade import BrokerFacade
 from app.adapters.kit.settings import parse_settings
 from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.dlq import DeadLetterStore
+from app.adapters.sqlite.insight import SqliteInsightStore
 from app.adapters.sqlite.leases import Leases
 from app.adapters.sqlite.registry import SubscriptionRegistry
 from app.adapters.sqlite.room import Room
@@ -28,7 +29,8 @@ from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.stats import list_topics, topic_stats
 from app.adapters.sqlite.wakeups import Wakeups
 from app.core.errors import BackendUnavailableError, ConfigError, SubscriptionExistsError
-from app.core.models import Subscription, TopicStats, now_ms
+from app.core.insight import InsightSettings
+from app.core.models import Envelope, Subscription, TopicStats, now_ms
 from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.sqlite")
@@ -57,6 +59,7 @@ class SqliteAdapter(BrokerFacade):
         self.dlq = DeadLetterStore(self.database, self.wakeups)
         self.room = Room(settings)
         self._tasks: list[asyncio.Task[None]] = []
+        self._insight_stores: list[SqliteInsightStore] = []
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SqliteAdapter:
@@ -92,6 +95,8 @@ class SqliteAdapter(BrokerFacade):
 
     async def close(self) -> None:
         """Stop background work and close the file; unended leases expire and are redone."""
+        for store in self._insight_stores:
+            await store.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -139,6 +144,48 @@ class SqliteAdapter(BrokerFacade):
         await self.database.write(job)
         for topic in {m.envelope.topic for m in messages}:
             self.wakeups.topic_changed(topic)
+
+    # -- delivery insight (InsightAdapter) -------------------------------------------------
+
+    def insight_store(self, settings: InsightSettings) -> SqliteInsightStore:
+        """Insight in the same file: every process sharing it sees every other's."""
+        store = SqliteInsightStore(self.database, settings, self.room)
+        self._insight_stores.append(store)
+        return store
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """A fresh copy (attempt 1) of ``envelope`` for the subscription, due now."""
+        row = (now_ms(), codec.encode_envelope(envelope), subscription.id)
+
+        def job(conn: sqlite3.Connection) -> None:
+            self.room.check(conn)
+            conn.execute(
+                "INSERT INTO copies (sub_id, attempt, due_at, body) "
+                "SELECT id, 1, ?, ? FROM subscriptions WHERE id = ?",
+                row,
+            )
+
+        await self.database.write(job)
+        self.wakeups.subscription_changed(subscription.id)
+
+    async def park_scheduled(self, subscription: Subscription) -> int:
+        """Make every scheduled (unleased, not yet due) copy due now, in one UPDATE: a
+        paused subscription's due copies are not leased, so they wait there until resume.
+        """
+        now = now_ms()
+        args = (now, subscription.id, now)
+
+        def job(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE copies SET due_at = ? WHERE sub_id = ? AND lease_token IS NULL "
+                "AND due_at > ?",
+                args,
+            ).rowcount
+
+        moved = await self.database.write(job)
+        if moved:
+            self.wakeups.subscription_changed(subscription.id, now)
+        return moved
 
     # -- subscription registry -----------------------------------------------------------
 
