@@ -148,6 +148,9 @@ async def get_message(message_id: MessageId, runtime: RuntimeDep) -> MessageLook
     `in_flight`, `delivered`, `filtered`, `dead_lettered`, `parked`) and its attempts, as
     recorded by every instance sharing the backend (kept `insight.retention_ms`).
     """
+    # Read your own writes: what this instance recorded moments ago (a publish whose 202 the
+    # caller just got) is written now rather than at the recorder's next tick.
+    await runtime.recorder.flush()
     try:
         insight, states = await runtime.insight.message(message_id)
     except (MessageNotFoundError, InsightDisabledError) as exc:
@@ -183,6 +186,7 @@ async def resend_message(message_id: MessageId, body: ResendIn, runtime: Runtime
     """Whatever happened before: a new attempt series (attempt 1, the subscription's retry
     policy), same `webhook-id`. The message must still be known (`insight.retention_ms`).
     """
+    await runtime.recorder.flush()  # a message published moments ago is known too
     try:
         await runtime.insight.resend(message_id, body.subscription)
     except (MessageNotFoundError, InsightDisabledError) as exc:
