@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
-from app.config import ConfigError, Settings, load_settings
+from app.config import Settings, load_settings
+from app.core.errors import ConfigError
 
 DEFAULT_OPENAPI_PATH = "openapi/openapi.json"
 WORKER_HEALTHCHECK_S = 30

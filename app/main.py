@@ -11,12 +11,10 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app import __version__
-from app.adapters.base import AdapterError, InsightAdapter, QueueAdapter
-from app.adapters.factory import build_adapter
+from app.adapters.factory import build
 from app.api import dlq, functions, insight, messages, ops, subscriptions, topics
 from app.api.docs import install_docs
 from app.api.errors import (
-    ApiError,
     BodyLimitMiddleware,
     HeaderLimitMiddleware,
     install_error_handlers,
@@ -24,12 +22,18 @@ from app.api.errors import (
 from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.api.whoami import router as whoami_router
-from app.config import ConfigError, Settings
+from app.config import Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
+from app.core.dlq import DlqService
+from app.core.errors import AdapterError, ConfigError
 from app.core.insight_service import InsightService
 from app.core.models import Subscription
+from app.core.ports import InsightAdapter, QueueAdapter
 from app.core.publisher import Publisher
-from app.core.subscriptions import SubscriptionService
+from app.core.subscriptions import SubscriptionRuleError, SubscriptionService
+from app.core.topics import TopicsService
+from app.dispatch.condition_pool import ConditionPool
+from app.dispatch.context import DeliveryContext
 from app.dispatch.guard import DestinationGuard, GuardedResolver
 from app.dispatch.insight_recorder import InsightRecorder
 from app.dispatch.payload import USER_AGENT
@@ -67,7 +71,7 @@ def static_subscriptions(settings: Settings, guard: DestinationGuard) -> list[Su
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{where}.{loc}: {first['msg']}") from exc
-        except ApiError as exc:
+        except SubscriptionRuleError as exc:
             raise ConfigError(f"{where}: {exc.message}") from exc
         if "secret" not in body.model_fields_set:
             subscription = subscription.with_changes(secret=None)
@@ -87,12 +91,9 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         settings.delivery.allow_private_networks, settings.delivery.allowed_hosts
     )
     if adapter is None:
-        try:
-            adapter = build_adapter(settings.adapter.class_, settings.effective_adapter_config())
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"adapter.config: {exc}".splitlines()[0]) from exc
+        adapter = build(settings.adapter)
     metrics = DispatchMetrics(settings.observability.max_label_values)
-    publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
+    publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms, metrics)
     insight_settings = settings.insight.to_settings()
     insight_adapter = adapter if isinstance(adapter, InsightAdapter) else None
     store = (
@@ -110,16 +111,17 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         max_response_bytes=settings.delivery.max_response_bytes,
         resolver=None if guard.allow_private_networks else GuardedResolver(guard),
     )
-    dispatcher = Dispatcher(
-        adapter,
-        sender,
-        publisher,
-        metrics,
-        guard,
-        shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000,
+    context = DeliveryContext(
+        adapter=adapter,
+        sender=sender,
+        publisher=publisher,
+        metrics=metrics,
+        conditions=ConditionPool(),
+        guard=guard,
         max_dead_letter_hops=settings.delivery.max_dead_letter_hops,
         insight=recorder if store is not None else None,
     )
+    dispatcher = Dispatcher(context, shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000)
     service = SubscriptionService(adapter, on_change=dispatcher.poke)
     insight_service = InsightService(insight_adapter, store, service, publisher, metrics)
     service.on_paused_changed = insight_service.paused_changed
@@ -129,6 +131,8 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         adapter=adapter,
         publisher=publisher,
         subscriptions=service,
+        dlq=DlqService(adapter),
+        topics=TopicsService(adapter, adapter),
         sender=sender,
         dispatcher=dispatcher,
         metrics=metrics,

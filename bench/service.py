@@ -260,15 +260,19 @@ async def _cleanup_rabbitmq(prefix: str) -> str:
     import aio_pika
 
     connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
     try:
-        for name in names["queues"]:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for name in names["exchanges"]:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)
+        # One channel, reopened only when a failed delete closed it: a channel per name
+        # would hit channel_max (2047) with thousands of subscription queues.
+        for what, names_of in (("queue", names["queues"]), ("exchange", names["exchanges"])):
+            for name in names_of:
+                if channel.is_closed:
+                    channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    if what == "queue":
+                        await channel.queue_delete(name)
+                    else:
+                        await channel.exchange_delete(name)
     finally:
         await connection.close()
     return f"deleted {len(names['queues'])} queues, {len(names['exchanges'])} exchanges"

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from app.adapters.base import QueueAdapter
 from app.adapters.factory import build_adapter
+from app.core.ports import QueueAdapter
 
 ADAPTER_KINDS = ["builtin", "redis", "rabbitmq", "sqlite"]
 

@@ -113,21 +113,18 @@ async def call_function(
         authorize(runtime, credentials, "publish")
         args = _parse(EnqueueArgs, payload)
         expires_at = deadline_of(args.expires_at, args.ttl_ms, 0)
-        [result] = await runtime.publisher.publish(
+        await runtime.publisher.publish(
             args.topic,
             [PublishRequest(args.data, idempotency_key=idempotency_key, expires_at=expires_at)],
             trace_carrier(request, args.traceparent, args.baggage),
         )
-        runtime.metrics.published_messages(
-            args.topic, int(not result.duplicate), int(result.duplicate)
-        )
         return None
     if function_id == "queue.dlq_count":
         authorize(runtime, credentials, "dlq")
-        return await runtime.adapter.dlq_count(_parse(TopicArgs, payload).topic)
+        return await runtime.dlq.count(_parse(TopicArgs, payload).topic)
     if function_id == "queue.redrive_dlq":
         authorize(runtime, credentials, "dlq")
-        return await runtime.adapter.dlq_redrive(_parse(TopicArgs, payload).topic)
+        return await runtime.dlq.redrive(_parse(TopicArgs, payload).topic)
     raise ApiError(
         404, "unknown_function", f"no function {function_id!r}", {"known": list(FUNCTIONS)}
     )

@@ -92,14 +92,13 @@ async def publish_one(
     key: str | None,
     carrier: dict[str, str],
 ) -> PublishOut:
-    """Publish one message and count it."""
+    """Publish one message (the publisher counts it)."""
     _check_delay(runtime, message.delay_ms)
     expires_at = deadline_of(message.expires_at, message.ttl_ms, message.delay_ms)
     request = PublishRequest(
         message.data, message.delay_ms, message.headers or {}, key, expires_at=expires_at
     )
     [result] = await runtime.publisher.publish(topic, [request], carrier)
-    runtime.metrics.published_messages(topic, int(not result.duplicate), int(result.duplicate))
     return PublishOut(id=result.id, topic=topic, duplicate=result.duplicate)
 
 
@@ -144,8 +143,6 @@ async def publish_batch(
             )
         )
     results = await runtime.publisher.publish(topic, requests, trace_carrier(request))
-    duplicates = sum(r.duplicate for r in results)
-    runtime.metrics.published_messages(topic, len(results) - duplicates, duplicates)
     return BatchOut(results=[BatchResultOut(id=r.id, duplicate=r.duplicate) for r in results])
 
 

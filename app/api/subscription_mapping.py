@@ -24,9 +24,9 @@ from app.api.schemas import (
 from app.core.concurrency import DEFAULT_CEILING
 from app.core.ids import new_secret
 from app.core.models import AutoPausePolicy, RateLimit, RetryPolicy, Subscription
+from app.core.redact import mask_url_credentials
 from app.core.signing import mask_secret
-from app.dispatch.guard import DestinationGuard
-from app.observability.redact import mask_url_credentials
+from app.core.subscriptions import DestinationPolicy, SubscriptionRuleError
 
 logger = logging.getLogger("hookline.api")
 
@@ -92,7 +92,7 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_fields(
-    base: Subscription, fields: SubscriptionFields, *, guard: DestinationGuard
+    base: Subscription, fields: SubscriptionFields, *, guard: DestinationPolicy
 ) -> Subscription:
     """``base`` with every field that was sent in ``fields`` applied."""
     sent = fields.model_fields_set
@@ -121,9 +121,7 @@ def apply_fields(
         changes["metadata"] = metadata.model_dump(exclude_unset=True) if metadata else {}
     retry, dead_letter_topic = _retry_and_dead_letter(base, fields)
     if dead_letter_topic is not None and dead_letter_topic == base.topic:
-        raise ApiError(
-            422, "validation_error", "dead_letter_topic: must differ from the subscription's topic"
-        )
+        raise SubscriptionRuleError("dead_letter_topic: must differ from the subscription's topic")
     if retry.max_delay_ms < retry.retry_delay_ms:
         retry = replace(retry, max_delay_ms=retry.retry_delay_ms)
     changes["retry"] = retry
@@ -131,7 +129,7 @@ def apply_fields(
     updated = base.with_changes(**changes)
     refusal = guard.check_url(updated.url)
     if refusal is not None:
-        raise ApiError(422, "blocked_destination", f"url: {refusal}")
+        raise SubscriptionRuleError(f"url: {refusal}", "blocked_destination")
     return updated
 
 
@@ -140,7 +138,7 @@ def new_subscription(
     topic: str,
     fields: SubscriptionFields,
     *,
-    guard: DestinationGuard,
+    guard: DestinationPolicy,
 ) -> Subscription:
     """A subscription built from defaults plus ``fields``.
 

@@ -1,7 +1,7 @@
 """Delivery insight: what happened to a message, per subscription, and how an endpoint fares.
 
 The dispatcher records three kinds of facts (through a buffered recorder, off the hot
-path), and every adapter's :class:`app.adapters.base.InsightStore` keeps them for
+path), and every adapter's :class:`app.core.ports.InsightStore` keeps them for
 ``retention_ms``:
 
 - a :class:`MessageRecord` when a message is published (the envelope as stored);

@@ -9,7 +9,7 @@ The routes of :mod:`app.api.insight` call this object only; it reads the adapter
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.core.insight import (
     HEALTH_SAMPLE,
@@ -25,10 +25,9 @@ from app.core.models import LastError, Subscription, now_ms
 from app.core.publisher import PublishRequest
 
 if TYPE_CHECKING:
-    from app.adapters.base import InsightAdapter, InsightStore
+    from app.core.ports import InsightAdapter, InsightStore
     from app.core.publisher import Publisher
     from app.core.subscriptions import SubscriptionService
-    from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.insight")
 
@@ -48,6 +47,13 @@ class NotMatchedError(ValueError):
     """The message's topic is not the subscription's (resend refused, 409)."""
 
 
+class TransitionCounter(Protocol):
+    """Where pause and resume transitions are counted (the metrics)."""
+
+    def transition(self, subscription: Subscription, transition: str) -> None:
+        """Count one transition of ``subscription`` (``paused``, ``auto_paused``...)."""
+
+
 class InsightService:
     """Message lookup, attempt log, health, resend and pause transitions."""
 
@@ -57,7 +63,7 @@ class InsightService:
         store: InsightStore | None,
         subscriptions: SubscriptionService,
         publisher: Publisher,
-        metrics: DispatchMetrics,
+        metrics: TransitionCounter,
     ) -> None:
         """``store`` None when insight is disabled; ``adapter`` None when the backend has no
         :class:`InsightAdapter` role (no resend, no parking of scheduled retries).

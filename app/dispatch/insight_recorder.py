@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
 
 if TYPE_CHECKING:
-    from app.adapters.base import InsightStore
     from app.core.models import Envelope
+    from app.core.ports import InsightStore
     from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.insight")

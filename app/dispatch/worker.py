@@ -1,7 +1,13 @@
+# Over 350 lines on purpose: one delivery loop; its steps read best together.
 """The delivery loop of one subscription: lease, filter, sign, send, record the outcome.
 
 At most ``max_in_flight`` attempts run at once. Outcomes go back to the adapter: acks in
 batches, retries and dead letters one by one (each atomic with its ack in the adapter).
+
+An idle subscription costs nothing: the loop leases without waiting and, when nothing
+came, parks on the adapter's :meth:`~app.core.ports.QueueAdapter.wait_for_work` (woken
+when its topic or its own queue gets work) with a long, jittered safety timeout, instead
+of polling the backend a few times a second.
 """
 
 from __future__ import annotations
@@ -10,14 +16,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from app.adapters.base import QueueAdapter
 from app.core.auto_pause import FailureStreak
 from app.core.concurrency import AimdWindow
 from app.core.conditions import (
@@ -27,7 +32,7 @@ from app.core.conditions import (
     ConditionSyntaxError,
     compile_condition,
 )
-from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON, hops_so_far
+from app.core.dead_letters import HOP_LIMIT_REASON, hops_so_far
 from app.core.deadlines import EXPIRED_REASON, expired
 from app.core.ids import new_dlq_id
 from app.core.insight import AttemptRecord, MessageState, NextStep, StateMark
@@ -35,21 +40,19 @@ from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
 from app.core.rate_limit import LocalRateLimiter, RateLimiter
+from app.core.redact import mask_url_credentials
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
-from app.dispatch.condition_pool import ConditionPool
+from app.dispatch.context import DeliveryContext
 from app.dispatch.payload import build_body, build_headers
-from app.dispatch.sender import WebhookSender
-from app.observability.redact import mask_url_credentials
-
-if TYPE_CHECKING:
-    from app.core.publisher import Publisher
-    from app.dispatch.guard import DestinationGuard
-    from app.dispatch.insight_recorder import InsightRecorder
-    from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.dispatch")
 
-RECEIVE_WAIT_MS = 500
+IDLE_WAIT_S = 60.0
+"""Longest an idle subscription sleeps between two leases when nothing woke it (a safety
+net only: work wakes it at once); jittered by a quarter either way so that thousands of
+idle subscriptions do not lease in step."""
+PARKED_POLL_S = 0.5
+"""How often an auto-paused worker looks whether it was stopped or un-tripped."""
 BUILD_ERROR_EXCERPT = 512
 _BACKOFF_MAX_S = 5.0
 
@@ -81,35 +84,27 @@ class SubscriptionWorker:
     def __init__(
         self,
         subscription: Subscription,
-        adapter: QueueAdapter,
-        sender: WebhookSender,
-        publisher: Publisher,
-        metrics: DispatchMetrics,
-        guard: DestinationGuard | None = None,
-        conditions: ConditionPool | None = None,
+        context: DeliveryContext,
         *,
-        max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
-        insight: InsightRecorder | None = None,
         on_trip: OnTrip | None = None,
     ) -> None:
         """Everything a delivery needs; the subscription can be swapped by :meth:`update`.
 
-        ``conditions`` evaluates conditions with comprehension macros off the event loop;
-        ``insight`` records leases and attempts; ``on_trip`` pauses the subscription when
-        its auto-pause policy trips (from then on this worker parks instead of retrying).
+        ``on_trip`` pauses the subscription when its auto-pause policy trips (from then on
+        this worker parks instead of retrying).
         """
-        self._insight = insight
+        self._insight = context.insight
         self._on_trip = on_trip
         self._streak = FailureStreak()
         self._parking = False
         self._trip_task: asyncio.Task[None] | None = None
-        self._adapter = adapter
-        self._sender = sender
-        self._publisher = publisher
-        self._metrics = metrics
-        self._guard = guard
-        self._max_dead_letter_hops = max_dead_letter_hops
-        self._conditions = conditions or ConditionPool()
+        self._adapter = context.adapter
+        self._sender = context.sender
+        self._publisher = context.publisher
+        self._metrics = context.metrics
+        self._guard = context.guard
+        self._max_dead_letter_hops = context.max_dead_letter_hops
+        self._conditions = context.conditions
         self._subscription = subscription
         self._condition: Condition | ConditionSyntaxError | None = _compile(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
@@ -118,10 +113,11 @@ class SubscriptionWorker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Future[None] | None = None
         self._ack_task: asyncio.Task[None] | None = None
         # A backend that shares token buckets across instances (Redis) takes them itself.
         self._limiter: RateLimiter = (
-            adapter if isinstance(adapter, RateLimiter) else LocalRateLimiter()
+            context.adapter if isinstance(context.adapter, RateLimiter) else LocalRateLimiter()
         )
         self._window: AimdWindow | None = None
         self._follow_concurrency(subscription)
@@ -173,6 +169,8 @@ class SubscriptionWorker:
         """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
         self._stopping.set()
         self._slot_freed.set()
+        if self._idle_task is not None:
+            self._idle_task.cancel()  # wait_for_work is cancel-safe: it holds no lease
         if self._loop_task is not None:
             await self._loop_task
         if self._tasks:
@@ -199,15 +197,18 @@ class SubscriptionWorker:
         while not self._stopping.is_set():
             if self._parking:  # auto-paused: lease nothing more until stopped or un-tripped
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), RECEIVE_WAIT_MS / 1000)
+                    await asyncio.wait_for(self._stopping.wait(), PARKED_POLL_S)
                 continue
             free = self._slots() - len(self._tasks)
             if free <= 0:
                 await self._slot_or_stop()
                 continue
             try:
-                deliveries = await self._adapter.receive(self._subscription, free, RECEIVE_WAIT_MS)
+                deliveries = await self._adapter.receive(self._subscription, free, 0)
                 failures = 0
+                if not deliveries:
+                    await self._idle()
+                    continue
             except Exception as exc:  # noqa: BLE001 - the loop must survive backend outages
                 failures += 1
                 delay = min(_BACKOFF_MAX_S, 0.1 * 2**failures)
@@ -227,6 +228,22 @@ class SubscriptionWorker:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._tasks[task] = delivery
                 task.add_done_callback(self._forget)
+
+    async def _idle(self) -> None:
+        """Park until the adapter says there may be work, the safety timeout, or a stop."""
+        if self._stopping.is_set():
+            return  # stop() cancels a wait it can see; one not yet begun must not begin
+        timeout = IDLE_WAIT_S * random.uniform(0.75, 1.25)
+        self._idle_task = asyncio.ensure_future(
+            self._adapter.wait_for_work(self._subscription, timeout)
+        )
+        try:
+            await self._idle_task
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+        finally:
+            self._idle_task = None
 
     async def _slot_or_stop(self) -> None:
         """Wait until an attempt ends or :meth:`stop` is called.

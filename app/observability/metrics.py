@@ -14,9 +14,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from app.adapters.base import QueueAdapter
 from app.core.models import Delivery, Subscription, now_ms
 from app.core.outcome import SendResult
+from app.core.ports import QueueAdapter
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.adapters.base import InsightAdapter, InsightStore, QueueAdapter
 from app.adapters.factory import build_adapter
 from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
 from app.core.models import Envelope, now_ms
+from app.core.ports import InsightAdapter, InsightStore, QueueAdapter
 from tests.backends import ADAPTER_KINDS, isolated_adapter_config, unique
 from tests.harness import eventually
 

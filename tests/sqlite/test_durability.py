@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from app.adapters.base import OutgoingMessage
 from app.core.models import now_ms
+from app.core.ports import OutgoingMessage
 from tests.adapter_helpers import dlq_entry, make_msg, make_sub, publish, receive_n
 from tests.backends import unique
 from tests.sqlite.conftest import OpenAdapter

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.adapters.base import BackendUnavailableError, OutgoingMessage
 from app.adapters.sqlite import SqliteAdapter
+from app.core.errors import BackendUnavailableError
+from app.core.ports import OutgoingMessage
 from tests.adapter_helpers import make_msg, make_sub, publish, receive_n
 from tests.backends import unique
 from tests.sqlite.conftest import OpenAdapter

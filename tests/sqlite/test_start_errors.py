@@ -83,8 +83,11 @@ def test_read_only_file_is_one_line_at_start(tmp_path: Path) -> None:
 
 def test_unknown_key_and_bad_value_are_one_line(tmp_path: Path) -> None:
     for adapter, expected in (
-        ({"pth": "x.db"}, "unknown key 'pth' for SqliteAdapter"),
-        ({"synchronous": "sometimes"}, "synchronous must be normal or full"),
+        ({"pth": "x.db"}, "adapter.config.pth: unknown key"),
+        (
+            {"synchronous": "sometimes"},
+            "adapter.config.synchronous: Input should be 'normal' or 'full'",
+        ),
     ):
         config = write_config(tmp_path / "config.yaml", "modules::queue::SqliteAdapter", adapter)
         result = run("check-config", config)

@@ -1,4 +1,4 @@
-"""An in-memory :class:`app.adapters.base.InsightStore`, bounded by time and by count.
+"""An in-memory :class:`app.core.ports.InsightStore`, bounded by time and by count.
 
 The builtin adapter uses it as is; the RabbitMQ adapter folds its shared insight stream
 into one per instance (every instance applies the same batches in the same order, so

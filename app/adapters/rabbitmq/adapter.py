@@ -1,4 +1,4 @@
-"""RabbitMQ implementation of :class:`app.adapters.base.QueueAdapter` (aio-pika).
+"""RabbitMQ implementation of :class:`app.core.ports.QueueAdapter` (aio-pika).
 
 Topology (``<p>`` = the configured prefix; see ``docs/rabbitmq.md``):
 
@@ -29,13 +29,9 @@ from typing import Any
 
 import aiormq
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
 from app.adapters.kit.codec import encode_envelope
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.kit.settings import parse_settings
 from app.adapters.rabbitmq import codec, delay
 from app.adapters.rabbitmq.connection import (
     BROKER_ERRORS,
@@ -60,8 +56,10 @@ from app.adapters.rabbitmq.topology import (
     declare_exchanges,
     declare_subscription_queue,
 )
+from app.core.errors import BackendUnavailableError, SubscriptionExistsError
 from app.core.insight import InsightSettings
 from app.core.models import Envelope, Subscription, TopicStats
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.rabbitmq")
 
@@ -94,7 +92,7 @@ class RabbitMQAdapter(BrokerFacade):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RabbitMQAdapter:
         """Build from the ``config:`` block of config.yaml (raises one clear error if bad)."""
-        return cls(RabbitMQSettings.from_mapping(config))
+        return cls(parse_settings(RabbitMQSettings, config))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -221,6 +219,10 @@ class RabbitMQAdapter(BrokerFacade):
             for r in self.registry.all()
             if topic is None or r.subscription.topic == topic
         ]
+
+    async def registry_version(self) -> str:
+        """How many registry events this instance applied (it follows the stream live)."""
+        return str(self.registry.version)
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Record the deletion, then delete the queue (its pending messages go with it)."""

@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit.insight_memory import MemoryInsightStore
 from app.adapters.rabbitmq.connection import BrokerConnection, Session
 from app.adapters.rabbitmq.streamlog import StreamLog
+from app.core.errors import BackendUnavailableError
 from app.core.insight import (
     AttemptOutcome,
     AttemptPage,
@@ -37,7 +37,7 @@ MAX_STREAM_BYTES = 2 * 1024**3
 
 
 class StreamInsightStore:
-    """Implementation of :class:`app.adapters.base.InsightStore` on a RabbitMQ stream."""
+    """Implementation of :class:`app.core.ports.InsightStore` on a RabbitMQ stream."""
 
     def __init__(self, connection: BrokerConnection, name: str, settings: InsightSettings) -> None:
         """Follows the stream ``name`` once :meth:`open` is called."""

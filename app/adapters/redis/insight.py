@@ -46,7 +46,7 @@ _MAX_SCANNED = 20_000
 
 
 class RedisInsightStore:
-    """Implementation of :class:`app.adapters.base.InsightStore` on Redis."""
+    """Implementation of :class:`app.core.ports.InsightStore` on Redis."""
 
     def __init__(
         self, connection: RedisConnection, names: NameSpace, settings: InsightSettings

@@ -15,11 +15,12 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.adapters.base import BackendUnavailableError, OutgoingMessage, SubscriptionExistsError
 from app.adapters.kit import codec
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.kit.settings import parse_settings
 from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.dlq import DeadLetterStore
+from app.adapters.sqlite.insight import SqliteInsightStore
 from app.adapters.sqlite.leases import Leases
 from app.adapters.sqlite.registry import SubscriptionRegistry
 from app.adapters.sqlite.room import Room
@@ -27,7 +28,10 @@ from app.adapters.sqlite.schema import probe
 from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.stats import list_topics, topic_stats
 from app.adapters.sqlite.wakeups import Wakeups
-from app.core.models import Subscription, TopicStats, now_ms
+from app.core.errors import BackendUnavailableError, ConfigError, SubscriptionExistsError
+from app.core.insight import InsightSettings
+from app.core.models import Envelope, Subscription, TopicStats, now_ms
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.sqlite")
 
@@ -38,7 +42,7 @@ _SWEEP_BATCH = 1000
 
 
 class SqliteAdapter(BrokerFacade):
-    """Implementation of :class:`app.adapters.base.QueueAdapter` on one SQLite file."""
+    """Implementation of :class:`app.core.ports.QueueAdapter` on one SQLite file."""
 
     name = "sqlite"
     shared_across_processes = True
@@ -55,14 +59,22 @@ class SqliteAdapter(BrokerFacade):
         self.dlq = DeadLetterStore(self.database, self.wakeups)
         self.room = Room(settings)
         self._tasks: list[asyncio.Task[None]] = []
+        self._insight_stores: list[SqliteInsightStore] = []
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SqliteAdapter:
-        """Validate the ``config:`` block and probe the file: ``ValueError`` in one line if
-        the path cannot hold a database (corrupt, unwritable, a directory).
+        """Validate one ``config:`` block (tests, benchmarks) and open it as :meth:`probed`."""
+        return cls.probed(parse_settings(SqliteSettings, config))
+
+    @classmethod
+    def probed(cls, settings: SqliteSettings) -> SqliteAdapter:
+        """The adapter, once its file proved usable: a corrupt, unwritable or misplaced path
+        is a :class:`ConfigError` in one line at start, not a 503 on every request.
         """
-        settings = SqliteSettings.from_config(config)
-        probe(settings)
+        try:
+            probe(settings)
+        except ValueError as exc:
+            raise ConfigError(f"adapter.config: {exc}") from exc
         return cls(settings)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -83,6 +95,8 @@ class SqliteAdapter(BrokerFacade):
 
     async def close(self) -> None:
         """Stop background work and close the file; unended leases expire and are redone."""
+        for store in self._insight_stores:
+            await store.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -131,6 +145,48 @@ class SqliteAdapter(BrokerFacade):
         for topic in {m.envelope.topic for m in messages}:
             self.wakeups.topic_changed(topic)
 
+    # -- delivery insight (InsightAdapter) -------------------------------------------------
+
+    def insight_store(self, settings: InsightSettings) -> SqliteInsightStore:
+        """Insight in the same file: every process sharing it sees every other's."""
+        store = SqliteInsightStore(self.database, settings, self.room)
+        self._insight_stores.append(store)
+        return store
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """A fresh copy (attempt 1) of ``envelope`` for the subscription, due now."""
+        row = (now_ms(), codec.encode_envelope(envelope), subscription.id)
+
+        def job(conn: sqlite3.Connection) -> None:
+            self.room.check(conn)
+            conn.execute(
+                "INSERT INTO copies (sub_id, attempt, due_at, body) "
+                "SELECT id, 1, ?, ? FROM subscriptions WHERE id = ?",
+                row,
+            )
+
+        await self.database.write(job)
+        self.wakeups.subscription_changed(subscription.id)
+
+    async def park_scheduled(self, subscription: Subscription) -> int:
+        """Make every scheduled (unleased, not yet due) copy due now, in one UPDATE: a
+        paused subscription's due copies are not leased, so they wait there until resume.
+        """
+        now = now_ms()
+        args = (now, subscription.id, now)
+
+        def job(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE copies SET due_at = ? WHERE sub_id = ? AND lease_token IS NULL "
+                "AND due_at > ?",
+                args,
+            ).rowcount
+
+        moved = await self.database.write(job)
+        if moved:
+            self.wakeups.subscription_changed(subscription.id, now)
+        return moved
+
     # -- subscription registry -----------------------------------------------------------
 
     async def create_subscription(self, subscription: Subscription) -> None:
@@ -145,6 +201,10 @@ class SqliteAdapter(BrokerFacade):
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         """One subscription, as every process sees it."""
         return await self.registry.get(subscription_id)
+
+    async def registry_version(self) -> str:
+        """A counter every registry change bumps, shared through the file."""
+        return await self.registry.version()
 
     async def list_subscriptions(self, topic: str | None = None) -> list[Subscription]:
         """All subscriptions (of one topic), oldest first."""

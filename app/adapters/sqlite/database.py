@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.sqlite.schema import connect
 from app.adapters.sqlite.settings import SqliteSettings
+from app.core.errors import BackendUnavailableError
 
 logger = logging.getLogger("hookline.sqlite")
 

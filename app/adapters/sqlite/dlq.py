@@ -13,11 +13,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from app.adapters.base import DlqPage
 from app.adapters.kit import codec
 from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.wakeups import Wakeups
 from app.core.models import now_ms
+from app.core.ports import DlqPage
 
 BATCH = 500
 """Entries moved per transaction during redrive and purge (keeps the write lock short)."""

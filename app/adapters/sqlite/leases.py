@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit import codec
 from app.adapters.kit.timing import sleep_until
 from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.wakeups import NEVER, Wakeups, wait_s
+from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
 
 _Row = tuple[int, int, bytes]  # copy id, attempt, envelope
@@ -89,6 +89,16 @@ class Leases:
                 await asyncio.wait_for(waiter.event.wait(), timeout)
             if self._wakeups.waiter(subscription.id, subscription.topic) is not waiter:
                 return []  # deleted meanwhile
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Until something of the subscription may be due (a write of this process, a commit
+        of another, a known due time) or ``timeout_s``; holds no lease.
+        """
+        waiter = self._wakeups.waiter(subscription.id, subscription.topic)
+        if now_ms() >= waiter.next_due:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.event.wait(), wait_s(waiter, now_ms() + timeout_s * 1000))
 
     async def _lease(
         self, subscription: Subscription, max_count: int

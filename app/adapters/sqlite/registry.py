@@ -30,7 +30,10 @@ class SubscriptionRegistry:
                 "VALUES (?,?,?,?)",
                 row,
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            _bump(conn)
+            return True
 
         return await self._db.write(job)
 
@@ -44,6 +47,7 @@ class SubscriptionRegistry:
                 "ON CONFLICT (id) DO UPDATE SET topic = excluded.topic, body = excluded.body",
                 row,
             )
+            _bump(conn)
 
         await self._db.write(job)
 
@@ -55,9 +59,19 @@ class SubscriptionRegistry:
             if cursor.rowcount != 1:
                 return False
             conn.execute("DELETE FROM copies WHERE sub_id = ?", (subscription_id,))
+            _bump(conn)
             return True
 
         return await self._db.write(job)
+
+    async def version(self) -> str:
+        """Bumped in the same transaction as every change: one cheap read to follow them."""
+
+        def job(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT version FROM registry_version WHERE id = 1").fetchone()
+            return 0 if row is None else int(row[0])
+
+        return str(await self._db.read(job))
 
     async def get(self, subscription_id: str) -> Subscription | None:
         """One subscription, read fresh."""
@@ -87,6 +101,10 @@ class SubscriptionRegistry:
             return [bytes(row[0]) for row in rows]
 
         return [Subscription.from_dict(codec.decode(raw)) for raw in await self._db.read(job)]
+
+
+def _bump(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE registry_version SET version = version + 1 WHERE id = 1")
 
 
 def _row(subscription: Subscription) -> tuple[str, str, int, bytes]:

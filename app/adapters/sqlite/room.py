@@ -11,9 +11,9 @@ import os
 import sqlite3
 from pathlib import Path
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.sqlite.schema import PAGE_SIZE
 from app.adapters.sqlite.settings import SqliteSettings
+from app.core.errors import BackendUnavailableError
 
 
 class Room:

@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     created_at INTEGER NOT NULL,
     body BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS registry_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO registry_version (id, version) VALUES (1, 0);
 CREATE INDEX IF NOT EXISTS subscriptions_topic ON subscriptions (topic);
 CREATE TABLE IF NOT EXISTS copies (
     id INTEGER PRIMARY KEY,

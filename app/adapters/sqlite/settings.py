@@ -1,18 +1,25 @@
-"""The SQLite adapter's ``config:`` block, validated once at start.
+"""The SQLite adapter's ``config:`` block, validated once at start (:mod:`app.config`).
 
 Every key has a default, so ``class: modules::queue::SqliteAdapter`` alone keeps its
 messages in ``./data/hookline.db``. A wrong key or value fails at start with one line
-naming it (the factory's ``ValueError`` becomes a :class:`app.config.ConfigError`).
+naming it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+
+from app.adapters.kit.settings import FORBID_UNKNOWN_KEYS, NonNegativeInt, PositiveInt
 
 DEFAULT_PATH = "./data/hookline.db"
-SYNCHRONOUS = ("normal", "full")
+
+
+def _lowercase(value: object) -> object:
+    """``FULL`` and ``Normal`` are what people type in YAML and env vars."""
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,57 +39,17 @@ class SqliteSettings:
     503 while deliveries keep draining (leases and acks write too: the headroom is theirs).
     """
 
-    path: str = DEFAULT_PATH
-    synchronous: str = "normal"
-    visibility_timeout_ms: int = 30_000
-    lease_margin_ms: int = 5_000
-    poll_interval_ms: int = 50
-    busy_timeout_ms: int = 5_000
-    max_bytes: int = 0
-    min_free_disk_bytes: int = 16 * 1024 * 1024
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SqliteSettings:
-        """Validate the ``config:`` mapping; raise ``ValueError`` naming the bad key."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, raw in config.items():
-            if key not in known:
-                raise ValueError(
-                    f"unknown key {key!r} for SqliteAdapter (known: {', '.join(sorted(known))})"
-                )
-            values[key] = _coerce(key, raw, known[key].default)
-        settings = cls(**values)
-        settings._check()
-        return settings
-
-    def _check(self) -> None:
-        if not self.path.strip():
-            raise ValueError("path must not be empty")
-        if self.synchronous not in SYNCHRONOUS:
-            raise ValueError(f"synchronous must be normal or full, got {self.synchronous!r}")
-        for name in ("visibility_timeout_ms", "poll_interval_ms", "busy_timeout_ms"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        for name in ("lease_margin_ms", "max_bytes", "min_free_disk_bytes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+    path: Annotated[str, Field(min_length=1, pattern=r"\S")] = DEFAULT_PATH
+    synchronous: Annotated[Literal["normal", "full"], BeforeValidator(_lowercase)] = "normal"
+    visibility_timeout_ms: PositiveInt = 30_000
+    lease_margin_ms: NonNegativeInt = 5_000
+    poll_interval_ms: PositiveInt = 50
+    busy_timeout_ms: PositiveInt = 5_000
+    max_bytes: NonNegativeInt = 0
+    min_free_disk_bytes: NonNegativeInt = 16 * 1024 * 1024
 
     def visibility_ms(self, delivery_timeout_ms: int) -> int:
         """How long a lease lasts before another receive may take the copy over."""
         return max(self.visibility_timeout_ms, delivery_timeout_ms + self.lease_margin_ms)
-
-
-def _coerce(key: str, raw: Any, default: Any) -> Any:
-    """Accept what YAML or env vars give (``"5000"``, ``"FULL"``) for a field's type."""
-    if isinstance(default, int):
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or isinstance(raw, bool):
-            raise ValueError(f"{key} must be an int, got {raw!r}")
-        return value
-    if not isinstance(raw, str):
-        raise ValueError(f"{key} must be a str, got {raw!r}")  # noqa: TRY004 - a config error
-    return raw.strip().lower() if key == "synchronous" else raw

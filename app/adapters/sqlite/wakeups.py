@@ -17,8 +17,8 @@ import math
 import sqlite3
 from dataclasses import dataclass, field
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.sqlite.database import Database
+from app.core.errors import BackendUnavailableError
 from app.core.models import now_ms
 
 logger = logging.getLogger("hookline.sqlite")

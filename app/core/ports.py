@@ -1,8 +1,13 @@
-"""The adapter contract: what a storage backend must do, and nothing more.
+"""The adapter contract: what a storage backend must do, and nothing more, role by role.
 
 An adapter only stores and moves messages. Policy (which outcome means what, backoff,
 conditions, signing, tracing) lives in :mod:`app.core` and :mod:`app.dispatch`. The same
 contract test suite (``tests/contract``) runs against every implementation.
+
+Each role is a small Protocol, so a service names only what it uses (the publisher
+:class:`MessagePort` and :class:`IdempotencyPort`, the subscription service
+:class:`RegistryPort`...); :class:`QueueAdapter` is all of them together, what an adapter
+implements.
 
 Fan-out is the adapter's job: ``publish`` gives every subscription registered on the
 topic at that moment its own copy (a subscription created later sees only later
@@ -14,8 +19,13 @@ logs only outcomes that were recorded.
 
 During a backend outage ``receive`` waits out its ``wait_ms`` and returns ``[]`` (so the
 dispatcher's loops resume within one wait once the backend is back), while ``publish`` and
-the lease-ending calls raise :class:`BackendUnavailableError`: the dispatcher logs it and
-leaves the lease to be handed out again.
+the lease-ending calls raise :class:`~app.core.errors.BackendUnavailableError`: the
+dispatcher logs it and leaves the lease to be handed out again.
+
+Idle cost must not grow with the number of subscriptions: the dispatcher leases with
+``wait_ms=0`` and, when nothing came, parks on :meth:`QueueAdapter.wait_for_work` (a local
+event the adapter sets when the subscription's topic or own queue gets work), and follows
+the registry through :meth:`QueueAdapter.registry_version`, re-reading it only on change.
 """
 
 from __future__ import annotations
@@ -33,22 +43,6 @@ from app.core.insight import (
     MessageInsight,
 )
 from app.core.models import Delivery, DlqEntry, Envelope, Subscription, TopicStats
-
-
-class AdapterError(Exception):
-    """Base class for errors an adapter raises on purpose."""
-
-
-class BackendUnavailableError(AdapterError):
-    """The backend cannot be reached right now; the API answers 503 and nothing is accepted."""
-
-
-class CapacityExceededError(AdapterError):
-    """The adapter is full (the builtin adapter's bound); the API answers 503."""
-
-
-class SubscriptionExistsError(AdapterError):
-    """A subscription with this id already exists; the API answers 409."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +68,8 @@ class DlqPage:
         return cls(page, page[-1].id if more and page else None)
 
 
-@runtime_checkable
-class QueueAdapter(Protocol):
-    """A storage backend for hookline (builtin, Redis, RabbitMQ)."""
+class Lifecycle(Protocol):
+    """Connecting, closing and probing the backend."""
 
     name: str
     """Short name used in logs and metrics (``builtin``, ``redis``, ``rabbitmq``)."""
@@ -96,20 +89,33 @@ class QueueAdapter(Protocol):
     async def ping(self) -> bool:
         """True when the backend answers now (drives ``/readyz``)."""
 
-    # -- messages -------------------------------------------------------------------------
+
+class MessagePort(Protocol):
+    """Storing messages, leasing copies, ending leases."""
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store messages for every subscription of their topics, all or nothing.
 
         Returns only once the backend holds them durably (as durable as it can be), so a
-        202 is never a lie. Raises :class:`BackendUnavailableError` or
-        :class:`CapacityExceededError` instead of accepting what it cannot keep.
+        202 is never a lie. Raises :class:`~app.core.errors.BackendUnavailableError` or
+        :class:`~app.core.errors.CapacityExceededError` instead of accepting what it
+        cannot keep.
         """
 
     async def receive(
         self, subscription: Subscription, max_count: int, wait_ms: int
     ) -> list[Delivery]:
         """Lease up to ``max_count`` due deliveries, waiting at most ``wait_ms`` for the first."""
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Return once the subscription may have work, or after ``timeout_s`` at the latest.
+
+        A hint, never a lease: the caller follows with ``receive(..., wait_ms=0)``. Work
+        that arrived since the subscription's last ``receive`` began makes it return at
+        once, so nothing published between that lease and this wait is slept through.
+        It may return early (a scheduled copy falls due, another instance's leases may
+        need taking over); it must be safe to cancel, and holds no broker connection.
+        """
 
     async def ack(self, deliveries: Sequence[Delivery]) -> bool:
         """End leases for good: delivered, or skipped by the subscription's condition.
@@ -135,7 +141,9 @@ class QueueAdapter(Protocol):
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand leases back untried (shutdown, pause): the same attempt is leased again."""
 
-    # -- dead-letter queue ---------------------------------------------------------------
+
+class DeadLetterPort(Protocol):
+    """The dead-letter queue of every topic."""
 
     async def dlq_count(self, topic: str, subscription_id: str | None = None) -> int:
         """Number of DLQ entries of ``topic`` (of one subscription when given)."""
@@ -168,10 +176,14 @@ class QueueAdapter(Protocol):
     ) -> int:
         """Delete DLQ entries; returns how many."""
 
-    # -- subscription registry -----------------------------------------------------------
+
+class RegistryPort(Protocol):
+    """The subscription registry, shared by every instance on the backend."""
 
     async def create_subscription(self, subscription: Subscription) -> None:
-        """Register a new subscription; raises :class:`SubscriptionExistsError` on a taken id."""
+        """Register a new subscription; raises
+        :class:`~app.core.errors.SubscriptionExistsError` on a taken id.
+        """
 
     async def update_subscription(self, subscription: Subscription) -> None:
         """Replace a stored subscription (same id and topic)."""
@@ -185,7 +197,16 @@ class QueueAdapter(Protocol):
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Remove a subscription and its pending deliveries; its DLQ entries stay."""
 
-    # -- idempotency ----------------------------------------------------------------------
+    async def registry_version(self) -> str:
+        """A cheap token that changes whenever any instance changes the registry.
+
+        The dispatcher polls it each second and calls :meth:`list_subscriptions` only when
+        it changed, so following the registry costs O(1) per poll, not O(subscriptions).
+        """
+
+
+class IdempotencyPort(Protocol):
+    """Remembering ``Idempotency-Key`` s for their dedup window."""
 
     async def claim_idempotency_key(
         self, topic: str, key: str, message_id: str, ttl_ms: int
@@ -195,13 +216,26 @@ class QueueAdapter(Protocol):
     async def release_idempotency_key(self, topic: str, key: str) -> None:
         """Forget a key whose publish failed, so a retry of the request can succeed."""
 
-    # -- introspection -------------------------------------------------------------------
+
+class StatsPort(Protocol):
+    """What the backend holds, topic by topic."""
 
     async def topic_stats(self, topic: str) -> TopicStats:
         """Backlog, in-flight, scheduled and DLQ figures per subscription of ``topic``."""
 
     async def list_topics(self) -> list[str]:
         """Topics that have subscriptions, messages or DLQ entries."""
+
+
+class PublishPort(MessagePort, IdempotencyPort, Protocol):
+    """What accepting a message needs: storing it and remembering its idempotency key."""
+
+
+@runtime_checkable
+class QueueAdapter(
+    Lifecycle, MessagePort, DeadLetterPort, RegistryPort, IdempotencyPort, StatsPort, Protocol
+):
+    """A storage backend for hookline (builtin, Redis, RabbitMQ): every role together."""
 
 
 # -- delivery insight ------------------------------------------------------------------------
