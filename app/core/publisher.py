@@ -24,6 +24,8 @@ class PublishRequest:
     headers: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     dead_letter: dict[str, object] | None = None
+    expires_at: int | None = None
+    """The deadline (epoch ms), already checked by the API (:mod:`app.core.deadlines`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class Publisher:
                         traceparent=traceparent,
                         baggage=baggage,
                         dead_letter=request.dead_letter,
+                        expires_at=request.expires_at,
                     )
                     deliver_at = published_at + request.delay_ms if request.delay_ms else None
                     outgoing.append(OutgoingMessage(envelope, deliver_at))

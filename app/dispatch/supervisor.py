@@ -63,6 +63,13 @@ class Dispatcher:
         worker = self._workers.get(subscription_id)
         return worker.in_flight if worker else 0
 
+    def concurrency_window(self, subscription_id: str) -> int | None:
+        """The adaptive window of one subscription in this process (None: not adaptive, or
+        no delivery loop here).
+        """
+        worker = self._workers.get(subscription_id)
+        return worker.concurrency_window if worker else None
+
     async def stop(self) -> None:
         """Stop leasing; let attempts finish within the grace period; hand back the rest."""
         self._stopping = True

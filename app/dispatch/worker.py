@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 
 from app.core.auto_pause import FailureStreak
+from app.core.concurrency import AimdWindow
 from app.core.conditions import (
     Condition,
     ConditionBudgetError,
@@ -31,11 +33,13 @@ from app.core.conditions import (
     compile_condition,
 )
 from app.core.dead_letters import HOP_LIMIT_REASON, hops_so_far
+from app.core.deadlines import EXPIRED_REASON, expired
 from app.core.ids import new_dlq_id
 from app.core.insight import AttemptRecord, MessageState, NextStep, StateMark
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
+from app.core.rate_limit import LocalRateLimiter, RateLimiter
 from app.core.redact import mask_url_credentials
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
 from app.dispatch.context import DeliveryContext
@@ -57,10 +61,20 @@ class Filtered:
     """The subscription's condition was false: acked, counted, not sent."""
 
 
+class Expired:
+    """The message's deadline passed before an attempt could start: dead-lettered, not sent."""
+
+    def __init__(self, error: LastError) -> None:
+        """``error``: the DLQ reason (``expired``) and when the deadline was."""
+        self.error = error
+
+
 OnTrip = Callable[[Subscription, str, LastError | None], Awaitable[None]]
 """Called once when the auto-pause policy trips: pause the subscription (shared)."""
 
-NOT_ENDPOINT_FAILURES = frozenset({"condition_error", "blocked_destination", "build_error"})
+NOT_ENDPOINT_FAILURES = frozenset(
+    {"condition_error", "blocked_destination", "build_error", EXPIRED_REASON}
+)
 """Dead-letter reasons that say nothing about the endpoint: they never count toward a pause."""
 
 
@@ -101,6 +115,12 @@ class SubscriptionWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self._idle_task: asyncio.Future[None] | None = None
         self._ack_task: asyncio.Task[None] | None = None
+        # A backend that shares token buckets across instances (Redis) takes them itself.
+        self._limiter: RateLimiter = (
+            context.adapter if isinstance(context.adapter, RateLimiter) else LocalRateLimiter()
+        )
+        self._window: AimdWindow | None = None
+        self._follow_concurrency(subscription)
 
     @property
     def subscription(self) -> Subscription:
@@ -112,11 +132,28 @@ class SubscriptionWorker:
         """Attempts running now."""
         return len(self._tasks)
 
+    @property
+    def concurrency_window(self) -> int | None:
+        """The adaptive window in this process (``None`` unless ``max_in_flight`` is auto)."""
+        return self._window.window if self._window is not None else None
+
+    def _follow_concurrency(self, subscription: Subscription) -> None:
+        if not subscription.adaptive_concurrency:
+            self._window = None
+        elif self._window is None:
+            self._window = AimdWindow(subscription.max_in_flight)
+        else:
+            self._window.set_ceiling(subscription.max_in_flight)
+        if self._window is not None:
+            self._metrics.concurrency_window(subscription, self._window.window)
+
     def update(self, subscription: Subscription) -> None:
         """Take a changed definition (URL, retry policy, condition...) from the next lease on."""
         if subscription.condition != self._subscription.condition:
             self._condition = _compile(subscription.condition)
         self._subscription = subscription
+        self._follow_concurrency(subscription)
+        self._slot_freed.set()  # a wider window or a lifted limit may free slots at once
 
     def start(self) -> None:
         """Start the receive loop and the ack flusher."""
@@ -226,9 +263,18 @@ class SubscriptionWorker:
 
     def _slots(self) -> int:
         """Attempts worth leasing at once: never more than can be on the wire together
-        (the destination's connection budget), so no lease ages waiting for a connection.
+        (the destination's connection budget, the adaptive window), so no lease ages
+        waiting for a connection; under a rate limit, no more than about a second's worth
+        of tokens, so no lease ages waiting for its token.
         """
-        return min(self._subscription.max_in_flight, self._sender.max_connections_per_destination)
+        subscription = self._subscription
+        slots = min(subscription.max_in_flight, self._sender.max_connections_per_destination)
+        if self._window is not None:
+            slots = min(slots, self._window.window)
+        limit = subscription.rate_limit
+        if limit is not None:
+            slots = min(slots, limit.burst + math.ceil(limit.per_second))
+        return max(1, slots)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
@@ -254,7 +300,7 @@ class SubscriptionWorker:
         started = now_ms()
         clock = time.perf_counter()
         self._mark(delivery, "in_flight", started)
-        outcome = await self._attempt(subscription, delivery)
+        outcome = _within_deadline(delivery, await self._attempt(subscription, delivery))
         duration_ms = (time.perf_counter() - clock) * 1000
         if self._parking and _endpoint_failure(outcome):
             await self._park(subscription, delivery, (outcome, started, duration_ms))
@@ -275,13 +321,16 @@ class SubscriptionWorker:
         self,
         subscription: Subscription,
         delivery: Delivery,
-        outcome: Outcome | Filtered,
+        outcome: Outcome | Filtered | Expired,
         started: int,
         duration_ms: float,
     ) -> None:
         """Record the attempt and follow the failure streak (may trip the auto-pause)."""
         if isinstance(outcome, Filtered):
             self._mark(delivery, "filtered", now_ms())
+            return
+        if isinstance(outcome, Expired):
+            self._mark(delivery, "dead_lettered", now_ms())
             return
         step: NextStep
         if isinstance(outcome, Delivered):
@@ -350,18 +399,22 @@ class SubscriptionWorker:
         self,
         subscription: Subscription,
         delivery: Delivery,
-        tried: tuple[Outcome | Filtered, int, float] | None,
+        tried: tuple[Outcome | Filtered | Expired, int, float] | None,
     ) -> None:
         """Auto-paused: hand the lease back untried (kept, not retried, not dead-lettered)."""
         await self._safely(self._adapter.release([delivery]))
         self._metrics.parked(subscription)
-        if tried is not None and not isinstance(tried[0], Filtered):
+        if tried is not None and not isinstance(tried[0], Filtered | Expired):
             self._log_attempt(delivery, tried[0], tried[1], tried[2], "parked")
         else:
             self._mark(delivery, "parked", now_ms())
 
-    async def _attempt(self, subscription: Subscription, delivery: Delivery) -> Outcome | Filtered:
+    async def _attempt(
+        self, subscription: Subscription, delivery: Delivery
+    ) -> Outcome | Filtered | Expired:
         message = delivery.message
+        if expired(message.expires_at, now_ms()):
+            return _expired(delivery, "before attempt")
         if self._condition is not None:
             try:
                 if not await self._matches(self._condition, delivery):
@@ -374,6 +427,10 @@ class SubscriptionWorker:
             refusal = await self._guard.check(subscription.url)
             if refusal is not None:
                 return DeadLetter(LastError(reason="blocked_destination", body_excerpt=refusal))
+        if subscription.rate_limit is not None:
+            await self._wait_for_token(subscription)
+            if expired(message.expires_at, now_ms()):
+                return _expired(delivery, "while waiting for the rate limit")
         with delivery_span(
             message.topic,
             message.id,
@@ -387,9 +444,14 @@ class SubscriptionWorker:
                 headers = build_headers(subscription, delivery, body, trace_headers)
             except Exception as exc:  # noqa: BLE001 - a message that can never be sent
                 return self._unbuildable(span, subscription, delivery, exc)
+            window = self._window
+            ticket = window.ticket() if window is not None else 0
             result = await self._sender.send(
                 subscription.url, body, headers, subscription.timeout_ms
             )
+            if window is not None and window.record(ticket, result, subscription.timeout_ms / 2):
+                self._metrics.concurrency_window(subscription, window.window)
+                self._slot_freed.set()
             if span.is_recording():
                 annotate_attempt(
                     span,
@@ -400,6 +462,30 @@ class SubscriptionWorker:
                 )
         self._metrics.attempt(subscription, result)
         return classify(result, delivery.attempt, subscription.retry)
+
+    async def _wait_for_token(self, subscription: Subscription) -> None:
+        """Wait until the subscription's rate limit lets an attempt start.
+
+        A backend outage must not stop delivery: the bucket is then this process's own.
+        """
+        limit = subscription.rate_limit
+        if limit is None:
+            return
+        try:
+            wait_ms = await self._limiter.acquire(
+                subscription.id, subscription.topic, limit.per_second, limit.burst
+            )
+        except Exception as exc:  # noqa: BLE001 - fall back to a local bucket
+            logger.warning(
+                "shared rate limit unavailable (%s)", exc, extra={"subscription_id": self.sub_id}
+            )
+            self._limiter = LocalRateLimiter()
+            wait_ms = await self._limiter.acquire(
+                subscription.id, subscription.topic, limit.per_second, limit.burst
+            )
+        if wait_ms > 0:
+            self._metrics.rate_limited(subscription, wait_ms)
+            await asyncio.sleep(wait_ms / 1000)  # the token this attempt paid for is due then
 
     async def _matches(
         self, condition: Condition | ConditionSyntaxError, delivery: Delivery
@@ -437,9 +523,11 @@ class SubscriptionWorker:
         return DeadLetter(LastError(reason="build_error", body_excerpt=safe))
 
     async def _record(
-        self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered
+        self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered | Expired
     ) -> None:
-        if isinstance(outcome, Filtered):
+        if isinstance(outcome, Expired):
+            await self._dead_letter(subscription, delivery, outcome.error)
+        elif isinstance(outcome, Filtered):
             self._metrics.filtered(subscription)
             self._ack(delivery)
         elif isinstance(outcome, Delivered):
@@ -495,6 +583,8 @@ class SubscriptionWorker:
                 return  # lease not ended: a durable adapter redelivers it
         if await self._settled(self._adapter.dead_letter(delivery, entry)):
             self._metrics.dead_lettered(subscription, error.reason)
+            if error.reason == EXPIRED_REASON:
+                self._metrics.expired(subscription)
             logger.warning(
                 "message dead-lettered: %s",
                 error.reason,
@@ -533,11 +623,34 @@ class SubscriptionWorker:
         return ours
 
 
-def _endpoint_failure(outcome: Outcome | Filtered) -> bool:
+def _endpoint_failure(outcome: Outcome | Filtered | Expired) -> bool:
     """An attempt the endpoint failed (not a condition, a refusal or an unbuildable body)."""
-    if isinstance(outcome, Filtered | Delivered):
+    if isinstance(outcome, Filtered | Delivered | Expired):
         return False
     return outcome.error.reason not in NOT_ENDPOINT_FAILURES
+
+
+def _expired(delivery: Delivery, when: str) -> Expired:
+    """The dead letter of a message whose deadline passed before attempt ``delivery.attempt``."""
+    note = f"deadline {delivery.message.expires_at} passed {when} {delivery.attempt}"
+    return Expired(LastError(reason=EXPIRED_REASON, body_excerpt=note))
+
+
+def _within_deadline(
+    delivery: Delivery, outcome: Outcome | Filtered | Expired
+) -> Outcome | Filtered | Expired:
+    """No retry is scheduled past the deadline: such a retry dead-letters ``expired`` now,
+    keeping the failed attempt's status and excerpt.
+    """
+    deadline = delivery.message.expires_at
+    if not isinstance(outcome, RetryLater) or deadline is None:
+        return outcome
+    if now_ms() + outcome.delay_ms < deadline:
+        return outcome
+    error = outcome.error
+    note = f"no retry after attempt {delivery.attempt}: the next would start after the deadline"
+    excerpt = f"{note}; last failure {error.reason}: {error.body_excerpt or ''}".rstrip(": ")
+    return DeadLetter(LastError(EXPIRED_REASON, error.status, excerpt[:BUILD_ERROR_EXCERPT]))
 
 
 def _hop_limit_error(error: LastError, dead_letter_topic: str, hops: int) -> LastError:

@@ -28,6 +28,7 @@ from app.adapters.redis.groups import ConsumerGroups
 from app.adapters.redis.insight import RedisInsightStore
 from app.adapters.redis.leases import PROMOTE_LIMIT, Leases
 from app.adapters.redis.lua_messages import PROMOTE
+from app.adapters.redis.lua_rate import RESERVE
 from app.adapters.redis.maintenance import Maintenance
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.publishing import MessageWriter
@@ -201,6 +202,14 @@ class RedisAdapter(BrokerFacade):
         self.leases.settled_topics.add(subscription.topic)
         self.timer.forget(subscription.topic, subscription_id)
         return True
+
+    # -- rate limits (the optional RateLimiter role) --------------------------------------
+
+    async def acquire(self, subscription_id: str, topic: str, per_second: float, burst: int) -> int:
+        """Reserve a token from the subscription's bucket, shared by every instance."""
+        key = self.names.topic(topic).rate(subscription_id)
+        wait = await self.connection.run(RESERVE, [key], [repr(float(per_second)), burst])
+        return int(wait)
 
     # -- delivery insight, parking, resend ------------------------------------------------
 

@@ -93,6 +93,35 @@ class AutoPauseOut(BaseModel):
     after_failing_for_ms: int | None
 
 
+class RateLimitIn(Strict):
+    """``rate_limit``: a token bucket capping attempts (retries included)."""
+
+    per_second: Annotated[float, Field(gt=0, le=100_000), BeforeValidator(whole_number)] = Field(
+        description="Attempts per second on average (fractions allowed: 0.5 = one per 2 s)."
+    )
+    burst: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(whole_number)] = Field(
+        1, description="Attempts that may start at once after a quiet spell."
+    )
+
+
+class RateLimitOut(BaseModel):
+    """The rate limit in force."""
+
+    per_second: float
+    burst: int
+
+
+class ConcurrencyOut(BaseModel):
+    """How many attempts may be on the wire at once."""
+
+    mode: Literal["fixed", "auto"]
+    window: int | None = Field(
+        description="`auto`: this instance's current AIMD window (null when this instance "
+        "runs no delivery loop for it, e.g. paused); `fixed`: `max_in_flight`."
+    )
+    ceiling: int
+
+
 class LastAttemptOut(BaseModel):
     """When an attempt ended that way, and how."""
 
@@ -137,7 +166,21 @@ class SubscriptionFields(Strict):
         None, pattern=TOPIC_PATTERN, description=DEAD_LETTER_TOPIC_RULES
     )
     timeout_ms: TimeoutMs | None = None
-    max_in_flight: MaxInFlight | None = None
+    max_in_flight: MaxInFlight | Literal["auto"] | None = Field(
+        None,
+        description='Attempts on the wire at once (default 10). `"auto"`: an AIMD window '
+        "starts at 4, grows by one per window of fast successes and halves on a timeout, "
+        "connection error, 5xx or 429, up to `max_in_flight_ceiling`.",
+    )
+    max_in_flight_ceiling: MaxInFlight | None = Field(
+        None, description='The ceiling of `max_in_flight: "auto"` (default 100).'
+    )
+    rate_limit: RateLimitIn | None = Field(
+        None,
+        description="Cap on attempts per second, retries included (a token bucket). Shared "
+        "by every instance on Redis; per instance elsewhere (see the README). A 429 with "
+        "`Retry-After` from the receiver still wins. null: no limit.",
+    )
     headers: Annotated[dict[str, str], WithJsonSchema(SUBSCRIPTION_HEADERS_SCHEMA)] | None = None
     secret: str | None = Field(
         None, description="Signing secret (`whsec_...`); generated when absent, none if null."
@@ -247,7 +290,12 @@ class SubscriptionOut(BaseModel):
     retry: RetryOut
     dead_letter_topic: str | None
     timeout_ms: int
-    max_in_flight: int
+    max_in_flight: int | Literal["auto"]
+    max_in_flight_ceiling: int | None = Field(
+        None, description='The ceiling when `max_in_flight` is `"auto"`.'
+    )
+    rate_limit: RateLimitOut | None = None
+    concurrency: ConcurrencyOut | None = None
     headers: dict[str, str]
     secret: str | None
     payload: str
