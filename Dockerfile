@@ -5,8 +5,12 @@ WORKDIR /srv/hookline
 
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install . && useradd --system --uid 10001 --no-create-home hookline
+RUN pip install . && useradd --system --uid 10001 --no-create-home hookline \
+    && mkdir -p /srv/hookline/data && chown hookline:hookline /srv/hookline/data
 COPY config.yaml ./config.yaml
+
+# The SQLite adapter's database (config.yaml: path ./data/hookline.db); mount a volume here.
+VOLUME ["/srv/hookline/data"]
 
 USER hookline
 EXPOSE 8080

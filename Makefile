@@ -1,4 +1,4 @@
-# Two commands matter: `make run` serves hookline (builtin adapter), `make test` runs the tests.
+# Two commands matter: `make run` serves hookline (SQLite adapter, ./data/hookline.db), `make test` runs the tests.
 # Both create .venv and install the project on first use.
 PYTHON ?= python3
 VENV := .venv

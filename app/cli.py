@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
-from app.config import ConfigError, Settings, load_settings
+from app.config import Settings, load_settings
+from app.core.errors import ConfigError
 
 DEFAULT_OPENAPI_PATH = "openapi/openapi.json"
+WORKER_HEALTHCHECK_S = 30
+"""How long a ``--workers`` supervisor waits for a worker's health answer before replacing it."""
 
 
 def app_from_env() -> Any:
@@ -61,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and settings.adapter.kind == "builtin":
         return _fail(
             "--workers > 1 needs a shared backend: the builtin adapter keeps messages inside "
-            "one process. Use modules::queue::RedisAdapter or RabbitMQAdapter."
+            "one process. Use modules::queue::SqliteAdapter, RedisAdapter or RabbitMQAdapter."
         )
     setup_logging(settings.logging.level, settings.logging.json_format)
     if args.workers == 1:
@@ -76,7 +79,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         **server_options(settings.limits),
     }
     if args.workers > 1:
-        uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **common)
+        uvicorn.run(
+            "app.cli:app_from_env",
+            factory=True,
+            workers=args.workers,
+            # A worker answers the supervisor's health pings only once its interpreter is up;
+            # uvicorn's 5 s default kills and respawns workers forever on a loaded host.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+            **common,
+        )
     else:
         create_app(settings)  # fail fast on a bad static subscription, before binding
         uvicorn.run(create_app(settings), **common)

@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: the settings schema, adapter union and YAML loader.
 """Settings: ``config.yaml`` in the engine's module shape, overridden by ``HOOKLINE_*`` env vars.
 
 Validated once here, at the edge; a bad value fails at start with one line naming the key
@@ -8,47 +9,128 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from app.adapters.factory import adapter_kind
+from app.adapters.builtin_settings import BuiltinSettings
+from app.adapters.rabbitmq.settings import RabbitMQSettings
+from app.adapters.redis.settings import RedisSettings
+from app.adapters.sqlite.settings import SqliteSettings
 from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS
+from app.core.errors import ConfigError, describe_validation
+from app.core.insight import InsightSettings
 
 QUEUE_MODULE = "modules::queue::QueueModule"
 DEFAULT_CONFIG_PATH = "config.yaml"
 SCOPES = ("publish", "subscriptions", "dlq", "admin")
 Scope = Literal["publish", "subscriptions", "dlq", "admin"]
 
+ADAPTER_CLASSES = {
+    "modules::queue::BuiltinQueueAdapter": "builtin",
+    "modules::queue::RedisAdapter": "redis",
+    "modules::queue::RabbitMQAdapter": "rabbitmq",
+    "modules::queue::SqliteAdapter": "sqlite",
+}
+"""Engine class names and the short names they map to (the short names work too)."""
+DEFAULT_ADAPTER_CLASS = "modules::queue::BuiltinQueueAdapter"
+UNKNOWN_ADAPTER = "unknown_adapter_class"
 
-class ConfigError(Exception):
-    """The configuration is invalid; the message is one line that names the key."""
+
+class _AdapterChoice(BaseModel):
+    """``adapter:`` - which backend (``class``), and its own ``config:`` block."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    kind: ClassVar[str]
+    """``builtin``, ``redis`` or ``rabbitmq``: the tag of the union below."""
+    class_: str = Field(DEFAULT_ADAPTER_CLASS, alias="class")
 
 
-class AdapterSettings(BaseModel):
-    """``adapter:`` - which backend, and its own ``config:`` block."""
+class BuiltinAdapterSettings(_AdapterChoice):
+    """``class: modules::queue::BuiltinQueueAdapter`` (or ``builtin``): in memory."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    kind = "builtin"
+    config: BuiltinSettings = Field(default_factory=BuiltinSettings)
 
-    class_: str = Field("modules::queue::BuiltinQueueAdapter", alias="class")
-    config: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("class_")
-    @classmethod
-    def _known_class(cls, value: str) -> str:
-        adapter_kind(value)
-        return value
+class RedisAdapterSettings(_AdapterChoice):
+    """``class: modules::queue::RedisAdapter`` (or ``redis``)."""
 
-    @property
-    def kind(self) -> str:
-        """``builtin``, ``redis`` or ``rabbitmq``."""
-        return adapter_kind(self.class_)
+    kind = "redis"
+    config: RedisSettings = Field(default_factory=RedisSettings)
+
+
+class RabbitMQAdapterSettings(_AdapterChoice):
+    """``class: modules::queue::RabbitMQAdapter`` (or ``rabbitmq``)."""
+
+    kind = "rabbitmq"
+    config: RabbitMQSettings = Field(default_factory=RabbitMQSettings)
+
+
+class SqliteAdapterSettings(_AdapterChoice):
+    """``class: modules::queue::SqliteAdapter`` (or ``sqlite``): durable, embedded."""
+
+    kind = "sqlite"
+    config: SqliteSettings = Field(default_factory=SqliteSettings)
+
+
+def adapter_kind(value: Any) -> str | None:
+    """The union's tag of an ``adapter:`` value: its class's short name (None if unknown).
+
+    No ``class`` means the builtin adapter, as the engine's default.
+    """
+    if isinstance(value, dict):
+        name = value.get("class", value.get("class_", DEFAULT_ADAPTER_CLASS))
+    else:
+        name = getattr(value, "class_", None)
+    if name in ADAPTER_CLASSES.values():
+        return str(name)
+    return ADAPTER_CLASSES.get(name) if isinstance(name, str) else None
+
+
+AdapterSettings = Annotated[
+    Annotated[BuiltinAdapterSettings, Tag("builtin")]
+    | Annotated[RedisAdapterSettings, Tag("redis")]
+    | Annotated[RabbitMQAdapterSettings, Tag("rabbitmq")]
+    | Annotated[SqliteAdapterSettings, Tag("sqlite")],
+    Discriminator(
+        adapter_kind,
+        custom_error_type=UNKNOWN_ADAPTER,
+        custom_error_message="unknown adapter class",
+    ),
+]
+"""The adapter, typed by its class: each member carries its adapter's frozen settings.
+
+To add an adapter: its settings dataclass (``app/adapters/<name>/settings.py``), a member
+here (a ``_AdapterChoice`` subclass with ``kind`` and ``config``, tagged with ``kind``),
+its class name in :data:`ADAPTER_CLASSES`, and its constructor in
+:func:`app.adapters.factory.build`.
+"""
+_ADAPTER_SETTINGS: TypeAdapter[AdapterSettings] = TypeAdapter(AdapterSettings)
+
+
+def adapter_settings(class_name: str, config: dict[str, Any]) -> AdapterSettings:
+    """Validate one ``adapter:`` block as config.yaml would; :class:`ConfigError` if bad."""
+    try:
+        return _ADAPTER_SETTINGS.validate_python({"class": class_name, "config": config})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, None, ("adapter",))) from exc
 
 
 class ApiKey(BaseModel):
@@ -108,6 +190,23 @@ class ObservabilitySettings(BaseModel):
     readiness_timeout_ms: int = Field(1000, ge=10, le=60_000)
 
 
+class InsightConfig(BaseModel):
+    """``insight:`` - the attempt log behind ``GET /v1/messages/{id}`` and endpoint health."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    retention_ms: int = Field(24 * 3600 * 1000, ge=1000, le=90 * 24 * 3600 * 1000)
+    max_attempts_per_message: int = Field(20, ge=1, le=1000)
+    max_attempts_per_subscription: int = Field(10_000, ge=10, le=1_000_000)
+    max_messages: int = Field(100_000, ge=10, le=100_000_000)
+    flush_interval_ms: int = Field(5, ge=1, le=10_000)
+
+    def to_settings(self) -> InsightSettings:
+        """The plain settings the core and the stores take."""
+        return InsightSettings(**self.model_dump())
+
+
 class LoggingSettings(BaseModel):
     """``logging:`` - level and format."""
 
@@ -130,13 +229,14 @@ class Settings(BaseSettings):
         env_prefix="HOOKLINE_", env_nested_delimiter="__", extra="ignore"
     )
 
-    adapter: AdapterSettings = Field(default_factory=AdapterSettings)
+    adapter: AdapterSettings = Field(default_factory=BuiltinAdapterSettings)
     subscriptions: list[dict[str, Any]] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    insight: InsightConfig = Field(default_factory=InsightConfig)
     redis_url: str | None = None
     amqp_url: str | None = None
     api_keys: str | None = None
@@ -153,14 +253,19 @@ class Settings(BaseSettings):
         """Environment beats the YAML file (passed in as init arguments by :func:`load`)."""
         return env_settings, init_settings
 
-    def effective_adapter_config(self) -> dict[str, Any]:
-        """The adapter's ``config:`` with the ``HOOKLINE_REDIS_URL``/``AMQP_URL`` shortcuts."""
-        config = dict(self.adapter.config)
-        if self.redis_url and self.adapter.kind == "redis":
-            config["redis_url"] = self.redis_url
-        if self.amqp_url and self.adapter.kind == "rabbitmq":
-            config["amqp_url"] = self.amqp_url
-        return config
+    @model_validator(mode="before")
+    @classmethod
+    def _url_shortcuts(cls, data: Any) -> Any:
+        """``HOOKLINE_REDIS_URL``/``HOOKLINE_AMQP_URL`` become the adapter's URL when it is
+        that kind (and mean nothing otherwise).
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("adapter", {}), dict):
+            return data
+        adapter = dict(data.get("adapter", {}))
+        for key, kind in (("redis_url", "redis"), ("amqp_url", "rabbitmq")):
+            if data.get(key) and adapter_kind(adapter) == kind:
+                adapter["config"] = {**(adapter.get("config") or {}), key: data[key]}
+        return {**data, "adapter": adapter}
 
     def all_api_keys(self) -> list[ApiKey]:
         """Keys from config.yaml plus ``HOOKLINE_API_KEYS``."""
@@ -264,12 +369,18 @@ def _check_module_keys(config: dict[str, Any], path: str) -> None:
             raise ConfigError(f"{path}: {key}: unknown key (known: {known})")
 
 
-def _describe(error: ValidationError, path: str) -> str:
+def _describe(error: ValidationError, path: str | None, under: tuple[str, ...] = ()) -> str:
+    """One line naming the key; the adapter union's tag is not part of the key's path."""
     first = error.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"]) or "(root)"
-    more = len(error.errors()) - 1
-    suffix = f" (and {more} more)" if more else ""
-    return f"{path}: {loc}: {first['msg']}{suffix}"
+    loc = (*under, *first["loc"])
+    if first["type"] == UNKNOWN_ADAPTER:
+        known = ", ".join(ADAPTER_CLASSES)
+        found = first["input"].get("class") if isinstance(first["input"], dict) else None
+        line = f"adapter.class: unknown adapter class {found!r} (known: {known})"
+        return f"{path}: {line}" if path else line
+    if loc[:1] == ("adapter",) and loc[1:2] and loc[1] in ADAPTER_CLASSES.values():
+        loc = (loc[0], *loc[2:])
+    return describe_validation(error, path, loc)
 
 
 def load_settings(config_path: str | None = None) -> Settings:

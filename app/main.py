@@ -11,12 +11,10 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app import __version__
-from app.adapters.base import AdapterError, QueueAdapter
-from app.adapters.factory import build_adapter
-from app.api import dlq, functions, messages, ops, subscriptions, topics
+from app.adapters.factory import build
+from app.api import dlq, functions, insight, messages, ops, subscriptions, topics
 from app.api.docs import install_docs
 from app.api.errors import (
-    ApiError,
     BodyLimitMiddleware,
     HeaderLimitMiddleware,
     install_error_handlers,
@@ -24,18 +22,28 @@ from app.api.errors import (
 from app.api.fastpublish import FastPublishMiddleware
 from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
-from app.config import ConfigError, Settings
+from app.api.whoami import router as whoami_router
+from app.config import Settings
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
+from app.core.dlq import DlqService
+from app.core.errors import AdapterError, ConfigError
+from app.core.insight_service import InsightService
 from app.core.models import Subscription
+from app.core.ports import InsightAdapter, QueueAdapter
 from app.core.publisher import Publisher
-from app.core.subscriptions import SubscriptionService
+from app.core.subscriptions import SubscriptionRuleError, SubscriptionService
+from app.core.topics import TopicsService
+from app.dispatch.condition_pool import ConditionPool
+from app.dispatch.context import DeliveryContext
 from app.dispatch.guard import DestinationGuard, GuardedResolver
+from app.dispatch.insight_recorder import InsightRecorder
 from app.dispatch.payload import USER_AGENT
 from app.dispatch.sender import WebhookSender
 from app.dispatch.supervisor import Dispatcher
 from app.observability.metrics import DispatchMetrics
 from app.observability.tracing import instrument
 from app.runtime import Runtime
+from app.ui import install_console
 
 logger = logging.getLogger("hookline")
 
@@ -64,7 +72,7 @@ def static_subscriptions(settings: Settings, guard: DestinationGuard) -> list[Su
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{where}.{loc}: {first['msg']}") from exc
-        except ApiError as exc:
+        except SubscriptionRuleError as exc:
             raise ConfigError(f"{where}: {exc.message}") from exc
         if "secret" not in body.model_fields_set:
             subscription = subscription.with_changes(secret=None)
@@ -84,12 +92,19 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         settings.delivery.allow_private_networks, settings.delivery.allowed_hosts
     )
     if adapter is None:
-        try:
-            adapter = build_adapter(settings.adapter.class_, settings.effective_adapter_config())
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"adapter.config: {exc}".splitlines()[0]) from exc
+        adapter = build(settings.adapter)
     metrics = DispatchMetrics(settings.observability.max_label_values)
-    publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms)
+    publisher = Publisher(adapter, settings.limits.idempotency_ttl_ms, metrics)
+    insight_settings = settings.insight.to_settings()
+    insight_adapter = adapter if isinstance(adapter, InsightAdapter) else None
+    store = (
+        insight_adapter.insight_store(insight_settings)
+        if insight_adapter is not None and insight_settings.enabled
+        else None
+    )
+    recorder = InsightRecorder(store, insight_settings, metrics)
+    if store is not None:
+        publisher.on_published = recorder.message
     sender = WebhookSender(
         USER_AGENT,
         max_connections=settings.delivery.max_connections,
@@ -97,26 +112,35 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         max_response_bytes=settings.delivery.max_response_bytes,
         resolver=None if guard.allow_private_networks else GuardedResolver(guard),
     )
-    dispatcher = Dispatcher(
-        adapter,
-        sender,
-        publisher,
-        metrics,
-        guard,
-        shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000,
+    context = DeliveryContext(
+        adapter=adapter,
+        sender=sender,
+        publisher=publisher,
+        metrics=metrics,
+        conditions=ConditionPool(),
+        guard=guard,
         max_dead_letter_hops=settings.delivery.max_dead_letter_hops,
+        insight=recorder if store is not None else None,
     )
+    dispatcher = Dispatcher(context, shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000)
     service = SubscriptionService(adapter, on_change=dispatcher.poke)
+    insight_service = InsightService(insight_adapter, store, service, publisher, metrics)
+    service.on_paused_changed = insight_service.paused_changed
+    dispatcher.on_trip = insight_service.pause_automatically
     return Runtime(
         settings=settings,
         adapter=adapter,
         publisher=publisher,
         subscriptions=service,
+        dlq=DlqService(adapter),
+        topics=TopicsService(adapter, adapter),
         sender=sender,
         dispatcher=dispatcher,
         metrics=metrics,
         guard=guard,
         api_keys=settings.all_api_keys(),
+        insight=insight_service,
+        recorder=recorder,
     )
 
 
@@ -148,6 +172,9 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
                 "Set auth.api_keys in config.yaml or HOOKLINE_API_KEYS before exposing it."
             )
         await runtime.adapter.start()
+        if runtime.recorder.store is not None:
+            await runtime.recorder.store.open()
+        runtime.recorder.start()
         await runtime.sender.start()
         static_task = asyncio.create_task(_apply_static(runtime, statics))
         runtime.dispatcher.start()
@@ -164,6 +191,9 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
             with suppress(asyncio.CancelledError):
                 await static_task
             await runtime.dispatcher.stop()
+            await runtime.recorder.stop()
+            if runtime.recorder.store is not None:
+                await runtime.recorder.store.close()
             await runtime.sender.close()
             await runtime.adapter.close()
             logger.info("stopped")
@@ -184,8 +214,10 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
     install_error_handlers(app)
     if app.openapi_url is not None:
         install_docs(app, app.openapi_url)
-    for module in (messages, subscriptions, dlq, topics, functions, ops):
+    for module in (messages, insight, subscriptions, dlq, topics, functions, ops):
         app.include_router(module.router)
+    app.include_router(whoami_router)
+    install_console(app)
     # Added first, so it runs inside the request limits below (the last added is outermost).
     app.add_middleware(FastPublishMiddleware, runtime=runtime, handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.adapters.base import QueueAdapter
 from app.config import ApiKey, Settings
+from app.core.dlq import DlqService
+from app.core.insight_service import InsightService
+from app.core.ports import QueueAdapter
 from app.core.publisher import Publisher
 from app.core.subscriptions import SubscriptionService
+from app.core.topics import TopicsService
 from app.dispatch.guard import DestinationGuard
+from app.dispatch.insight_recorder import InsightRecorder
 from app.dispatch.sender import WebhookSender
 from app.dispatch.supervisor import Dispatcher
 from app.observability.metrics import DispatchMetrics
@@ -22,8 +26,12 @@ class Runtime:
     adapter: QueueAdapter
     publisher: Publisher
     subscriptions: SubscriptionService
+    dlq: DlqService
+    topics: TopicsService
     sender: WebhookSender
     dispatcher: Dispatcher
     metrics: DispatchMetrics
     guard: DestinationGuard
     api_keys: list[ApiKey]
+    insight: InsightService
+    recorder: InsightRecorder

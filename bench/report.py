@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-ADAPTERS = ["builtin", "redis", "rabbitmq"]
+ADAPTERS = ["builtin", "redis", "rabbitmq", "sqlite", "sqlite-full"]
+SQLITE = ("sqlite", "sqlite-full")
 
 TARGETS: list[tuple[str, str, str, dict[str, float]]] = [
     # (label, kind: ">=" or "<=", unit, per adapter)
@@ -13,38 +14,49 @@ TARGETS: list[tuple[str, str, str, dict[str, float]]] = [
         "publish, one message per request",
         ">=",
         "msg/s",
-        {"builtin": 4000, "redis": 3000, "rabbitmq": 3000},
+        {"builtin": 4000, "redis": 3000, "rabbitmq": 3000, "sqlite": 3000, "sqlite-full": 3000},
     ),
     (
         "publish, batches of 100",
         ">=",
         "msg/s",
-        {"builtin": 50000, "redis": 30000, "rabbitmq": 6000},
+        {"builtin": 50000, "redis": 30000, "rabbitmq": 6000, "sqlite": 30000, "sqlite-full": 30000},
     ),
     (
         "drain, one subscription",
         ">=",
         "deliveries/s",
-        {"builtin": 7000, "redis": 6000, "rabbitmq": 3500},
+        {"builtin": 7000, "redis": 6000, "rabbitmq": 3500, "sqlite": 4900, "sqlite-full": 4900},
     ),
     (
         "drain / that backend's raw ceiling",
         ">=",
         "x",
-        {"builtin": 0.7, "redis": 0.7, "rabbitmq": 0.7},
+        {"builtin": 0.7, "redis": 0.7, "rabbitmq": 0.7, "sqlite": 0.5, "sqlite-full": 0.5},
     ),
-    ("drain / Celery's best", ">=", "x", {"builtin": 6, "redis": 6, "rabbitmq": 4}),
+    (
+        "drain / builtin's drain in the same run",
+        ">=",
+        "x",
+        {"sqlite": 0.7, "sqlite-full": 0.7},
+    ),
+    (
+        "drain / Celery's best",
+        ">=",
+        "x",
+        {"builtin": 6, "redis": 6, "rabbitmq": 4, "sqlite": 4, "sqlite-full": 4},
+    ),
     (
         "latency p99 at 1,000 msg/s, first attempts",
         "<=",
         "ms",
-        {"builtin": 5, "redis": 10, "rabbitmq": 15},
+        {"builtin": 5, "redis": 10, "rabbitmq": 15, "sqlite": 10, "sqlite-full": 10},
     ),
     (
         "hookline RSS with a 100,000 x 1 KB backlog",
         "<=",
         "MB",
-        {"builtin": 400, "redis": 200, "rabbitmq": 200},
+        {"builtin": 400, "redis": 200, "rabbitmq": 200, "sqlite": 200, "sqlite-full": 200},
     ),
 ]
 
@@ -114,6 +126,7 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per adapter: the values the targets are checked against (None when not measured)."""
     celery = best_celery(results)
     out: dict[str, dict[str, Any]] = {}
+    builtin_drain = results.get("adapters", {}).get("builtin", {}).get("drain")
     for kind in ADAPTERS:
         scen = results.get("adapters", {}).get(kind, {})
         ceiling = results.get("ceilings", {}).get(kind)
@@ -129,6 +142,11 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 drain_rate / ceiling["rate"]
                 if drain_rate is not None and _ok(ceiling) and ceiling["rate"]
                 else _why(ceiling if drain_rate is not None else drain)
+            ),
+            "drain / builtin's drain in the same run": (
+                drain_rate / builtin_drain["rate"]
+                if drain_rate is not None and _ok(builtin_drain) and builtin_drain["rate"]
+                else _why(builtin_drain if drain_rate is not None else drain)
             ),
             "drain / Celery's best": (
                 drain_rate / celery["rate"]
@@ -161,6 +179,8 @@ def verdicts(
     lines = []
     for label, kind, unit, goals in targets:
         for adapter in ADAPTERS:
+            if adapter not in goals or adapter not in results.get("adapters", {}):
+                continue  # not run, or no such target for it
             value = values[adapter][label]
             goal = goals[adapter]
             goal_text = f"{kind} {fmt(goal, 1 if goal < 10 else 0)} {unit}"
@@ -224,6 +244,8 @@ def table(results: dict[str, Any]) -> str:
         "builtin": "aiohttp loop",
         "redis": "streams loop",
         "rabbitmq": "aio-pika loop",
+        "sqlite": "aiohttp loop",
+        "sqlite-full": "aiohttp loop",
     }
     rows: list[tuple[str, list[str], list[str]]] = [
         (
@@ -326,8 +348,8 @@ def table(results: dict[str, Any]) -> str:
     ]
     rows[3:3] = floor_rows(results)
     rows += sweep_rows(results)
-    head = "| figure | builtin | redis | rabbitmq | Celery 5 + Redis (best pool) | arq (Redis) |"
-    lines = [head, "| --- | --- | --- | --- | --- | --- |"]
+    head = "| figure | " + " | ".join(ADAPTERS) + " | Celery 5 + Redis (best pool) | arq (Redis) |"
+    lines = [head, "| --- " * (len(ADAPTERS) + 3) + "|"]
     lines.extend(f"| {label} | " + " | ".join(cells + peer) + " |" for label, cells, peer in rows)
     return "\n".join(lines)
 

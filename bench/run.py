@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import shlex
@@ -31,7 +32,7 @@ from bench.report import TARGETS_12, floor_lines, lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
 from bench.service import HOOKLINE_DIR, WORKERS, UnavailableError, check_adapter_importable
 
-ALL_ADAPTERS = ["builtin", "redis", "rabbitmq"]
+ALL_ADAPTERS = ["builtin", "redis", "rabbitmq", "sqlite", "sqlite-full"]
 ALL_SCENARIOS = ["receiver", "floors", "ceilings", *scenarios.SCENARIOS, "peers"]
 BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
 
@@ -214,6 +215,8 @@ async def main_async(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     processes = Processes(workdir)
     sizes = QUICK if args.quick else FULL
+    if args.backlog:
+        sizes = dataclasses.replace(sizes, backlog_n=args.backlog)
     QUIET["within_s"] = 0.0 if args.quick else args.wait_quiet
     QUIET["check"] = 0.0 if args.quick else 1.0
     adapters = [a for a in args.adapters.split(",") if a]
@@ -384,6 +387,9 @@ def main() -> None:
         help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}",
     )
     parser.add_argument("--output", help="also write the markdown here")
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="messages of the backlog scenario (default 100,000)"
+    )
     parser.add_argument(
         "--hookline-dir",
         help="run hookline's app/ from this checkout instead (e.g. a worktree with a fix)",

@@ -203,21 +203,33 @@ def check_delivered(
     return {"delivered": delivered, "lost": lost, "duplicates": duplicates}
 
 
-async def start_hookline(ctx: Context, kind: str, name: str) -> Hookline:
-    """A fresh process per scenario; in quick mode one per adapter (start-up is seconds)."""
-    if ctx.share_process and kind in ctx.shared:
+async def start_hookline(
+    ctx: Context, kind: str, name: str, extra_config: dict[str, Any] | None = None
+) -> Hookline:
+    """A fresh process per scenario; in quick mode one per adapter (start-up is seconds).
+
+    ``extra_config`` (keys of the QueueModule's config) always gets a process of its own.
+    """
+    share = ctx.share_process and not extra_config
+    if share and kind in ctx.shared:
         return ctx.shared[kind]
-    if ctx.share_process:
+    if share:
         name = f"{kind}-shared"
-    hookline = Hookline(ctx.processes, adapter_setup(kind, ctx.run_id), ctx.workdir, name)
+    hookline = Hookline(
+        ctx.processes,
+        adapter_setup(kind, ctx.run_id),
+        ctx.workdir,
+        name,
+        extra_config=dict(extra_config or {}),
+    )
     await hookline.start()
-    if ctx.share_process:
+    if share:
         ctx.shared[kind] = hookline
     return hookline
 
 
 async def stop_hookline(ctx: Context, hookline: Hookline, final: bool = False) -> None:
-    if ctx.share_process and not final:
+    if ctx.share_process and not final and not hookline.extra_config:
         return
     ctx.shared.pop(hookline.setup.kind, None)
     await hookline.stop()
@@ -323,10 +335,13 @@ def drain_timeout(count: int) -> float:
     return 60 + count / 300
 
 
-async def drain(ctx: Context, kind: str) -> dict[str, Any]:
+async def drain(
+    ctx: Context, kind: str, extra_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """N x 1 KB queued behind a paused subscription; resume; time until all are received."""
     n = ctx.sizes.drain_n
-    hookline = await start_hookline(ctx, kind, f"{kind}-drain")
+    tag = "-".join(f"{k}" for k in extra_config or {})
+    hookline = await start_hookline(ctx, kind, f"{kind}-drain{tag}", extra_config)
     try:
         topic = ctx.unique("drain")
         sub = await hookline.subscribe(
@@ -631,8 +646,29 @@ async def failures(ctx: Context, kind: str) -> dict[str, Any]:
         await stop_hookline(ctx, hookline)
 
 
+async def insight_cost(ctx: Context, kind: str) -> dict[str, Any]:
+    """Issue 13: drain with the delivery insight log off, then on; the log may cost at
+    most 15 % of drain throughput.
+    """
+    off = await drain(ctx, kind, {"insight": {"enabled": False}})
+    on = await drain(ctx, kind, {"insight": {"enabled": True}})
+    ratio = on["rate"] / off["rate"] if off["rate"] else 0.0
+    return {
+        "n": on["n"],
+        "rate": on["rate"],
+        "rate_off": off["rate"],
+        "on_vs_off": ratio,
+        "cost_pct": (1 - ratio) * 100,
+        "cpu_per_1k": on["cpu_per_1k"],
+        "cpu_per_1k_off": off["cpu_per_1k"],
+        "lost": on["lost"] + off["lost"],
+        "duplicates": on["duplicates"] + off["duplicates"],
+    }
+
+
 SCENARIOS = {
     "publish": publish,
+    "insight": insight_cost,
     "drain": drain,
     "backlog": backlog,
     "latency": latency,
@@ -644,7 +680,13 @@ SCENARIOS = {
 
 # -- raw ceilings ---------------------------------------------------------------------------
 
-CEILING_OF = {"builtin": "aiohttp", "redis": "redis", "rabbitmq": "rabbitmq"}
+CEILING_OF = {
+    "builtin": "aiohttp",
+    "redis": "redis",
+    "rabbitmq": "rabbitmq",
+    "sqlite": "aiohttp",  # no server: the bare sending loop is its ceiling, as for builtin
+    "sqlite-full": "aiohttp",
+}
 
 
 async def ceiling(ctx: Context, adapter: str) -> dict[str, Any]:

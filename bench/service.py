@@ -32,7 +32,13 @@ ADAPTER_CLASSES = {
     "builtin": "modules::queue::BuiltinQueueAdapter",
     "redis": "modules::queue::RedisAdapter",
     "rabbitmq": "modules::queue::RabbitMQAdapter",
+    "sqlite": "modules::queue::SqliteAdapter",
+    "sqlite-full": "modules::queue::SqliteAdapter",
 }
+SQLITE_SYNCHRONOUS = {"sqlite": "normal", "sqlite-full": "full"}
+"""``sqlite`` runs with ``synchronous: normal``, ``sqlite-full`` with ``full``."""
+SQLITE_DIR = Path(__file__).parent / "results" / "sqlite"
+"""On the disk the results go to (not /tmp, which may live in memory); removed after use."""
 
 
 WORKERS: dict[str, int] = {"n": 1}
@@ -66,6 +72,10 @@ def adapter_setup(kind: str, run_id: str) -> AdapterSetup:
         return AdapterSetup(kind, {"redis_url": REDIS_URL, "key_prefix": prefix}, prefix)
     if kind == "rabbitmq":
         return AdapterSetup(kind, {"amqp_url": AMQP_URL, "prefix": prefix}, prefix)
+    if kind in SQLITE_SYNCHRONOUS:  # a fresh file per scenario, deleted afterwards
+        path = SQLITE_DIR / f"{prefix}-{uuid.uuid4().hex[:8]}" / "hookline.db"
+        config = {"path": str(path), "synchronous": SQLITE_SYNCHRONOUS[kind]}
+        return AdapterSetup(kind, config, str(path.parent))
     return AdapterSetup(kind, {"max_messages": 10_000_000, "max_bytes": 16 * 1024**3})
 
 
@@ -82,6 +92,9 @@ def check_adapter_importable(kind: str) -> None:
         raise UnavailableError(
             f"{kind} adapter cannot be built: {type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        if kind in SQLITE_SYNCHRONOUS:
+            shutil.rmtree(setup.prefix, ignore_errors=True)
 
 
 @dataclass
@@ -93,6 +106,7 @@ class Hookline:
     workdir: Path
     name: str
     port: int = 0
+    extra_config: dict[str, Any] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
     client: httpx.AsyncClient = field(init=False)
 
@@ -111,6 +125,7 @@ class Hookline:
             "delivery": {"allow_private_networks": True},
             "limits": {"max_body_bytes": 16 * 1024 * 1024, "max_batch": 1000},
             "logging": {"level": "warning"},
+            **self.extra_config,
         }
         doc = {"modules": [{"class": "modules::queue::QueueModule", "config": config}]}
         path = self.workdir / f"{self.name}.yaml"
@@ -236,6 +251,9 @@ async def cleanup_backend(setup: AdapterSetup) -> str:
         return f"deleted {deleted} redis keys"
     if setup.kind == "rabbitmq":
         return await _cleanup_rabbitmq(setup.prefix)
+    if setup.kind in SQLITE_SYNCHRONOUS:
+        shutil.rmtree(setup.prefix, ignore_errors=True)
+        return f"deleted {setup.prefix}"
     return ""
 
 
@@ -259,15 +277,19 @@ async def _cleanup_rabbitmq(prefix: str) -> str:
     import aio_pika
 
     connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
     try:
-        for name in names["queues"]:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for name in names["exchanges"]:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)
+        # One channel, reopened only when a failed delete closed it: a channel per name
+        # would hit channel_max (2047) with thousands of subscription queues.
+        for what, names_of in (("queue", names["queues"]), ("exchange", names["exchanges"])):
+            for name in names_of:
+                if channel.is_closed:
+                    channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    if what == "queue":
+                        await channel.queue_delete(name)
+                    else:
+                        await channel.exchange_delete(name)
     finally:
         await connection.close()
     return f"deleted {len(names['queues'])} queues, {len(names['exchanges'])} exchanges"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from app.adapters.base import OutgoingMessage, QueueAdapter
 from app.core.ids import new_dlq_id, new_message_id
 from app.core.models import Delivery, DlqEntry, Envelope, LastError, Subscription, now_ms
+from app.core.ports import OutgoingMessage, QueueAdapter
 from tests.backends import unique
 
 

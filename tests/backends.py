@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.adapters.base import QueueAdapter
 from app.adapters.factory import build_adapter
+from app.core.ports import QueueAdapter
 
-ADAPTER_KINDS = ["builtin", "redis", "rabbitmq"]
+ADAPTER_KINDS = ["builtin", "redis", "rabbitmq", "sqlite"]
 
 REDIS_URL = os.environ.get("HOOKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("HOOKLINE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -70,6 +72,9 @@ async def isolated_adapter_config(kind: str) -> AsyncIterator[dict[str, Any]]:
 
         async with isolated_rabbitmq_config(AMQP_URL) as config:
             yield config
+    elif kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="hookline-sqlite-") as directory:
+            yield {"path": str(Path(directory) / "hookline.db"), "poll_interval_ms": 20}
     else:
         raise ValueError(kind)
 

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.adapters.rabbitmq.settings import RabbitMQSettings
+from app.adapters.redis.settings import RedisSettings
+from app.config import load_settings
+from app.core.errors import ConfigError
 
 QUEUE_MODULE = "modules:\n  - class: modules::queue::QueueModule\n    config:\n"
 ENGINE_CONFIG = """
@@ -36,7 +39,7 @@ def write(tmp_path: Path, text: str) -> str:
 def test_engine_shaped_yaml(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, ENGINE_CONFIG))
     assert settings.adapter.kind == "redis"
-    assert settings.effective_adapter_config() == {"redis_url": "redis://localhost:6379"}
+    assert settings.adapter.config == RedisSettings(redis_url="redis://localhost:6379")
     assert settings.limits.max_batch == 10
     assert settings.delivery.allow_private_networks is False
     assert [k.key for k in settings.all_api_keys()] == ["change-me-123"]
@@ -49,7 +52,8 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("HOOKLINE_API_KEYS", "key-one-123:publish,key-two-456:dlq+subscriptions")
     settings = load_settings(write(tmp_path, ENGINE_CONFIG))
     assert settings.adapter.kind == "rabbitmq"
-    assert settings.effective_adapter_config()["amqp_url"].startswith("amqp://")
+    assert isinstance(settings.adapter.config, RabbitMQSettings)
+    assert settings.adapter.config.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
     assert settings.limits.max_batch == 7
     keys = {k.key: k.scopes for k in settings.all_api_keys()}
     assert keys["key-one-123"] == ["publish"]
@@ -63,6 +67,14 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         (
             QUEUE_MODULE + "      adapter: {class: Nope}",
             "adapter.class",
+        ),
+        (
+            QUEUE_MODULE + "      adapter: {class: redis, config: {cluster: maybe}}",
+            "adapter.config.cluster",
+        ),
+        (
+            QUEUE_MODULE + "      adapter: {class: builtin, config: {max_messages: 0}}",
+            "adapter.config.max_messages",
         ),
         (
             QUEUE_MODULE + "      limits: {max_batch: -1}",

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.config import load_settings
+from app.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,7 @@ def hookline(*args: str) -> subprocess.CompletedProcess[str]:
         BAD["indentation lost"],
         BAD["module without config"],
         BAD["unknown key in the module's config"],
-        (ADAPTER_TYPO, "unknown key 'max_message' for BuiltinQueueAdapter"),
+        (ADAPTER_TYPO, "adapter.config.max_message: unknown key"),
     ],
     ids=["indentation-lost", "no-module-config", "unknown-module-key", "adapter-typo"],
 )

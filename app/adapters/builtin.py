@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: one in-memory adapter; every method shares its state.
 """The embedded adapter: asyncio, in-process, no external service (the default).
 
 It keeps messages while the process runs; a restart loses them, which is why Redis and
@@ -16,14 +17,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.adapters.base import (
-    CapacityExceededError,
-    DlqPage,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
+from app.adapters.builtin_settings import BuiltinSettings
 from app.adapters.kit.dlq import DlqFilter, first_page
+from app.adapters.kit.insight_memory import MemoryInsightStore
 from app.core.codec import encode_json
+from app.core.errors import CapacityExceededError, SubscriptionExistsError
+from app.core.insight import InsightSettings
 from app.core.models import (
     Delivery,
     DlqEntry,
@@ -33,9 +32,7 @@ from app.core.models import (
     TopicStats,
     now_ms,
 )
-
-DEFAULT_MAX_MESSAGES = 1_000_000
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+from app.core.ports import DlqPage, OutgoingMessage
 
 
 @dataclass(slots=True)
@@ -58,21 +55,20 @@ class _SubscriptionQueue:
 
 
 class BuiltinQueueAdapter:
-    """In-memory implementation of :class:`app.adapters.base.QueueAdapter`."""
+    """In-memory implementation of :class:`app.core.ports.QueueAdapter`."""
 
     name = "builtin"
     shared_across_processes = False
 
-    def __init__(
-        self, max_messages: int = DEFAULT_MAX_MESSAGES, max_bytes: int = DEFAULT_MAX_BYTES
-    ) -> None:
-        """``max_messages``/``max_bytes`` bound the distinct messages held (queued, leased,
-        scheduled or dead-lettered); fan-out copies share one message.
-        """
-        self._max_messages = max_messages
-        self._max_bytes = max_bytes
+    def __init__(self, settings: BuiltinSettings | None = None) -> None:
+        """``settings`` bound the distinct messages held (see :class:`BuiltinSettings`)."""
+        settings = settings or BuiltinSettings()
+        self._max_messages = settings.max_messages
+        self._max_bytes = settings.max_bytes
         self._subscriptions: dict[str, Subscription] = {}
         self._queues: dict[str, _SubscriptionQueue] = {}
+        self._by_topic: dict[str, dict[str, _SubscriptionQueue]] = {}
+        self._version = 0
         self._dlq: dict[str, dict[str, DlqEntry]] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._topics: set[str] = set()
@@ -137,7 +133,7 @@ class BuiltinQueueAdapter:
         new_bytes = 0
         for outgoing in messages:
             topic = outgoing.envelope.topic
-            targets = [q for q in self._queues.values() if q.topic == topic]
+            targets = list(self._by_topic.get(topic, {}).values())
             size = self._size(outgoing.envelope) if targets else 0
             if targets:
                 new_messages += 1
@@ -189,16 +185,16 @@ class BuiltinQueueAdapter:
             return []
         deadline = time.monotonic() + wait_ms / 1000
         while True:
-            next_due = self._promote_due(queue)
+            # Cleared before looking: whatever arrives from now on sets it again, so a
+            # wait_for_work after an empty receive cannot sleep through it.
+            queue.wakeup.clear()
+            self._promote_due(queue)
             if queue.ready:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            timeout = remaining if next_due is None else min(remaining, next_due / 1000)
-            queue.wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.wakeup.wait(), timeout)
+            await self._wait(queue, remaining)
             if self._queues.get(subscription.id) is not queue:
                 return []
         deliveries = []
@@ -208,6 +204,24 @@ class BuiltinQueueAdapter:
             queue.leased[lease] = copy
             deliveries.append(Delivery(subscription.id, copy.envelope, copy.attempt, lease))
         return deliveries
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Wait on the subscription's own event (set by publish, retry, release, redrive)."""
+        queue = self._queues.get(subscription.id)
+        if queue is None:
+            await asyncio.sleep(timeout_s)
+            return
+        await self._wait(queue, timeout_s)
+
+    async def _wait(self, queue: _SubscriptionQueue, timeout_s: float) -> None:
+        """Until the queue is woken, its next scheduled copy is due, or ``timeout_s``."""
+        if queue.ready or queue.wakeup.is_set():
+            return
+        if queue.scheduled:
+            timeout_s = min(timeout_s, max(0.0, (queue.scheduled[0][0] - now_ms()) / 1000))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await queue.wakeup.wait()
 
     def _end_lease(self, delivery: Delivery) -> tuple[_SubscriptionQueue, _Copy] | None:
         queue = self._queues.get(delivery.subscription_id)
@@ -321,13 +335,18 @@ class BuiltinQueueAdapter:
         if subscription.id in self._subscriptions:
             raise SubscriptionExistsError(subscription.id)
         self._subscriptions[subscription.id] = subscription
-        self._queues[subscription.id] = _SubscriptionQueue(subscription.topic)
+        queue = _SubscriptionQueue(subscription.topic)
+        self._queues[subscription.id] = queue
+        self._by_topic.setdefault(subscription.topic, {})[subscription.id] = queue
         self._topics.add(subscription.topic)
+        self._version += 1
 
     async def update_subscription(self, subscription: Subscription) -> None:
         """Replace the stored definition; its queue is kept."""
         self._subscriptions[subscription.id] = subscription
-        self._queues.setdefault(subscription.id, _SubscriptionQueue(subscription.topic))
+        queue = self._queues.setdefault(subscription.id, _SubscriptionQueue(subscription.topic))
+        self._by_topic.setdefault(queue.topic, {})[subscription.id] = queue
+        self._version += 1
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         """Look one up."""
@@ -338,12 +357,20 @@ class BuiltinQueueAdapter:
         subs = list(self._subscriptions.values())
         return subs if topic is None else [s for s in subs if s.topic == topic]
 
+    async def registry_version(self) -> str:
+        """A counter bumped by every registry change (in-process)."""
+        return str(self._version)
+
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Drop it and everything queued for it (its DLQ entries stay)."""
         if self._subscriptions.pop(subscription_id, None) is None:
             return False
+        self._version += 1
         queue = self._queues.pop(subscription_id, None)
         if queue is not None:
+            self._by_topic.get(queue.topic, {}).pop(subscription_id, None)
+            if not self._by_topic.get(queue.topic, True):
+                del self._by_topic[queue.topic]
             for copy in itertools.chain(
                 queue.ready, (c for _, _, c in queue.scheduled), queue.leased.values()
             ):
@@ -369,6 +396,33 @@ class BuiltinQueueAdapter:
     async def release_idempotency_key(self, topic: str, key: str) -> None:
         """Forget a key."""
         self._idempotency.pop((topic, key), None)
+
+    # -- delivery insight, parking, resend ------------------------------------------------
+
+    def insight_store(self, settings: InsightSettings) -> MemoryInsightStore:
+        """Insight in this process's memory, bounded (nothing else could see it anyway)."""
+        return MemoryInsightStore(settings)
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """Append a fresh copy (attempt 1) to the subscription's queue."""
+        queue = self._queues.get(subscription.id)
+        if queue is None:
+            return
+        self._hold(envelope, self._size(envelope))
+        queue.ready.append(_Copy(envelope, 1))
+        queue.wakeup.set()
+
+    async def park_scheduled(self, subscription: Subscription) -> int:
+        """Scheduled copies join the ready queue (not leased while paused), oldest first."""
+        queue = self._queues.get(subscription.id)
+        if queue is None or not queue.scheduled:
+            return 0
+        moved = [copy for _, _, copy in queue.scheduled]
+        queue.scheduled.clear()
+        everything = sorted([*queue.ready, *moved], key=lambda c: c.envelope.published_at)
+        queue.ready = deque(everything)
+        queue.wakeup.set()
+        return len(moved)
 
     # -- introspection -------------------------------------------------------------------
 

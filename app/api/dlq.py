@@ -60,7 +60,7 @@ async def dlq_count(
     topic: TopicPath, runtime: RuntimeDep, subscription: SubscriptionFilter = None
 ) -> DlqCountOut:
     """How many messages gave up on this topic (for one subscription when given)."""
-    return DlqCountOut(topic=topic, count=await runtime.adapter.dlq_count(topic, subscription))
+    return DlqCountOut(topic=topic, count=await runtime.dlq.count(topic, subscription))
 
 
 @router.get("", summary="Browse DLQ entries")
@@ -72,7 +72,7 @@ async def dlq_list(
     cursor: Annotated[str | None, Query(max_length=256)] = None,
 ) -> DlqListOut:
     """Entries oldest first; follow ``next_cursor`` for more."""
-    page = await runtime.adapter.dlq_list(topic, subscription, limit, cursor)
+    page = await runtime.dlq.page(topic, subscription, limit, cursor)
     return DlqListOut(entries=[entry_out(e) for e in page.entries], next_cursor=page.next_cursor)
 
 
@@ -82,7 +82,7 @@ async def dlq_redrive(
 ) -> RedriveOut:
     """Each entry goes back to the one subscription that failed it, attempts reset."""
     body = body or RedriveIn()
-    redriven = await runtime.adapter.dlq_redrive(topic, body.subscription, body.ids)
+    redriven = await runtime.dlq.redrive(topic, body.subscription, body.ids)
     return RedriveOut(redriven=redriven)
 
 
@@ -91,4 +91,4 @@ async def dlq_purge(
     topic: TopicPath, runtime: RuntimeDep, subscription: SubscriptionFilter = None
 ) -> PurgeOut:
     """Delete entries for good."""
-    return PurgeOut(purged=await runtime.adapter.dlq_purge(topic, subscription))
+    return PurgeOut(purged=await runtime.dlq.purge(topic, subscription))

@@ -18,14 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    CapacityExceededError,
-    SubscriptionExistsError,
-)
-from app.core.conditions import ConditionSyntaxError
-from app.core.dead_letters import DeadLetterCycleError
-from app.core.subscriptions import SubscriptionNotFoundError, TopicChangeError
+from app.core.errors import HooklineError
 
 logger = logging.getLogger("hookline.api")
 
@@ -47,8 +40,11 @@ _STATUS_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error the API answers on purpose."""
+class ApiError(HooklineError):
+    """An error the HTTP layer answers on purpose (auth, request limits, unknown routes).
+
+    Domain rules raise their own :class:`~app.core.errors.HooklineError` instead.
+    """
 
     def __init__(
         self,
@@ -61,12 +57,9 @@ class ApiError(Exception):
         """``code`` is stable and machine-readable; ``message`` is for people; ``headers``
         go on the response (``WWW-Authenticate`` on a 401, for one).
         """
-        super().__init__(message)
+        super().__init__(message, details=details, headers=headers)
         self.status = status
         self.code = code
-        self.message = message
-        self.details = details
-        self.headers = headers
 
 
 def error_response(
@@ -120,8 +113,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 def install_error_handlers(app: FastAPI) -> None:
     """Map every exception the API can meet onto the error shape."""
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(HooklineError)
+    async def _hookline_error(_: Request, exc: HooklineError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -131,58 +124,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
-    @app.exception_handler(BackendUnavailableError)
-    async def _unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
-        return error_response(
-            503, "backend_unavailable", f"storage backend unavailable: {exc}", headers=_RETRY
-        )
-
-    @app.exception_handler(CapacityExceededError)
-    async def _full(_: Request, exc: CapacityExceededError) -> JSONResponse:
-        return error_response(503, "capacity_exceeded", str(exc), headers=_RETRY)
-
-    @app.exception_handler(SubscriptionExistsError)
-    async def _exists(_: Request, exc: SubscriptionExistsError) -> JSONResponse:
-        return error_response(409, "conflict", f"subscription {exc} already exists")
-
-    @app.exception_handler(SubscriptionNotFoundError)
-    async def _missing(_: Request, exc: SubscriptionNotFoundError) -> JSONResponse:
-        return error_response(404, "not_found", f"no subscription {exc}")
-
-    @app.exception_handler(DeadLetterCycleError)
-    async def _dead_letter_cycle(_: Request, exc: DeadLetterCycleError) -> JSONResponse:
-        cycle = [
-            {
-                "subscription_id": hop.subscription_id,
-                "topic": hop.topic,
-                "dead_letter_topic": hop.to,
-            }
-            for hop in exc.cycle
-        ]
-        return error_response(409, "dead_letter_cycle", str(exc), {"cycle": cycle})
-
-    @app.exception_handler(TopicChangeError)
-    async def _topic_change(_: Request, exc: TopicChangeError) -> JSONResponse:
-        return error_response(409, "conflict", str(exc))
-
-    @app.exception_handler(ConditionSyntaxError)
-    async def _condition(_: Request, exc: ConditionSyntaxError) -> JSONResponse:
-        return error_response(
-            422,
-            "invalid_condition",
-            "condition is not valid CEL"
-            if exc.kind == "cel_syntax"
-            else f"condition refused: {exc}",
-            [{"loc": ["condition"], "msg": str(exc), "type": exc.kind}],
-        )
-
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled error", exc_info=exc)
         return error_response(500, "internal_error", "internal error")
-
-
-_RETRY = {"Retry-After": "1"}
 
 
 def allowed_methods(request: Request) -> list[str]:

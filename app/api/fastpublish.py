@@ -163,11 +163,18 @@ class FastPublishMiddleware:
             if not _TOPIC.match(topic):
                 raise _SlowPathError
             if match["batch"]:
-                return self._batch(topic, _validate(BatchIn, value), headers)
+                batch = _validate(BatchIn, value)
+                if any(_has_deadline(m) for m in batch.messages):
+                    raise _SlowPathError
+                return self._batch(topic, batch, headers)
             message = _validate(MessageIn, value)
+            if _has_deadline(message):
+                raise _SlowPathError
             return self._single(topic, message, _idempotency_key(headers), headers, None)
         if match["enqueue"]:
             enqueue = _validate(EnqueueIn, value)
+            if _has_deadline(enqueue):
+                raise _SlowPathError
             message = MessageIn(data=enqueue.data, delay_ms=enqueue.delay_ms)
             carrier = (enqueue.traceparent, enqueue.baggage)
             key = _idempotency_key(headers)
@@ -175,6 +182,8 @@ class FastPublishMiddleware:
         if not isinstance(value, dict):
             raise _SlowPathError  # a JSON string holding JSON: the route unwraps it
         args = _validate(EnqueueArgs, value)
+        if _has_deadline(args):
+            raise _SlowPathError
         function = self._single(
             args.topic,
             MessageIn(data=args.data),
@@ -203,10 +212,7 @@ class FastPublishMiddleware:
         request = PublishRequest(message.data, message.delay_ms, message.headers or {}, key)
 
         async def publish() -> tuple[bytes, int]:
-            [result] = await runtime.publisher.publish(topic, [request], carrier)
-            runtime.metrics.published_messages(
-                topic, int(not result.duplicate), int(result.duplicate)
-            )
+            [result] = await runtime.publisher.publish(topic, [request], carrier)  # counts it
             out = {"id": result.id, "topic": topic, "duplicate": result.duplicate}
             return orjson.dumps(out), 202
 
@@ -227,9 +233,7 @@ class FastPublishMiddleware:
         carrier = _carrier(headers, None)
 
         async def publish() -> tuple[bytes, int]:
-            results = await runtime.publisher.publish(topic, requests, carrier)
-            duplicates = sum(r.duplicate for r in results)
-            runtime.metrics.published_messages(topic, len(results) - duplicates, duplicates)
+            results = await runtime.publisher.publish(topic, requests, carrier)  # counts them
             out = {"results": [{"id": r.id, "duplicate": r.duplicate} for r in results]}
             return orjson.dumps(out), 202
 
@@ -241,6 +245,11 @@ class FastPublishMiddleware:
                 handler: Handler = self._handlers[cls]
                 return handler
         return None
+
+
+def _has_deadline(message: MessageIn | EnqueueIn | EnqueueArgs) -> bool:
+    """Deadlines are resolved (and refused) by the route alone: one implementation."""
+    return message.expires_at is not None or message.ttl_ms is not None
 
 
 def _check_delay(runtime: Runtime, delay_ms: int) -> None:

@@ -14,8 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.deps import Credentials, RuntimeDep, authorize
 from app.api.errors import ApiError, validation_error
-from app.api.messages import trace_carrier
-from app.api.schemas import Baggage, ErrorOut, Traceparent
+from app.api.messages import deadline_of, trace_carrier
+from app.api.schemas import (
+    EXPIRES_AT_NOTE,
+    TTL_NOTE,
+    Baggage,
+    ErrorOut,
+    ExpiresAt,
+    Traceparent,
+    TtlMs,
+)
 from app.api.strict_json import StrictJsonRoute
 from app.core.codec import decode_json
 from app.core.publisher import PublishRequest
@@ -45,11 +53,15 @@ class TopicArgs(BaseModel):
 
 
 class EnqueueArgs(TopicArgs):
-    """``{topic, data, traceparent?, baggage?}``: the engine's message."""
+    """``{topic, data, traceparent?, baggage?, expires_at?, ttl_ms?}``: the engine's message
+    plus hookline's deadline.
+    """
 
     data: Any = None
     traceparent: Traceparent | None = None
     baggage: Baggage | None = None
+    expires_at: ExpiresAt | None = Field(None, description=EXPIRES_AT_NOTE)
+    ttl_ms: TtlMs | None = Field(None, description=TTL_NOTE)
 
 
 def _json_or_raw(raw: str | bytes) -> Any:
@@ -72,7 +84,8 @@ def _parse(model: type[ArgsT], payload: Any) -> ArgsT:
 @router.post(
     "/v1/functions/{function_id}",
     summary="Call an engine function (queue.enqueue, queue.dlq_count, queue.redrive_dlq)",
-    description="`queue.enqueue` takes `{topic, data, traceparent?, baggage?}`; "
+    description="`queue.enqueue` takes "
+    "`{topic, data, traceparent?, baggage?, expires_at?, ttl_ms?}`; "
     "`traceparent`/`baggage` request headers win over the body fields, and an "
     "`Idempotency-Key` header works as on `POST /v1/enqueue` (a repeat publishes nothing; "
     "the answer is `null` either way, as the engine's).",
@@ -99,21 +112,19 @@ async def call_function(
     if function_id == "queue.enqueue":
         authorize(runtime, credentials, "publish")
         args = _parse(EnqueueArgs, payload)
-        [result] = await runtime.publisher.publish(
+        expires_at = deadline_of(args.expires_at, args.ttl_ms, 0)
+        await runtime.publisher.publish(
             args.topic,
-            [PublishRequest(args.data, idempotency_key=idempotency_key)],
+            [PublishRequest(args.data, idempotency_key=idempotency_key, expires_at=expires_at)],
             trace_carrier(request, args.traceparent, args.baggage),
-        )
-        runtime.metrics.published_messages(
-            args.topic, int(not result.duplicate), int(result.duplicate)
         )
         return None
     if function_id == "queue.dlq_count":
         authorize(runtime, credentials, "dlq")
-        return await runtime.adapter.dlq_count(_parse(TopicArgs, payload).topic)
+        return await runtime.dlq.count(_parse(TopicArgs, payload).topic)
     if function_id == "queue.redrive_dlq":
         authorize(runtime, credentials, "dlq")
-        return await runtime.adapter.dlq_redrive(_parse(TopicArgs, payload).topic)
+        return await runtime.dlq.redrive(_parse(TopicArgs, payload).topic)
     raise ApiError(
         404, "unknown_function", f"no function {function_id!r}", {"known": list(FUNCTIONS)}
     )

@@ -18,6 +18,8 @@ from app.api.schemas import (
     PublishOut,
 )
 from app.api.strict_json import StrictJsonRoute
+from app.core.deadlines import DeadlineError, resolve_deadline
+from app.core.models import now_ms
 from app.core.publisher import PublishRequest
 from app.core.topics import TOPIC_PATTERN
 from app.core.tracing import is_valid_traceparent
@@ -72,6 +74,24 @@ def _check_delay(runtime: Runtime, delay_ms: int) -> None:
         raise ApiError(422, "validation_error", f"delay_ms: must be at most {limit}")
 
 
+def deadline_of(
+    expires_at: int | str | None, ttl_ms: int | None, delay_ms: int, *loc: str
+) -> int | None:
+    """The message's absolute deadline (epoch ms), or a 422 naming the field at fault."""
+    if expires_at is None and ttl_ms is None:
+        return None
+    try:
+        return resolve_deadline(expires_at, ttl_ms, delay_ms, now_ms())
+    except DeadlineError as exc:
+        path = [*loc, exc.field]
+        raise ApiError(
+            422,
+            "validation_error",
+            f"{'.'.join(path)}: {exc.message}",
+            [{"loc": ["body", *path], "msg": exc.message, "type": "invalid_deadline"}],
+        ) from exc
+
+
 async def publish_one(
     runtime: Runtime,
     topic: str,
@@ -79,14 +99,13 @@ async def publish_one(
     key: str | None,
     carrier: dict[str, str],
 ) -> PublishOut:
-    """Publish one message and count it."""
+    """Publish one message (the publisher counts it)."""
     _check_delay(runtime, message.delay_ms)
-    [result] = await runtime.publisher.publish(
-        topic,
-        [PublishRequest(message.data, message.delay_ms, message.headers or {}, key)],
-        carrier,
+    expires_at = deadline_of(message.expires_at, message.ttl_ms, message.delay_ms)
+    request = PublishRequest(
+        message.data, message.delay_ms, message.headers or {}, key, expires_at=expires_at
     )
-    runtime.metrics.published_messages(topic, int(not result.duplicate), int(result.duplicate))
+    [result] = await runtime.publisher.publish(topic, [request], carrier)
     return PublishOut(id=result.id, topic=topic, duplicate=result.duplicate)
 
 
@@ -121,18 +140,16 @@ async def publish_batch(
     limit = runtime.settings.limits.max_batch
     if len(batch.messages) > limit:
         raise ApiError(422, "validation_error", f"messages: at most {limit} messages per batch")
-    for message in batch.messages:
-        _check_delay(runtime, message.delay_ms)
-    results = await runtime.publisher.publish(
-        topic,
-        [
-            PublishRequest(m.data, m.delay_ms, m.headers or {}, m.idempotency_key)
-            for m in batch.messages
-        ],
-        trace_carrier(request),
-    )
-    duplicates = sum(r.duplicate for r in results)
-    runtime.metrics.published_messages(topic, len(results) - duplicates, duplicates)
+    requests = []
+    for index, m in enumerate(batch.messages):
+        _check_delay(runtime, m.delay_ms)
+        expires_at = deadline_of(m.expires_at, m.ttl_ms, m.delay_ms, "messages", str(index))
+        requests.append(
+            PublishRequest(
+                m.data, m.delay_ms, m.headers or {}, m.idempotency_key, expires_at=expires_at
+            )
+        )
+    results = await runtime.publisher.publish(topic, requests, trace_carrier(request))
     return BatchOut(results=[BatchResultOut(id=r.id, duplicate=r.duplicate) for r in results])
 
 
@@ -140,8 +157,9 @@ async def publish_batch(
     "/v1/enqueue",
     status_code=202,
     summary="Publish (the engine's queue.enqueue shape)",
-    description="`{topic, data, traceparent?, baggage?, delay_ms?}` as the engine's messages "
-    "carry them. `traceparent`/`baggage` request headers win over the body fields.",
+    description="`{topic, data, traceparent?, baggage?, delay_ms?, expires_at?, ttl_ms?}` as "
+    "the engine's messages carry them (plus hookline's delay and deadline). "
+    "`traceparent`/`baggage` request headers win over the body fields.",
 )
 async def enqueue(
     body: EnqueueIn,
@@ -155,7 +173,9 @@ async def enqueue(
     return await publish_one(
         runtime,
         body.topic,
-        MessageIn(data=body.data, delay_ms=body.delay_ms),
+        MessageIn(
+            data=body.data, delay_ms=body.delay_ms, expires_at=body.expires_at, ttl_ms=body.ttl_ms
+        ),
         idempotency_key,
         trace_carrier(request, body.traceparent, body.baggage),
     )

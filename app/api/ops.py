@@ -65,6 +65,6 @@ async def metrics(runtime: RuntimeDep, credentials: Credentials) -> Response:
     """Counters, latency histograms and per-subscription gauges (see the README)."""
     if runtime.settings.auth.protect_metrics:
         authorize(runtime, credentials, "admin")
-    subscriptions = await runtime.adapter.list_subscriptions()
+    subscriptions = await runtime.subscriptions.find()
     text = await runtime.metrics.render(runtime.adapter, subscriptions)
     return Response(text, media_type=CONTENT_TYPE_LATEST)

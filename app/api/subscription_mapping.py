@@ -13,6 +13,7 @@ from typing import Any
 
 from app.api.errors import ApiError
 from app.api.schemas import (
+    ConcurrencyOut,
     QueueInfrastructure,
     RetryOut,
     SubscriptionFields,
@@ -20,11 +21,12 @@ from app.api.schemas import (
     SubscriptionOut,
     find_lone_surrogate,
 )
+from app.core.concurrency import DEFAULT_CEILING
 from app.core.ids import new_secret
-from app.core.models import RetryPolicy, Subscription
+from app.core.models import AutoPausePolicy, RateLimit, RetryPolicy, Subscription
+from app.core.redact import mask_url_credentials
 from app.core.signing import mask_secret
-from app.dispatch.guard import DestinationGuard
-from app.observability.redact import mask_url_credentials
+from app.core.subscriptions import DestinationPolicy, SubscriptionRuleError
 
 logger = logging.getLogger("hookline.api")
 
@@ -55,21 +57,62 @@ def _retry_and_dead_letter(
     return retry, dead_letter_topic
 
 
+def _concurrency(base: Subscription, fields: SubscriptionFields) -> dict[str, Any]:
+    """``max_in_flight`` (a number, or ``"auto"`` with ``max_in_flight_ceiling``) as stored:
+    ``adaptive_concurrency`` and ``max_in_flight`` (the ceiling when adaptive).
+    """
+    sent = fields.model_fields_set
+    wanted = fields.max_in_flight if "max_in_flight" in sent else None
+    ceiling = fields.max_in_flight_ceiling if "max_in_flight_ceiling" in sent else None
+    adaptive = wanted == "auto" or (wanted is None and base.adaptive_concurrency)
+    if ceiling is not None and not adaptive:
+        raise ApiError(
+            422,
+            "validation_error",
+            'max_in_flight_ceiling: only with max_in_flight: "auto"',
+            [
+                {
+                    "loc": ["body", "max_in_flight_ceiling"],
+                    "msg": "only with auto",
+                    "type": "value_error",
+                }
+            ],
+        )
+    if isinstance(wanted, int):
+        return {"max_in_flight": wanted, "adaptive_concurrency": False}
+    if not adaptive:
+        return {}
+    if ceiling is None:
+        ceiling = base.max_in_flight if base.adaptive_concurrency else DEFAULT_CEILING
+    return {"max_in_flight": ceiling, "adaptive_concurrency": True}
+
+
 def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
 def apply_fields(
-    base: Subscription, fields: SubscriptionFields, *, guard: DestinationGuard
+    base: Subscription, fields: SubscriptionFields, *, guard: DestinationPolicy
 ) -> Subscription:
     """``base`` with every field that was sent in ``fields`` applied."""
     sent = fields.model_fields_set
     changes: dict[str, Any] = {}
-    for name in ("url", "condition", "timeout_ms", "max_in_flight", "payload", "paused"):
+    for name in ("url", "condition", "timeout_ms", "payload", "paused"):
         if name in sent and (getattr(fields, name) is not None or name == "condition"):
             changes[name] = getattr(fields, name)
+    changes.update(_concurrency(base, fields))
+    if "rate_limit" in sent:
+        limit = fields.rate_limit
+        changes["rate_limit"] = None if limit is None else RateLimit(limit.per_second, limit.burst)
     if "headers" in sent:
         changes["headers"] = dict(fields.headers or {})
+    if "auto_pause" in sent:
+        policy = fields.auto_pause
+        changes["auto_pause"] = (
+            None
+            if policy is None
+            else AutoPausePolicy(policy.after_consecutive_failures, policy.after_failing_for_ms)
+        )
     if "secret" in sent and fields.secret != base.secret:
         # Setting a secret outright is not a rotation: no grace for the one it replaces.
         changes.update(secret=fields.secret, previous_secret=None, previous_secret_expires_at=None)
@@ -78,9 +121,7 @@ def apply_fields(
         changes["metadata"] = metadata.model_dump(exclude_unset=True) if metadata else {}
     retry, dead_letter_topic = _retry_and_dead_letter(base, fields)
     if dead_letter_topic is not None and dead_letter_topic == base.topic:
-        raise ApiError(
-            422, "validation_error", "dead_letter_topic: must differ from the subscription's topic"
-        )
+        raise SubscriptionRuleError("dead_letter_topic: must differ from the subscription's topic")
     if retry.max_delay_ms < retry.retry_delay_ms:
         retry = replace(retry, max_delay_ms=retry.retry_delay_ms)
     changes["retry"] = retry
@@ -88,7 +129,7 @@ def apply_fields(
     updated = base.with_changes(**changes)
     refusal = guard.check_url(updated.url)
     if refusal is not None:
-        raise ApiError(422, "blocked_destination", f"url: {refusal}")
+        raise SubscriptionRuleError(f"url: {refusal}", "blocked_destination")
     return updated
 
 
@@ -97,7 +138,7 @@ def new_subscription(
     topic: str,
     fields: SubscriptionFields,
     *,
-    guard: DestinationGuard,
+    guard: DestinationPolicy,
 ) -> Subscription:
     """A subscription built from defaults plus ``fields``.
 
@@ -110,9 +151,15 @@ def new_subscription(
     return apply_fields(base, fields, guard=guard)
 
 
-def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> SubscriptionOut:
+def to_out(
+    subscription: Subscription,
+    *,
+    reveal_secret: bool = False,
+    concurrency_window: int | None = None,
+) -> SubscriptionOut:
     """The API view; the secret is masked unless just created or rotated; a previous
-    secret is never shown, only until when it still signs.
+    secret is never shown, only until when it still signs. ``concurrency_window`` is this
+    instance's adaptive window, when it runs one.
 
     A stored subscription holding text that JSON cannot carry (a lone surrogate, saved
     before the API refused it) is shown with U+FFFD in its place, so it can still be seen
@@ -132,6 +179,15 @@ def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> Subscr
         )
         raw = _replace_surrogates(raw)
     raw["retry"] = RetryOut(**raw["retry"])
+    adaptive = raw.pop("adaptive_concurrency")
+    ceiling = subscription.max_in_flight
+    raw["max_in_flight"] = "auto" if adaptive else ceiling
+    raw["max_in_flight_ceiling"] = ceiling if adaptive else None
+    raw["concurrency"] = ConcurrencyOut(
+        mode="auto" if adaptive else "fixed",
+        window=concurrency_window if adaptive else ceiling,
+        ceiling=ceiling,
+    )
     return SubscriptionOut(**raw)
 
 

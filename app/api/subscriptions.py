@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
 from app.api.deps import RuntimeDep, require_scope
 from app.api.errors import ApiError
+from app.api.insight import with_health
 from app.api.schemas import (
     ID_PATTERN,
     ErrorOut,
@@ -24,6 +25,7 @@ from app.core.ids import new_subscription_id
 from app.core.models import Subscription
 from app.core.signing import DEFAULT_ROTATION_GRACE_MS
 from app.core.topics import TOPIC_PATTERN
+from app.runtime import Runtime
 
 router = APIRouter(
     prefix="/v1/subscriptions",
@@ -61,13 +63,14 @@ async def list_subscriptions(
 ) -> SubscriptionList:
     """All subscriptions, or those of ``topic``."""
     subs = await runtime.subscriptions.find(topic)
-    return SubscriptionList(subscriptions=[out for s in subs if (out := _listed(s)) is not None])
+    shown = [(s, out) for s in subs if (out := _listed(s, runtime)) is not None]
+    return SubscriptionList(subscriptions=await with_health(runtime, shown))
 
 
-def _listed(subscription: Subscription) -> SubscriptionOut | None:
+def _listed(subscription: Subscription, runtime: Runtime) -> SubscriptionOut | None:
     """One stored subscription that cannot be shown must not hide all the others."""
     try:
-        return to_out(subscription)
+        return _shown(subscription, runtime)
     except Exception:
         logger.exception("subscription %r cannot be shown; left out of the list", subscription.id)
         return None
@@ -75,8 +78,16 @@ def _listed(subscription: Subscription) -> SubscriptionOut | None:
 
 @router.get("/{subscription_id}", summary="Get a subscription")
 async def get_subscription(subscription_id: SubscriptionId, runtime: RuntimeDep) -> SubscriptionOut:
-    """One subscription (secret masked)."""
-    return to_out(await runtime.subscriptions.get(subscription_id))
+    """One subscription (secret masked), with its endpoint health."""
+    subscription = await runtime.subscriptions.get(subscription_id)
+    [shown] = await with_health(runtime, [(subscription, _shown(subscription, runtime))])
+    return shown
+
+
+def _shown(subscription: Subscription, runtime: Runtime) -> SubscriptionOut:
+    """The API view, with this instance's adaptive concurrency window."""
+    window = runtime.dispatcher.concurrency_window(subscription.id)
+    return to_out(subscription, concurrency_window=window)
 
 
 @router.put("/{subscription_id}", summary="Replace a subscription")

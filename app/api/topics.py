@@ -21,18 +21,17 @@ router = APIRouter(
 
 async def describe_topic(runtime: Runtime, topic: str) -> TopicOut:
     """Figures of one topic, per subscription and summed."""
-    stats = await runtime.adapter.topic_stats(topic)
-    paused = {s.id: s.paused for s in await runtime.adapter.list_subscriptions(topic)}
+    view = await runtime.topics.describe(topic)
     subs = [
         SubscriptionStatsOut(
             id=s.subscription_id,
-            paused=paused.get(s.subscription_id),
+            paused=view.paused.get(s.subscription_id),
             backlog=s.backlog,
             in_flight=s.in_flight,
             scheduled=s.scheduled,
             dlq=s.dlq,
         )
-        for s in stats.subscriptions
+        for s in view.stats.subscriptions
     ]
     return TopicOut(
         topic=topic,
@@ -40,7 +39,7 @@ async def describe_topic(runtime: Runtime, topic: str) -> TopicOut:
         backlog=sum(s.backlog for s in subs),
         in_flight=sum(s.in_flight for s in subs),
         scheduled=sum(s.scheduled for s in subs),
-        dlq_count=stats.dlq,
+        dlq_count=view.stats.dlq,
     )
 
 
@@ -58,13 +57,10 @@ async def list_topics(
     The cursor is the last topic name of the previous page, so following ``next_cursor``
     visits every topic that exists throughout exactly once, even while topics come and go.
     """
-    names = sorted(await runtime.adapter.list_topics())
-    if cursor is not None:
-        names = [n for n in names if n > cursor]
-    page = names[:limit]
-    next_cursor = page[-1] if len(names) > limit else None
+    page = await runtime.topics.page(limit, cursor)
     return TopicList(
-        topics=[await describe_topic(runtime, t) for t in page], next_cursor=next_cursor
+        topics=[await describe_topic(runtime, t) for t in page.names],
+        next_cursor=page.next_cursor,
     )
 
 

@@ -22,6 +22,7 @@ import cel
 
 from app.core.cel_check import CelCheckError, Checked, check
 from app.core.cel_syntax import CelSyntaxError, parse
+from app.core.errors import HooklineError
 
 MAX_SOURCE_CHARS = 4096
 """Longest condition accepted."""
@@ -31,10 +32,25 @@ COST_BUDGET = 100_000
 """Most loop steps a condition may take on one message (about 0.1 s of evaluation, idle)."""
 
 
-class ConditionSyntaxError(ValueError):
+class ConditionSyntaxError(HooklineError):
     """The condition is refused at save; the message says why (parser, checker or limit)."""
 
+    status = 422
+    code = "invalid_condition"
     kind = "cel_syntax"
+
+    def __init__(self, message: str) -> None:
+        """``message`` is the parser's, checker's or limit's own text, kept in ``details``."""
+        super().__init__(
+            message, details=[{"loc": ["condition"], "msg": message, "type": self.kind}]
+        )
+
+    @property
+    def message(self) -> str:
+        """The parser's text is only in ``details``; a checker's or limit's says it all."""
+        if self.kind == "cel_syntax":
+            return "condition is not valid CEL"
+        return f"condition refused: {self}"
 
 
 class ConditionTypeError(ConditionSyntaxError):

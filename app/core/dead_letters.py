@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from app.core.errors import HooklineError
 from app.core.models import Envelope, Subscription
 
 DEFAULT_MAX_DEAD_LETTER_HOPS = 3
@@ -29,16 +30,24 @@ class Hop:
     to: str
 
 
-class DeadLetterCycleError(ValueError):
+class DeadLetterCycleError(HooklineError):
     """Saving this subscription would make dead letters loop between topics (409)."""
+
+    status = 409
+    code = "dead_letter_cycle"
 
     def __init__(self, cycle: list[Hop]) -> None:
         """``cycle`` starts with the subscription being saved and ends back at its topic."""
         self.cycle = cycle
         path = " -> ".join([cycle[0].topic, *(f"{h.to} (via {h.subscription_id})" for h in cycle)])
+        hops = [
+            {"subscription_id": h.subscription_id, "topic": h.topic, "dead_letter_topic": h.to}
+            for h in cycle
+        ]
         super().__init__(
             f"dead_letter_topic {cycle[0].to!r} would loop dead letters back to "
-            f"{cycle[0].topic!r}: {path}"
+            f"{cycle[0].topic!r}: {path}",
+            details={"cycle": hops},
         )
 
 

@@ -60,6 +60,58 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoPausePolicy:
+    """When a failing endpoint pauses its subscription by itself (its messages then park).
+
+    Both conditions must hold: ``after_consecutive_failures`` failed attempts in a row
+    *and* failing for at least ``after_failing_for_ms``; a ``None`` condition is not
+    required (both ``None``: never).
+    """
+
+    after_consecutive_failures: int | None = 100
+    after_failing_for_ms: int | None = 600_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for storage and API replies."""
+        return {
+            "after_consecutive_failures": self.after_consecutive_failures,
+            "after_failing_for_ms": self.after_failing_for_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> AutoPausePolicy | None:
+        """Rebuild from :meth:`to_dict` output (``None`` stays disabled)."""
+        if raw is None:
+            return None
+        return cls(
+            after_consecutive_failures=_optional_int(raw.get("after_consecutive_failures")),
+            after_failing_for_ms=_optional_int(raw.get("after_failing_for_ms")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``per_second`` attempts a second on average, ``burst`` at once (a token bucket).
+
+    Retries count like first attempts: the cap protects the receiver, whatever the cause.
+    """
+
+    per_second: float
+    burst: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for storage and API replies."""
+        return {"per_second": self.per_second, "burst": self.burst}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> RateLimit | None:
+        """Rebuild from :meth:`to_dict` output (``None``: no limit)."""
+        if raw is None:
+            return None
+        return cls(per_second=float(raw["per_second"]), burst=int(raw.get("burst", 1)))
+
+
+@dataclass(frozen=True, slots=True)
 class Subscription:
     """A callback URL registered on a topic: the HTTP form of the engine's queue trigger.
 
@@ -85,6 +137,13 @@ class Subscription:
     updated_at: int = field(default_factory=now_ms)
     previous_secret: str | None = None
     previous_secret_expires_at: int | None = None
+    auto_pause: AutoPausePolicy | None = field(default_factory=AutoPausePolicy)
+    paused_reason: str | None = None
+    """Why the subscription was paused (``manual``, or the automatic pause's reason)."""
+    rate_limit: RateLimit | None = None
+    """Caps attempts per second (retries included); ``None``: as fast as ``max_in_flight``."""
+    adaptive_concurrency: bool = False
+    """``max_in_flight: "auto"``: an AIMD window decides, ``max_in_flight`` is its ceiling."""
 
     def with_changes(self, **changes: Any) -> Subscription:
         """A copy with some fields replaced and ``updated_at`` bumped.
@@ -134,6 +193,10 @@ class Subscription:
             "updated_at": self.updated_at,
             "previous_secret": self.previous_secret,
             "previous_secret_expires_at": self.previous_secret_expires_at,
+            "auto_pause": self.auto_pause.to_dict() if self.auto_pause else None,
+            "paused_reason": self.paused_reason,
+            "rate_limit": self.rate_limit.to_dict() if self.rate_limit else None,
+            "adaptive_concurrency": self.adaptive_concurrency,
         }
 
     @classmethod
@@ -157,6 +220,14 @@ class Subscription:
             updated_at=int(raw.get("updated_at", 0)),
             previous_secret=raw.get("previous_secret"),
             previous_secret_expires_at=_optional_int(raw.get("previous_secret_expires_at")),
+            auto_pause=(
+                AutoPausePolicy.from_dict(raw["auto_pause"])
+                if "auto_pause" in raw
+                else AutoPausePolicy()
+            ),
+            paused_reason=raw.get("paused_reason"),
+            rate_limit=RateLimit.from_dict(raw.get("rate_limit")),
+            adaptive_concurrency=bool(raw.get("adaptive_concurrency", False)),
         )
 
 
@@ -169,6 +240,8 @@ class Envelope:
     """One published message, exactly as stored and (in ``envelope`` mode) delivered.
 
     ``dead_letter`` is set only on the copy published to a ``dead_letter_topic``.
+    ``expires_at`` (epoch ms) is the message's deadline: no attempt starts after it.
+    Optional, so messages stored before deadlines existed still load.
     """
 
     id: str
@@ -179,6 +252,7 @@ class Envelope:
     traceparent: str | None = None
     baggage: str | None = None
     dead_letter: dict[str, Any] | None = None
+    expires_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for storage; optional fields are left out when empty."""
@@ -196,6 +270,8 @@ class Envelope:
             out["baggage"] = self.baggage
         if self.dead_letter is not None:
             out["dead_letter"] = self.dead_letter
+        if self.expires_at is not None:
+            out["expires_at"] = self.expires_at
         return out
 
     @classmethod
@@ -210,6 +286,7 @@ class Envelope:
             traceparent=raw.get("traceparent"),
             baggage=raw.get("baggage"),
             dead_letter=raw.get("dead_letter"),
+            expires_at=_optional_int(raw.get("expires_at")),
         )
 
 

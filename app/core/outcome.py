@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.core.models import LastError, RetryPolicy
 from app.core.retry import has_retries_left, retry_delay_ms
@@ -26,7 +26,9 @@ class SendResult:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """The receiver answered 2xx."""
+    """The receiver answered 2xx (``status``, for the attempt log)."""
+
+    status: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ def classify(result: SendResult, attempt: int, policy: RetryPolicy) -> Outcome:
     left. 429/503 with ``Retry-After`` wait that long, capped by ``max_delay_ms``.
     """
     if result.ok:
-        return Delivered()
+        return Delivered(result.status)
     error = LastError(reason=result.reason, status=result.status, body_excerpt=result.body_excerpt)
     if result.status == GONE or result.reason == BLOCKED:
         return DeadLetter(error)

@@ -5,12 +5,13 @@ A publish returns only once the adapter holds every new message, so a 202 is nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from app.adapters.base import OutgoingMessage, QueueAdapter
 from app.core.ids import new_message_id
 from app.core.models import JSON, Envelope, now_ms
+from app.core.ports import OutgoingMessage, PublishPort
 from app.core.tracing import annotate_publish, publish_span
 
 
@@ -23,6 +24,8 @@ class PublishRequest:
     headers: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     dead_letter: dict[str, object] | None = None
+    expires_at: int | None = None
+    """The deadline (epoch ms), already checked by the API (:mod:`app.core.deadlines`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +36,28 @@ class PublishResult:
     duplicate: bool
 
 
-class Publisher:
-    """Accepts messages for a topic and hands them to the adapter."""
+class PublishCounter(Protocol):
+    """Where the publisher counts what it accepted (the metrics)."""
 
-    def __init__(self, adapter: QueueAdapter, idempotency_ttl_ms: int = 86_400_000) -> None:
+    def published_messages(self, topic: str, new: int, duplicates: int) -> None:
+        """Count one publish call's new messages and idempotent repeats."""
+
+
+class Publisher:
+    """Accepts messages for a topic, hands them to the adapter and counts them."""
+
+    def __init__(
+        self,
+        adapter: PublishPort,
+        idempotency_ttl_ms: int = 86_400_000,
+        counter: PublishCounter | None = None,
+    ) -> None:
         """``idempotency_ttl_ms`` is the dedup window of ``Idempotency-Key``."""
         self._adapter = adapter
         self._idempotency_ttl_ms = idempotency_ttl_ms
+        self.on_published: Callable[[Envelope], None] | None = None
+        """Told of every stored message (the insight recorder keeps it for lookup)."""
+        self._counter = counter
 
     async def publish(
         self,
@@ -79,12 +97,16 @@ class Publisher:
                         traceparent=traceparent,
                         baggage=baggage,
                         dead_letter=request.dead_letter,
+                        expires_at=request.expires_at,
                     )
                     deliver_at = published_at + request.delay_ms if request.delay_ms else None
                     outgoing.append(OutgoingMessage(envelope, deliver_at))
                     results.append(PublishResult(message_id, duplicate=False))
                 if outgoing:
                     await self._adapter.publish(outgoing)
+                    if self.on_published is not None:
+                        for message in outgoing:
+                            self.on_published(message.envelope)
                 annotate_publish([r.id for r in results])
             except BaseException:
                 for key in claimed:
@@ -93,4 +115,7 @@ class Publisher:
                     except Exception:  # noqa: BLE001, S112 - best effort; the key expires anyway
                         continue
                 raise
+        if self._counter is not None:
+            duplicates = sum(r.duplicate for r in results)
+            self._counter.published_messages(topic, len(results) - duplicates, duplicates)
         return results

@@ -8,34 +8,73 @@ its next registry poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from app.adapters.base import QueueAdapter
 from app.core.conditions import compile_condition
 from app.core.dead_letters import DeadLetterCycleError, find_cycle
+from app.core.errors import HooklineError
 from app.core.ids import new_secret
-from app.core.models import Subscription, now_ms
+from app.core.models import LastError, Subscription, now_ms
+from app.core.ports import RegistryPort
+from app.core.redact import mask_url_credentials
 from app.core.signing import DEFAULT_ROTATION_GRACE_MS
-from app.observability.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.subscriptions")
 
-
-class SubscriptionNotFoundError(LookupError):
-    """No subscription has this id (404)."""
+PausedHook = Callable[[Subscription, LastError | None], Awaitable[None]]
 
 
-class TopicChangeError(ValueError):
+class SubscriptionNotFoundError(HooklineError):
+    """No subscription has this id (raised with the id; 404)."""
+
+    status = 404
+    code = "not_found"
+
+    @property
+    def message(self) -> str:
+        """Names the missing id."""
+        return f"no subscription {self}"
+
+
+class TopicChangeError(HooklineError):
     """A subscription's topic cannot change; create a new subscription instead (409)."""
+
+    status = 409
+    code = "conflict"
+
+
+class SubscriptionRuleError(HooklineError):
+    """A subscription breaks a rule of its own (a dead-letter topic that is its topic, a
+    destination the guard refuses); 422, with the rule's code.
+    """
+
+    status = 422
+    code = "validation_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        """``code`` replaces ``validation_error`` when the rule has its own."""
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class DestinationPolicy(Protocol):
+    """Which webhook URLs may be saved (the dispatcher's destination guard)."""
+
+    def check_url(self, url: str) -> str | None:
+        """Why ``url`` is refused, or None when it may be saved."""
 
 
 class SubscriptionService:
     """Create, change and remove subscriptions through the adapter's registry."""
 
-    def __init__(self, adapter: QueueAdapter, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, adapter: RegistryPort, on_change: Callable[[], None] | None = None) -> None:
         """``on_change`` is called after every successful change."""
         self._adapter = adapter
         self._on_change = on_change or (lambda: None)
+        self.on_paused_changed: PausedHook | None = None
+        """Awaited after a pause or resume (parking, events: :mod:`app.core.insight_service`)."""
 
     async def create(self, subscription: Subscription) -> Subscription:
         """Validate the condition and the dead-letter route, then store; raises on a
@@ -81,14 +120,23 @@ class SubscriptionService:
         logger.info("subscription deleted", extra={"subscription_id": subscription_id})
         self._on_change()
 
-    async def set_paused(self, subscription_id: str, paused: bool) -> Subscription:
-        """Pause (messages wait) or resume delivery."""
+    async def set_paused(
+        self,
+        subscription_id: str,
+        paused: bool,
+        *,
+        reason: str = "manual",
+        last_error: LastError | None = None,
+    ) -> Subscription:
+        """Pause (messages wait: they are parked) or resume delivery."""
         current = await self.get(subscription_id)
         if current.paused == paused:
             return current
-        updated = current.with_changes(paused=paused)
+        updated = current.with_changes(paused=paused, paused_reason=reason if paused else None)
         await self._adapter.update_subscription(updated)
         self._changed("paused" if paused else "resumed", updated)
+        if self.on_paused_changed is not None:
+            await self.on_paused_changed(updated, last_error)
         return updated
 
     async def rotate_secret(

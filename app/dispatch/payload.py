@@ -7,27 +7,11 @@ from collections.abc import Mapping
 
 from app import __version__
 from app.core.codec import encode_json
+from app.core.headers import RESERVED_HEADERS
 from app.core.models import Delivery, Subscription
 from app.core.signing import sign
 
 USER_AGENT = f"hookline/{__version__}"
-RESERVED_HEADERS = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "host",
-        "user-agent",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "traceparent",
-        "tracestate",
-        "baggage",
-        "transfer-encoding",
-        "connection",
-    }
-)
-"""Headers a subscription may not set: hookline owns them."""
 
 
 def build_body(subscription: Subscription, delivery: Delivery) -> bytes:

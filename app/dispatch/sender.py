@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from app.core.outcome import BLOCKED, SendResult
+from app.core.redact import redact
 from app.dispatch.guard import BlockedDestinationError
-from app.observability.redact import redact
 
 EXCERPT_CHARS = 1024
 

@@ -1,7 +1,13 @@
+# Over 350 lines on purpose: one delivery loop; its steps read best together.
 """The delivery loop of one subscription: lease, filter, sign, send, record the outcome.
 
 At most ``max_in_flight`` attempts run at once. Outcomes go back to the adapter: acks in
 batches, retries and dead letters one by one (each atomic with its ack in the adapter).
+
+An idle subscription costs nothing: the loop leases without waiting and, when nothing
+came, parks on the adapter's :meth:`~app.core.ports.QueueAdapter.wait_for_work` (woken
+when its topic or its own queue gets work) with a long, jittered safety timeout, instead
+of polling the backend a few times a second.
 """
 
 from __future__ import annotations
@@ -9,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from app.adapters.base import QueueAdapter
+from app.core.auto_pause import FailureStreak
+from app.core.concurrency import AimdWindow
 from app.core.conditions import (
     Condition,
     ConditionBudgetError,
@@ -23,25 +32,27 @@ from app.core.conditions import (
     ConditionSyntaxError,
     compile_condition,
 )
-from app.core.dead_letters import DEFAULT_MAX_DEAD_LETTER_HOPS, HOP_LIMIT_REASON, hops_so_far
+from app.core.dead_letters import HOP_LIMIT_REASON, hops_so_far
+from app.core.deadlines import EXPIRED_REASON, expired
 from app.core.ids import new_dlq_id
+from app.core.insight import AttemptRecord, MessageState, NextStep, StateMark
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
 from app.core.publisher import PublishRequest
+from app.core.rate_limit import LocalRateLimiter, RateLimiter
+from app.core.redact import mask_url_credentials
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
-from app.dispatch.condition_pool import ConditionPool
+from app.dispatch.context import DeliveryContext
 from app.dispatch.payload import build_body, build_headers
-from app.dispatch.sender import WebhookSender
-from app.observability.redact import mask_url_credentials
-
-if TYPE_CHECKING:
-    from app.core.publisher import Publisher
-    from app.dispatch.guard import DestinationGuard
-    from app.observability.metrics import DispatchMetrics
 
 logger = logging.getLogger("hookline.dispatch")
 
-RECEIVE_WAIT_MS = 500
+IDLE_WAIT_S = 60.0
+"""Longest an idle subscription sleeps between two leases when nothing woke it (a safety
+net only: work wakes it at once); jittered by a quarter either way so that thousands of
+idle subscriptions do not lease in step."""
+PARKED_POLL_S = 0.5
+"""How often an auto-paused worker looks whether it was stopped or un-tripped."""
 BUILD_ERROR_EXCERPT = 512
 _BACKOFF_MAX_S = 5.0
 
@@ -50,32 +61,50 @@ class Filtered:
     """The subscription's condition was false: acked, counted, not sent."""
 
 
+class Expired:
+    """The message's deadline passed before an attempt could start: dead-lettered, not sent."""
+
+    def __init__(self, error: LastError) -> None:
+        """``error``: the DLQ reason (``expired``) and when the deadline was."""
+        self.error = error
+
+
+OnTrip = Callable[[Subscription, str, LastError | None], Awaitable[None]]
+"""Called once when the auto-pause policy trips: pause the subscription (shared)."""
+
+NOT_ENDPOINT_FAILURES = frozenset(
+    {"condition_error", "blocked_destination", "build_error", EXPIRED_REASON}
+)
+"""Dead-letter reasons that say nothing about the endpoint: they never count toward a pause."""
+
+
 class SubscriptionWorker:
     """Delivers one subscription's messages until stopped."""
 
     def __init__(
         self,
         subscription: Subscription,
-        adapter: QueueAdapter,
-        sender: WebhookSender,
-        publisher: Publisher,
-        metrics: DispatchMetrics,
-        guard: DestinationGuard | None = None,
-        conditions: ConditionPool | None = None,
+        context: DeliveryContext,
         *,
-        max_dead_letter_hops: int = DEFAULT_MAX_DEAD_LETTER_HOPS,
+        on_trip: OnTrip | None = None,
     ) -> None:
         """Everything a delivery needs; the subscription can be swapped by :meth:`update`.
 
-        ``conditions`` evaluates conditions with comprehension macros off the event loop.
+        ``on_trip`` pauses the subscription when its auto-pause policy trips (from then on
+        this worker parks instead of retrying).
         """
-        self._adapter = adapter
-        self._sender = sender
-        self._publisher = publisher
-        self._metrics = metrics
-        self._guard = guard
-        self._max_dead_letter_hops = max_dead_letter_hops
-        self._conditions = conditions or ConditionPool()
+        self._insight = context.insight
+        self._on_trip = on_trip
+        self._streak = FailureStreak()
+        self._parking = False
+        self._trip_task: asyncio.Task[None] | None = None
+        self._adapter = context.adapter
+        self._sender = context.sender
+        self._publisher = context.publisher
+        self._metrics = context.metrics
+        self._guard = context.guard
+        self._max_dead_letter_hops = context.max_dead_letter_hops
+        self._conditions = context.conditions
         self._subscription = subscription
         self._condition: Condition | ConditionSyntaxError | None = _compile(subscription.condition)
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
@@ -84,7 +113,14 @@ class SubscriptionWorker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Future[None] | None = None
         self._ack_task: asyncio.Task[None] | None = None
+        # A backend that shares token buckets across instances (Redis) takes them itself.
+        self._limiter: RateLimiter = (
+            context.adapter if isinstance(context.adapter, RateLimiter) else LocalRateLimiter()
+        )
+        self._window: AimdWindow | None = None
+        self._follow_concurrency(subscription)
 
     @property
     def subscription(self) -> Subscription:
@@ -96,11 +132,28 @@ class SubscriptionWorker:
         """Attempts running now."""
         return len(self._tasks)
 
+    @property
+    def concurrency_window(self) -> int | None:
+        """The adaptive window in this process (``None`` unless ``max_in_flight`` is auto)."""
+        return self._window.window if self._window is not None else None
+
+    def _follow_concurrency(self, subscription: Subscription) -> None:
+        if not subscription.adaptive_concurrency:
+            self._window = None
+        elif self._window is None:
+            self._window = AimdWindow(subscription.max_in_flight)
+        else:
+            self._window.set_ceiling(subscription.max_in_flight)
+        if self._window is not None:
+            self._metrics.concurrency_window(subscription, self._window.window)
+
     def update(self, subscription: Subscription) -> None:
         """Take a changed definition (URL, retry policy, condition...) from the next lease on."""
         if subscription.condition != self._subscription.condition:
             self._condition = _compile(subscription.condition)
         self._subscription = subscription
+        self._follow_concurrency(subscription)
+        self._slot_freed.set()  # a wider window or a lifted limit may free slots at once
 
     def start(self) -> None:
         """Start the receive loop and the ack flusher."""
@@ -116,6 +169,8 @@ class SubscriptionWorker:
         """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
         self._stopping.set()
         self._slot_freed.set()
+        if self._idle_task is not None:
+            self._idle_task.cancel()  # wait_for_work is cancel-safe: it holds no lease
         if self._loop_task is not None:
             await self._loop_task
         if self._tasks:
@@ -140,13 +195,20 @@ class SubscriptionWorker:
     async def _receive_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            if self._parking:  # auto-paused: lease nothing more until stopped or un-tripped
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), PARKED_POLL_S)
+                continue
             free = self._slots() - len(self._tasks)
             if free <= 0:
                 await self._slot_or_stop()
                 continue
             try:
-                deliveries = await self._adapter.receive(self._subscription, free, RECEIVE_WAIT_MS)
+                deliveries = await self._adapter.receive(self._subscription, free, 0)
                 failures = 0
+                if not deliveries:
+                    await self._idle()
+                    continue
             except Exception as exc:  # noqa: BLE001 - the loop must survive backend outages
                 failures += 1
                 delay = min(_BACKOFF_MAX_S, 0.1 * 2**failures)
@@ -167,6 +229,22 @@ class SubscriptionWorker:
                 self._tasks[task] = delivery
                 task.add_done_callback(self._forget)
 
+    async def _idle(self) -> None:
+        """Park until the adapter says there may be work, the safety timeout, or a stop."""
+        if self._stopping.is_set():
+            return  # stop() cancels a wait it can see; one not yet begun must not begin
+        timeout = IDLE_WAIT_S * random.uniform(0.75, 1.25)
+        self._idle_task = asyncio.ensure_future(
+            self._adapter.wait_for_work(self._subscription, timeout)
+        )
+        try:
+            await self._idle_task
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+        finally:
+            self._idle_task = None
+
     async def _slot_or_stop(self) -> None:
         """Wait until an attempt ends or :meth:`stop` is called.
 
@@ -185,9 +263,18 @@ class SubscriptionWorker:
 
     def _slots(self) -> int:
         """Attempts worth leasing at once: never more than can be on the wire together
-        (the destination's connection budget), so no lease ages waiting for a connection.
+        (the destination's connection budget, the adaptive window), so no lease ages
+        waiting for a connection; under a rate limit, no more than about a second's worth
+        of tokens, so no lease ages waiting for its token.
         """
-        return min(self._subscription.max_in_flight, self._sender.max_connections_per_destination)
+        subscription = self._subscription
+        slots = min(subscription.max_in_flight, self._sender.max_connections_per_destination)
+        if self._window is not None:
+            slots = min(slots, self._window.window)
+        limit = subscription.rate_limit
+        if limit is not None:
+            slots = min(slots, limit.burst + math.ceil(limit.per_second))
+        return max(1, slots)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
@@ -207,11 +294,127 @@ class SubscriptionWorker:
 
     async def _deliver(self, delivery: Delivery) -> None:
         subscription = self._subscription
-        outcome = await self._attempt(subscription, delivery)
+        if self._parking:
+            await self._park(subscription, delivery, None)
+            return
+        started = now_ms()
+        clock = time.perf_counter()
+        self._mark(delivery, "in_flight", started)
+        outcome = _within_deadline(delivery, await self._attempt(subscription, delivery))
+        duration_ms = (time.perf_counter() - clock) * 1000
+        if self._parking and _endpoint_failure(outcome):
+            await self._park(subscription, delivery, (outcome, started, duration_ms))
+            return
         await self._record(subscription, delivery, outcome)
+        self._observe(subscription, delivery, outcome, started, duration_ms)
 
-    async def _attempt(self, subscription: Subscription, delivery: Delivery) -> Outcome | Filtered:
+    # -- insight and auto-pause ------------------------------------------------------------
+
+    def _mark(self, delivery: Delivery, state: MessageState, at: int) -> None:
+        if self._insight is not None:
+            message = delivery.message
+            self._insight.mark(
+                StateMark(message.id, message.topic, self.sub_id, state, at, delivery.attempt)
+            )
+
+    def _observe(
+        self,
+        subscription: Subscription,
+        delivery: Delivery,
+        outcome: Outcome | Filtered | Expired,
+        started: int,
+        duration_ms: float,
+    ) -> None:
+        """Record the attempt and follow the failure streak (may trip the auto-pause)."""
+        if isinstance(outcome, Filtered):
+            self._mark(delivery, "filtered", now_ms())
+            return
+        if isinstance(outcome, Expired):
+            self._mark(delivery, "dead_lettered", now_ms())
+            return
+        step: NextStep
+        if isinstance(outcome, Delivered):
+            step = "delivered"
+        elif isinstance(outcome, RetryLater):
+            step = "scheduled"
+        else:
+            step = "dead_lettered"
+        self._log_attempt(delivery, outcome, started, duration_ms, step)
+        if isinstance(outcome, Delivered):
+            self._streak.success()
+        elif _endpoint_failure(outcome):
+            self._streak.failure(started, outcome.error)
+            reason = self._streak.tripped(subscription.auto_pause, now_ms())
+            if reason is not None and self._on_trip is not None and not self._parking:
+                self._parking = True
+                self._trip_task = asyncio.create_task(
+                    self._trip(subscription, reason, self._streak.last_error)
+                )
+
+    def _log_attempt(
+        self,
+        delivery: Delivery,
+        outcome: Outcome,
+        started: int,
+        duration_ms: float,
+        step: NextStep,
+    ) -> None:
+        if self._insight is None:
+            return
+        status = outcome.status if isinstance(outcome, Delivered) else outcome.error.status
+        reason = "delivered" if isinstance(outcome, Delivered) else outcome.error.reason
+        excerpt = None if isinstance(outcome, Delivered) else outcome.error.body_excerpt
         message = delivery.message
+        self._insight.attempt(
+            AttemptRecord(
+                message_id=message.id,
+                topic=message.topic,
+                subscription_id=self.sub_id,
+                attempt=delivery.attempt,
+                started_at=started,
+                duration_ms=duration_ms,
+                status=status,
+                reason=reason,
+                next_step=step,
+                response_excerpt=excerpt,
+                next_attempt_at=now_ms() + outcome.delay_ms
+                if isinstance(outcome, RetryLater)
+                else None,
+            )
+        )
+
+    async def _trip(self, subscription: Subscription, reason: str, error: LastError | None) -> None:
+        if self._on_trip is None:
+            return
+        try:
+            await self._on_trip(subscription, reason, error)
+        except Exception as exc:  # noqa: BLE001 - deliver on (and count again) if it failed
+            logger.warning(
+                "automatic pause failed: %s", exc, extra={"subscription_id": self.sub_id}
+            )
+            self._parking = False
+            self._streak = FailureStreak()
+
+    async def _park(
+        self,
+        subscription: Subscription,
+        delivery: Delivery,
+        tried: tuple[Outcome | Filtered | Expired, int, float] | None,
+    ) -> None:
+        """Auto-paused: hand the lease back untried (kept, not retried, not dead-lettered)."""
+        await self._safely(self._adapter.release([delivery]))
+        self._metrics.parked(subscription)
+        if tried is not None and not isinstance(tried[0], Filtered | Expired):
+            self._log_attempt(delivery, tried[0], tried[1], tried[2], "parked")
+        else:
+            self._mark(delivery, "parked", now_ms())
+
+    async def _attempt(
+        self, subscription: Subscription, delivery: Delivery
+    ) -> Outcome | Filtered | Expired:
+        message = delivery.message
+        if expired(message.expires_at, now_ms()):
+            return _expired(delivery, "before attempt")
         if self._condition is not None:
             try:
                 if not await self._matches(self._condition, delivery):
@@ -224,6 +427,10 @@ class SubscriptionWorker:
             refusal = await self._guard.check(subscription.url)
             if refusal is not None:
                 return DeadLetter(LastError(reason="blocked_destination", body_excerpt=refusal))
+        if subscription.rate_limit is not None:
+            await self._wait_for_token(subscription)
+            if expired(message.expires_at, now_ms()):
+                return _expired(delivery, "while waiting for the rate limit")
         with delivery_span(
             message.topic,
             message.id,
@@ -237,9 +444,14 @@ class SubscriptionWorker:
                 headers = build_headers(subscription, delivery, body, trace_headers)
             except Exception as exc:  # noqa: BLE001 - a message that can never be sent
                 return self._unbuildable(span, subscription, delivery, exc)
+            window = self._window
+            ticket = window.ticket() if window is not None else 0
             result = await self._sender.send(
                 subscription.url, body, headers, subscription.timeout_ms
             )
+            if window is not None and window.record(ticket, result, subscription.timeout_ms / 2):
+                self._metrics.concurrency_window(subscription, window.window)
+                self._slot_freed.set()
             if span.is_recording():
                 annotate_attempt(
                     span,
@@ -250,6 +462,30 @@ class SubscriptionWorker:
                 )
         self._metrics.attempt(subscription, result)
         return classify(result, delivery.attempt, subscription.retry)
+
+    async def _wait_for_token(self, subscription: Subscription) -> None:
+        """Wait until the subscription's rate limit lets an attempt start.
+
+        A backend outage must not stop delivery: the bucket is then this process's own.
+        """
+        limit = subscription.rate_limit
+        if limit is None:
+            return
+        try:
+            wait_ms = await self._limiter.acquire(
+                subscription.id, subscription.topic, limit.per_second, limit.burst
+            )
+        except Exception as exc:  # noqa: BLE001 - fall back to a local bucket
+            logger.warning(
+                "shared rate limit unavailable (%s)", exc, extra={"subscription_id": self.sub_id}
+            )
+            self._limiter = LocalRateLimiter()
+            wait_ms = await self._limiter.acquire(
+                subscription.id, subscription.topic, limit.per_second, limit.burst
+            )
+        if wait_ms > 0:
+            self._metrics.rate_limited(subscription, wait_ms)
+            await asyncio.sleep(wait_ms / 1000)  # the token this attempt paid for is due then
 
     async def _matches(
         self, condition: Condition | ConditionSyntaxError, delivery: Delivery
@@ -287,9 +523,11 @@ class SubscriptionWorker:
         return DeadLetter(LastError(reason="build_error", body_excerpt=safe))
 
     async def _record(
-        self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered
+        self, subscription: Subscription, delivery: Delivery, outcome: Outcome | Filtered | Expired
     ) -> None:
-        if isinstance(outcome, Filtered):
+        if isinstance(outcome, Expired):
+            await self._dead_letter(subscription, delivery, outcome.error)
+        elif isinstance(outcome, Filtered):
             self._metrics.filtered(subscription)
             self._ack(delivery)
         elif isinstance(outcome, Delivered):
@@ -345,6 +583,8 @@ class SubscriptionWorker:
                 return  # lease not ended: a durable adapter redelivers it
         if await self._settled(self._adapter.dead_letter(delivery, entry)):
             self._metrics.dead_lettered(subscription, error.reason)
+            if error.reason == EXPIRED_REASON:
+                self._metrics.expired(subscription)
             logger.warning(
                 "message dead-lettered: %s",
                 error.reason,
@@ -381,6 +621,36 @@ class SubscriptionWorker:
         if not ours:
             logger.debug("lease lost: outcome not recorded", extra={"subscription_id": self.sub_id})
         return ours
+
+
+def _endpoint_failure(outcome: Outcome | Filtered | Expired) -> bool:
+    """An attempt the endpoint failed (not a condition, a refusal or an unbuildable body)."""
+    if isinstance(outcome, Filtered | Delivered | Expired):
+        return False
+    return outcome.error.reason not in NOT_ENDPOINT_FAILURES
+
+
+def _expired(delivery: Delivery, when: str) -> Expired:
+    """The dead letter of a message whose deadline passed before attempt ``delivery.attempt``."""
+    note = f"deadline {delivery.message.expires_at} passed {when} {delivery.attempt}"
+    return Expired(LastError(reason=EXPIRED_REASON, body_excerpt=note))
+
+
+def _within_deadline(
+    delivery: Delivery, outcome: Outcome | Filtered | Expired
+) -> Outcome | Filtered | Expired:
+    """No retry is scheduled past the deadline: such a retry dead-letters ``expired`` now,
+    keeping the failed attempt's status and excerpt.
+    """
+    deadline = delivery.message.expires_at
+    if not isinstance(outcome, RetryLater) or deadline is None:
+        return outcome
+    if now_ms() + outcome.delay_ms < deadline:
+        return outcome
+    error = outcome.error
+    note = f"no retry after attempt {delivery.attempt}: the next would start after the deadline"
+    excerpt = f"{note}; last failure {error.reason}: {error.body_excerpt or ''}".rstrip(": ")
+    return DeadLetter(LastError(EXPIRED_REASON, error.status, excerpt[:BUILD_ERROR_EXCERPT]))
 
 
 def _hop_limit_error(error: LastError, dead_letter_topic: str, hops: int) -> LastError:

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
-from app.observability.redact import redact
+from app.core.redact import redact
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 

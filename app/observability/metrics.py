@@ -14,9 +14,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from app.adapters.base import QueueAdapter
 from app.core.models import Delivery, Subscription, now_ms
 from app.core.outcome import SendResult
+from app.core.ports import QueueAdapter
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -113,6 +113,47 @@ class DispatchMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.transitions = Counter(
+            "hookline_subscription_transitions",
+            "Subscriptions paused (automatically or by hand) and resumed",
+            ["topic", "subscription", "transition"],
+            registry=r,
+        )
+        self.parked_total = Counter(
+            "hookline_parked",
+            "Deliveries parked (handed back untried) by an automatic pause",
+            ["topic", "subscription"],
+            registry=r,
+        )
+        self.expired_total = Counter(
+            "hookline_expired",
+            "Messages dead-lettered because their deadline (expires_at/ttl_ms) passed",
+            ["topic", "subscription"],
+            registry=r,
+        )
+        self.rate_limited_waits = Counter(
+            "hookline_rate_limited_waits",
+            "Attempts that waited for a token of their subscription's rate limit",
+            ["topic", "subscription"],
+            registry=r,
+        )
+        self.rate_limited_seconds = Counter(
+            "hookline_rate_limited_wait_seconds",
+            "Time attempts spent waiting for rate-limit tokens",
+            ["topic", "subscription"],
+            registry=r,
+        )
+        self.window = Gauge(
+            "hookline_concurrency_window",
+            "Adaptive concurrency window (max_in_flight: auto) in this process",
+            ["subscription"],
+            registry=r,
+        )
+        self.insight_dropped = Counter(
+            "hookline_insight_facts_dropped",
+            "Insight facts (messages, states, attempts) lost: the store failed or lagged",
+            registry=r,
+        )
         labels = ["topic", "subscription"]
         self.backlog = Gauge("hookline_backlog", "Messages waiting", labels, registry=r)
         self.in_flight = Gauge("hookline_in_flight", "Attempts leased now", labels, registry=r)
@@ -126,6 +167,11 @@ class DispatchMetrics:
             self.filtered_total,
             self.attempt_seconds,
             self.end_to_end_seconds,
+            self.transitions,
+            self.parked_total,
+            self.expired_total,
+            self.rate_limited_waits,
+            self.rate_limited_seconds,
         ]
 
     def published_messages(self, topic: str, new: int, duplicates: int) -> None:
@@ -149,6 +195,9 @@ class DispatchMetrics:
             return
         self._subscriptions.admitted -= gone
         self._children.clear()
+        for (label,) in _label_sets(self.window):
+            if label in gone:
+                self.window.remove(label)
         for family in self._by_subscription:
             for labels in _label_sets(family):
                 if len(labels) > 1 and labels[1] in gone:
@@ -198,6 +247,31 @@ class DispatchMetrics:
     def filtered(self, subscription: Subscription) -> None:
         """A condition said no."""
         self._child(self.filtered_total, subscription).inc()
+
+    def transition(self, subscription: Subscription, transition: str) -> None:
+        """``auto_paused``, ``paused`` or ``resumed``."""
+        self._child(self.transitions, subscription, transition).inc()
+
+    def parked(self, subscription: Subscription) -> None:
+        """An automatic pause handed a delivery back untried."""
+        self._child(self.parked_total, subscription).inc()
+
+    def expired(self, subscription: Subscription) -> None:
+        """A message's deadline passed before it could be delivered."""
+        self._child(self.expired_total, subscription).inc()
+
+    def rate_limited(self, subscription: Subscription, wait_ms: int) -> None:
+        """An attempt waits ``wait_ms`` for a token of its subscription's rate limit."""
+        self._child(self.rate_limited_waits, subscription).inc()
+        self._child(self.rate_limited_seconds, subscription).inc(wait_ms / 1000)
+
+    def concurrency_window(self, subscription: Subscription, window: int) -> None:
+        """The adaptive window changed (subscriptions past the label budget share a series)."""
+        self.window.labels(self._subscriptions.label(subscription.id)).set(window)
+
+    def insight_facts_dropped(self, count: int) -> None:
+        """The insight store lost ``count`` facts."""
+        self.insight_dropped.inc(count)
 
     async def render(self, adapter: QueueAdapter, subscriptions: Iterable[Subscription]) -> bytes:
         """Refresh the per-subscription gauges from the adapter, then the exposition text.

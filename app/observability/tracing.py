@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from app import __version__
-from app.config import ConfigError
+from app.core.errors import ConfigError
 from app.core.tracing import tracing_enabled
 
 OTLP_EXPORTERS = {

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.adapters.base import QueueAdapter
+from app.core.ports import QueueAdapter
 from tests.backends import ADAPTER_KINDS, open_adapter
 
 

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from app.adapters.base import QueueAdapter, SubscriptionExistsError
+from app.core.errors import SubscriptionExistsError
 from app.core.ids import new_message_id
 from app.core.models import DlqEntry, LastError, now_ms
+from app.core.ports import QueueAdapter
 from tests.adapter_helpers import dlq_entry, make_msg, make_sub, publish, receive_n
 from tests.backends import unique
 

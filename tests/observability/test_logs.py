@@ -113,7 +113,8 @@ async def test_text_lines_carry_the_same_fields(captured: io.StringIO, receiver:
     assert f"subscription_id={sub_id}" in dead
     assert f"trace_id={CALLER_TRACE}" in dead
     assert "url=http://alice:***@127.0.0.1:" in dead
-    assert sum(f"subscription_id={sub_id}" in line for line in text.splitlines()) == 7
+    # Six registry changes, the pause and resume transitions (hookline.insight), one dead letter.
+    assert sum(f"subscription_id={sub_id}" in line for line in text.splitlines()) == 9
     assert PASSWORD not in text
     assert SECRET not in text
     assert rotated_secret not in text

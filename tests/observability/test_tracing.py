@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from app.config import ConfigError
+from app.core.errors import ConfigError
 from app.observability.tracing import build_tracer_provider, exporter_names
 from tests.backends import unique
 from tests.harness import eventually, running_hookline

@@ -6,8 +6,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from app.adapters.base import QueueAdapter
 from app.core.models import Delivery, DlqEntry, Subscription
+from app.core.ports import QueueAdapter
 from tests.adapter_helpers import dlq_entry as shared_dlq_entry
 from tests.adapter_helpers import make_msg, make_sub, publish
 from tests.adapter_helpers import receive_n as shared_receive_n

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from app.adapters.factory import build_adapter
-from app.adapters.rabbitmq import RabbitMQAdapter, RabbitMQConfigError, RabbitMQSettings
-from app.config import ConfigError
-from app.observability.redact import mask_url_credentials
+from app.adapters.kit.settings import parse_settings
+from app.adapters.rabbitmq import RabbitMQAdapter, RabbitMQSettings
+from app.core.errors import ConfigError
+from app.core.redact import mask_url_credentials
 
 
 def test_defaults_and_overrides() -> None:
-    config = RabbitMQSettings.from_mapping(
-        {"amqp_url": "amqp://u:p@h:5672/v", "queue_type": "quorum"}
+    config = parse_settings(
+        RabbitMQSettings, {"amqp_url": "amqp://u:p@h:5672/v", "queue_type": "quorum"}
     )
     assert config.queue_type == "quorum"
     assert config.prefix == "hookline"
@@ -36,8 +37,8 @@ def test_defaults_and_overrides() -> None:
     ],
 )
 def test_bad_values_name_the_key_in_one_line(raw: dict[str, object], key: str) -> None:
-    with pytest.raises(RabbitMQConfigError) as caught:
-        RabbitMQSettings.from_mapping(raw)
+    with pytest.raises(ConfigError) as caught:
+        build_adapter("modules::queue::RabbitMQAdapter", raw)
     message = str(caught.value)
     assert message.startswith(f"adapter.config.{key}:")
     assert "\n" not in message
@@ -45,7 +46,8 @@ def test_bad_values_name_the_key_in_one_line(raw: dict[str, object], key: str) -
 
 
 def test_a_global_redis_url_is_not_a_typo() -> None:
-    assert RabbitMQSettings.from_mapping({"redis_url": "redis://x"}).amqp_url.startswith("amqp://")
+    settings = parse_settings(RabbitMQSettings, {"redis_url": "redis://x", "url": "amqp://h/"})
+    assert settings.amqp_url == "amqp://h/"
 
 
 def test_passwords_never_reach_logs() -> None:

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.adapters.base import QueueAdapter
 from app.adapters.rabbitmq import RabbitMQAdapter
+from app.core.ports import QueueAdapter
 from tests.backend_rabbitmq import isolated_rabbitmq_config
 from tests.backends import AMQP_URL, require_backend
 from tests.contract import test_adapter_contract as contract

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from app.adapters.base import SubscriptionExistsError
 from app.adapters.rabbitmq import RabbitMQAdapter
+from app.core.errors import SubscriptionExistsError
 from app.core.ids import new_message_id
 from tests.backends import unique
 from tests.rabbitmq.conftest import OpenAdapter

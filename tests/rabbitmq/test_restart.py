@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.rabbitmq import RabbitMQAdapter
+from app.core.errors import BackendUnavailableError
 from app.core.models import now_ms
 from tests.backends import unique
 from tests.rabbitmq.conftest import opener

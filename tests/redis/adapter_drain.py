@@ -12,8 +12,8 @@ import asyncio
 import sys
 import time
 
-from app.adapters.base import OutgoingMessage
 from app.adapters.redis import RedisAdapter
+from app.core.ports import OutgoingMessage
 from tests.backend_redis import isolated_redis_config
 from tests.backends import REDIS_URL
 from tests.redis.helpers import make_msg, make_sub

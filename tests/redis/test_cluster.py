@@ -14,9 +14,9 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from app.adapters.base import QueueAdapter
 from app.adapters.redis import RedisAdapter
 from app.core.models import now_ms
+from app.core.ports import QueueAdapter
 from tests.backend_redis import isolated_redis_config
 from tests.contract import test_adapter_contract as contract
 from tests.redis.helpers import dlq_entry, make_msg, make_sub, publish, receive_n

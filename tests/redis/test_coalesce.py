@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from redis import exceptions as rexc
 
-from app.adapters.base import OutgoingMessage
+from app.adapters.kit.settings import parse_settings
 from app.adapters.redis.coalesce import ScriptCoalescer
 from app.adapters.redis.connection import LuaScript, RedisConnection
 from app.adapters.redis.settings import RedisSettings
+from app.core.ports import OutgoingMessage
 from tests.adapter_helpers import make_msg, make_sub
 from tests.redis.conftest import OpenAdapter
 
@@ -22,7 +23,7 @@ INCR = LuaScript("test-incr", "return redis.call('INCR', KEYS[1])")
 @pytest.fixture
 async def connection(redis_config: dict[str, Any]) -> AsyncIterator[RedisConnection]:
     """A connection to the test Redis (keys under the test's own prefix)."""
-    conn = RedisConnection(RedisSettings.from_config(redis_config))
+    conn = RedisConnection(parse_settings(RedisSettings, redis_config))
     try:
         yield conn
     finally:

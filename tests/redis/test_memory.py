@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from app.adapters.base import CapacityExceededError
 from app.adapters.redis import RedisAdapter
+from app.core.errors import CapacityExceededError
 from app.core.models import Delivery, now_ms
 from tests.backends import unique
 from tests.redis.helpers import make_msg, make_sub, publish, receive_n

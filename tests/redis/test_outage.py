@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.redis import RedisAdapter
+from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, now_ms
 from tests.backends import unique
 from tests.redis.helpers import make_msg, make_sub, publish, receive_n

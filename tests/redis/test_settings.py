@@ -5,15 +5,19 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
+from app.adapters.kit.settings import parse_settings
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.settings import RedisSettings
-from app.observability.redact import mask_url_credentials
+from app.config import adapter_settings
+from app.core.errors import ConfigError
+from app.core.redact import mask_url_credentials
 
 
 def test_defaults_and_values_from_yaml_or_env_strings() -> None:
-    assert RedisSettings.from_config({}) == RedisSettings()
-    settings = RedisSettings.from_config(
-        {"redis_url": "redis://h:1/2", "cluster": "true", "visibility_timeout_ms": "60000"}
+    assert parse_settings(RedisSettings, {}) == RedisSettings()
+    settings = parse_settings(
+        RedisSettings,
+        {"redis_url": "redis://h:1/2", "cluster": "true", "visibility_timeout_ms": "60000"},
     )
     assert settings.cluster is True
     assert settings.visibility_timeout_ms == 60_000
@@ -26,16 +30,19 @@ def test_defaults_and_values_from_yaml_or_env_strings() -> None:
         ({"cluster": "maybe"}, "cluster"),
         ({"visibility_timeout_ms": "soon"}, "visibility_timeout_ms"),
         ({"visibility_timeout_ms": 0}, "visibility_timeout_ms"),
+        ({"visibility_timeout_ms": True}, "visibility_timeout_ms"),
         ({"redis_url": "http://x"}, "redis_url"),
         ({"key_prefix": "has space"}, "key_prefix"),
     ],
 )
 def test_a_bad_key_fails_with_one_line_naming_it(config: dict[str, object], names: str) -> None:
-    with pytest.raises(ValueError) as raised:
-        RedisSettings.from_config(config)
+    with pytest.raises(ConfigError) as raised:
+        parse_settings(RedisSettings, config)
     message = str(raised.value)
-    assert names in message
+    assert message.startswith(f"adapter.config.{names}:")
     assert "\n" not in message
+    with pytest.raises(ConfigError, match=f"^adapter.config.{names}:"):
+        adapter_settings("modules::queue::RedisAdapter", config)
 
 
 def test_visibility_never_undercuts_the_delivery_timeout() -> None:

@@ -14,7 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config import SCOPES, ConfigError, LimitSettings, Settings, load_settings
+from app.config import SCOPES, LimitSettings, Settings, load_settings
+from app.core.errors import ConfigError
 
 LIMIT_BOUNDS = {
     name: (field.metadata[0].ge, field.metadata[1].le if len(field.metadata) > 1 else 10**15)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from app.adapters.base import DlqPage
 from app.core.models import DlqEntry
+from app.core.ports import DlqPage
 
 
 @dataclass(frozen=True, slots=True)

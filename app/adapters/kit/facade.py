@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from app.adapters.base import DlqPage
 from app.core.models import Delivery, DlqEntry, Subscription
+from app.core.ports import DlqPage
 
 
 class LeaseStore(Protocol):
@@ -19,45 +19,48 @@ class LeaseStore(Protocol):
     async def receive(
         self, subscription: Subscription, max_count: int, wait_ms: int
     ) -> list[Delivery]:
-        """See :meth:`app.adapters.base.QueueAdapter.receive`."""
+        """See :meth:`app.core.ports.QueueAdapter.receive`."""
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """See :meth:`app.core.ports.QueueAdapter.wait_for_work`."""
 
     async def ack(self, deliveries: Sequence[Delivery]) -> bool:
-        """See :meth:`app.adapters.base.QueueAdapter.ack`."""
+        """See :meth:`app.core.ports.QueueAdapter.ack`."""
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
-        """See :meth:`app.adapters.base.QueueAdapter.retry_at`."""
+        """See :meth:`app.core.ports.QueueAdapter.retry_at`."""
 
     async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
-        """See :meth:`app.adapters.base.QueueAdapter.dead_letter`."""
+        """See :meth:`app.core.ports.QueueAdapter.dead_letter`."""
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """See :meth:`app.adapters.base.QueueAdapter.release`."""
+        """See :meth:`app.core.ports.QueueAdapter.release`."""
 
 
 class DlqStore(Protocol):
     """The DLQ of every topic (``dlq.py`` of each broker package)."""
 
     async def count(self, topic: str, subscription_id: str | None) -> int:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_count`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_count`."""
 
     async def page(
         self, topic: str, subscription_id: str | None, limit: int, cursor: str | None
     ) -> DlqPage:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_list`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_list`."""
 
     async def redrive(
         self, topic: str, subscription_id: str | None, ids: Sequence[str] | None
     ) -> int:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_redrive`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_redrive`."""
 
     async def purge(
         self, topic: str, subscription_id: str | None, ids: Sequence[str] | None
     ) -> int:
-        """See :meth:`app.adapters.base.QueueAdapter.dlq_purge`."""
+        """See :meth:`app.core.ports.QueueAdapter.dlq_purge`."""
 
 
 class BrokerFacade:
-    """``receive``/``ack``/``retry_at``/``dead_letter``/``release`` and ``dlq_*``, delegated."""
+    """``receive``, ``wait_for_work``, the lease-ending calls and ``dlq_*``, delegated."""
 
     leases: LeaseStore
     dlq: DlqStore
@@ -67,6 +70,10 @@ class BrokerFacade:
     ) -> list[Delivery]:
         """Lease up to ``max_count`` copies, waiting at most ``wait_ms`` for the first."""
         return await self.leases.receive(subscription, max_count, wait_ms)
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Return when the subscription may have work, or after ``timeout_s``."""
+        await self.leases.wait_for_work(subscription, timeout_s)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> bool:
         """End leases for good; False if one had ended already."""

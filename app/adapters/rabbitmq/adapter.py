@@ -1,4 +1,4 @@
-"""RabbitMQ implementation of :class:`app.adapters.base.QueueAdapter` (aio-pika).
+"""RabbitMQ implementation of :class:`app.core.ports.QueueAdapter` (aio-pika).
 
 Topology (``<p>`` = the configured prefix; see ``docs/rabbitmq.md``):
 
@@ -29,23 +29,22 @@ from typing import Any
 
 import aiormq
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
+from app.adapters.kit.codec import encode_envelope
 from app.adapters.kit.facade import BrokerFacade
-from app.adapters.rabbitmq import delay
+from app.adapters.kit.settings import parse_settings
+from app.adapters.rabbitmq import codec, delay
 from app.adapters.rabbitmq.connection import (
     BROKER_ERRORS,
     UNAVAILABLE,
     BrokerConnection,
+    Outbound,
     Session,
     unavailable,
 )
 from app.adapters.rabbitmq.consumers import HOUSEKEEPING_S, Consumers
 from app.adapters.rabbitmq.dlq import DeadLetterStore
 from app.adapters.rabbitmq.idempotency import IdempotencyKeys
+from app.adapters.rabbitmq.insight import StreamInsightStore
 from app.adapters.rabbitmq.leases import Leases
 from app.adapters.rabbitmq.names import LADDER_BITS, NameSpace
 from app.adapters.rabbitmq.publishing import MessageWriter
@@ -57,7 +56,10 @@ from app.adapters.rabbitmq.topology import (
     declare_exchanges,
     declare_subscription_queue,
 )
-from app.core.models import Subscription, TopicStats
+from app.core.errors import BackendUnavailableError, SubscriptionExistsError
+from app.core.insight import InsightSettings
+from app.core.models import Envelope, Subscription, TopicStats
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.rabbitmq")
 
@@ -85,11 +87,12 @@ class RabbitMQAdapter(BrokerFacade):
         )
         self.writer = MessageWriter(self.connection, self.names)
         self._housekeeping: asyncio.Task[None] | None = None
+        self.insight: StreamInsightStore | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RabbitMQAdapter:
         """Build from the ``config:`` block of config.yaml (raises one clear error if bad)."""
-        return cls(RabbitMQSettings.from_mapping(config))
+        return cls(parse_settings(RabbitMQSettings, config))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -131,6 +134,8 @@ class RabbitMQAdapter(BrokerFacade):
         await self.registry.log.attach(session)
         await self.keys.log.attach(session)
         await self.registry.log.catch_up(session)
+        if self.insight is not None:
+            await self.insight.attach(session)
         for registered in self.registry.all():
             try:
                 admin = await session.admin_channel()
@@ -145,6 +150,8 @@ class RabbitMQAdapter(BrokerFacade):
         """Everything bound to the dead connections is void; the broker requeued it."""
         self.registry.log.detach()
         self.keys.log.detach()
+        if self.insight is not None:
+            self.insight.detach()
         self.consumers.forget_all()
 
     async def _housekeep(self) -> None:
@@ -213,6 +220,10 @@ class RabbitMQAdapter(BrokerFacade):
             if topic is None or r.subscription.topic == topic
         ]
 
+    async def registry_version(self) -> str:
+        """How many registry events this instance applied (it follows the stream live)."""
+        return str(self.registry.version)
+
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Record the deletion, then delete the queue (its pending messages go with it)."""
         session = await self.connection.session()
@@ -239,6 +250,38 @@ class RabbitMQAdapter(BrokerFacade):
         session = self.connection.current
         if live and session is not None:
             self.consumers.spawn(self._delete_queue(session, registered.queue))
+
+    # -- delivery insight, parking, resend ------------------------------------------------
+
+    def insight_store(self, settings: InsightSettings) -> StreamInsightStore:
+        """Insight on the ``<prefix>.insight`` stream, followed by every instance."""
+        if self.insight is None:
+            self.insight = StreamInsightStore(self.connection, self.names.insight, settings)
+        return self.insight
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """Publish a fresh copy (attempt 1) straight to the subscription's queue."""
+        registered = self.registry.get(subscription.id)
+        if registered is None:
+            return
+        session = await self.connection.session()
+        headers = codec.copy_headers(1)
+        message = Outbound(
+            self.names.direct,
+            registered.queue,
+            encode_envelope(envelope),
+            codec.properties(headers),
+        )
+        try:
+            await session.publish(message)
+        except aiormq.exceptions.PublishError:
+            return  # the queue was deleted meanwhile: nobody to resend to
+
+    async def park_scheduled(self, subscription: Subscription) -> int:  # noqa: ARG002
+        """0: retries wait in the shared TTL ladder, which cannot be searched per
+        subscription; each joins the paused (parked) queue when it comes due.
+        """
+        return 0
 
     # -- idempotency ----------------------------------------------------------------------
 
@@ -287,7 +330,7 @@ class RabbitMQAdapter(BrokerFacade):
         queues = [r.queue for r in self.registry.all()]
         queues += [self.names.dlq(t) for t in self.registry.dlq_topics]
         queues += [self.names.ladder_queue(bit) for bit in range(LADDER_BITS)]
-        queues += [self.names.registry, self.names.idempotency]
+        queues += [self.names.registry, self.names.idempotency, self.names.insight]
         for queue in queues:
             await channel.queue_delete(queue)
         for bit in range(LADDER_BITS):

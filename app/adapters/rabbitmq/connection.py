@@ -1,3 +1,4 @@
+# Over 350 lines on purpose: connection, sessions, reconnection: one lifecycle.
 """Staying connected: two AMQP connections, rebuilt in the background after any loss.
 
 Publishing and consuming use separate connections, as RabbitMQ recommends: when the
@@ -9,6 +10,11 @@ new session (a new ``generation``) replaces it, and everything bound to the old 
 We do not use aio-pika's robust connection: it replays every queue it ever declared,
 which would resurrect the queue of a subscription another instance deleted meanwhile.
 Instead the adapter re-declares what the shared registry says exists (``on_connected``).
+
+Each subscription consumer has its own channel (its prefetch is its ``max_in_flight``).
+A connection carries at most :data:`CHANNELS_PER_CONNECTION` of them (RabbitMQ's default
+``channel_max`` is 2047), so ten thousand subscriptions use ten consume connections, not
+one that refuses the 2048th channel; the pool is capped at :data:`MAX_CONSUME_CONNECTIONS`.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.rabbitmq.settings import RabbitMQSettings
+from app.core.errors import BackendUnavailableError
 
 logger = logging.getLogger("hookline.rabbitmq")
 
@@ -41,6 +47,14 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 
 UNAVAILABLE: tuple[type[BaseException], ...] = (*BROKER_ERRORS, BackendUnavailableError)
 """Broker errors, raw or already translated for the API."""
+
+CHANNELS_PER_CONNECTION = 1000
+"""Consumer channels opened on one consume connection before another is opened."""
+
+MAX_CONSUME_CONNECTIONS = 32
+"""Consume connections per process at most (32,000 subscription consumers)."""
+
+Connect = Callable[[], Awaitable[AbstractConnection]]
 
 
 def unavailable(what: str, exc: BaseException) -> BackendUnavailableError:
@@ -69,12 +83,19 @@ class Session:
         publish_conn: AbstractConnection,
         consume_conn: AbstractConnection,
         publish_timeout_s: float,
+        connect: Connect | None = None,
     ) -> None:
-        """Wrap two open connections; channels are opened lazily and reopened when closed."""
+        """Wrap two open connections; channels are opened lazily and reopened when closed.
+
+        ``connect`` opens further consume connections when consumers fill the first.
+        """
         self.generation = generation
         self.publish_conn = publish_conn
         self.consume_conn = consume_conn
         self.publish_timeout_s = publish_timeout_s
+        self._connect_more = connect
+        self._consume_pool: list[_PooledConnection] = [_PooledConnection(consume_conn)]
+        self._pool_lock = asyncio.Lock()
         self._confirm: AbstractChannel | None = None
         self._admin: AbstractChannel | None = None
         self._lock = asyncio.Lock()
@@ -89,10 +110,43 @@ class Session:
 
     @property
     def alive(self) -> bool:
-        """True while both connections are open."""
+        """True while every connection is open."""
         return not self.lost.is_set() and not (
-            self.publish_conn.is_closed or self.consume_conn.is_closed
+            self.publish_conn.is_closed or any(p.conn.is_closed for p in self._consume_pool)
         )
+
+    @property
+    def consume_connections(self) -> int:
+        """Consume connections open now (tests and figures)."""
+        return len(self._consume_pool)
+
+    async def consumer_channel(self) -> AbstractChannel:
+        """A new channel for one subscription consumer, on a consume connection with room.
+
+        The channel counts against its connection until it closes.
+        """
+        async with self._pool_lock:
+            pooled = next(
+                (p for p in self._consume_pool if p.channels < CHANNELS_PER_CONNECTION), None
+            )
+            if pooled is None:
+                if self._connect_more is not None and (
+                    len(self._consume_pool) < MAX_CONSUME_CONNECTIONS
+                ):
+                    conn = await self._connect_more()
+                    conn.close_callbacks.add(self._mark_lost)
+                    pooled = _PooledConnection(conn)
+                    self._consume_pool.append(pooled)
+                else:  # at the cap: the broker's channel_max is the last word
+                    pooled = min(self._consume_pool, key=lambda p: p.channels)
+            pooled.channels += 1
+        try:
+            channel = await pooled.conn.channel(publisher_confirms=False)
+        except BaseException:
+            pooled.channels -= 1
+            raise
+        channel.close_callbacks.add(pooled.channel_closed)
+        return channel
 
     async def confirm_channel(self) -> aiormq.abc.AbstractChannel:
         """The shared publisher-confirms channel (unroutable mandatory messages raise)."""
@@ -195,7 +249,7 @@ class Session:
     async def close(self) -> None:
         """Close both connections (unacked deliveries go back to their queues)."""
         self.lost.set()
-        for conn in (self.consume_conn, self.publish_conn):
+        for conn in [*(p.conn for p in self._consume_pool), self.publish_conn]:
             with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
                 await conn.close()
 
@@ -209,6 +263,17 @@ def _outcome(result: BaseException | None) -> BaseException | None:
     if isinstance(result, BROKER_ERRORS):
         return unavailable("publish", result)
     raise result
+
+
+class _PooledConnection:
+    """A consume connection and how many consumer channels it carries."""
+
+    def __init__(self, conn: AbstractConnection) -> None:
+        self.conn = conn
+        self.channels = 0
+
+    def channel_closed(self, _sender: object, _exc: BaseException | None = None) -> None:
+        self.channels -= 1
 
 
 OnConnected = Callable[[Session], Awaitable[None]]
@@ -291,22 +356,29 @@ class BrokerConnection:
             self._on_lost(session)
             await session.close()
 
-    async def _connect(self) -> Session:
+    async def _open(self) -> AbstractConnection:
         timeout = self._config.connect_timeout_ms / 1000
         name: FieldTable = {"connection_name": "hookline"}
-        publish_conn = await aio_pika.connect(
+        return await aio_pika.connect(
             self._config.amqp_url, timeout=timeout, client_properties=name
         )
+
+    async def _connect(self) -> Session:
+        publish_conn = await self._open()
         try:
-            consume_conn = await aio_pika.connect(
-                self._config.amqp_url, timeout=timeout, client_properties=name
-            )
+            consume_conn = await self._open()
         except BaseException:
             with contextlib.suppress(*BROKER_ERRORS):
                 await publish_conn.close()
             raise
         self._generation += 1
-        return Session(self._generation, publish_conn, consume_conn, self._config.publish_timeout_s)
+        return Session(
+            self._generation,
+            publish_conn,
+            consume_conn,
+            self._config.publish_timeout_s,
+            self._open,
+        )
 
     async def _run(self) -> None:
         delay = 0.2

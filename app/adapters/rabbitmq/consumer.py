@@ -46,6 +46,8 @@ class SubscriptionConsumer:
         self.generation = generation
         self.last_used = time.monotonic()
         self.leased: set[int] = set()
+        self.waiting = 0
+        """Receive loops parked on this consumer right now."""
         self._buffer: deque[aiormq.abc.DeliveredMessage] = deque()
         self._wakeup = asyncio.Event()
         self._channel: AbstractChannel | None = None
@@ -75,7 +77,7 @@ class SubscriptionConsumer:
 
     async def start(self, session: Session) -> None:
         """Open a channel, set the prefetch and start consuming."""
-        channel = await session.consume_conn.channel(publisher_confirms=False)
+        channel = await session.consumer_channel()
         self._channel = channel
         underlay = await channel.get_underlay_channel()
         self._underlay = underlay
@@ -96,11 +98,11 @@ class SubscriptionConsumer:
     async def take(self, max_count: int, wait_s: float) -> list[aiormq.abc.DeliveredMessage]:
         """Up to ``max_count`` buffered messages, waiting at most ``wait_s`` for the first."""
         self.last_used = time.monotonic()
-        if not self._buffer and wait_s > 0 and self.consuming:
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_s):
-                    await self._wakeup.wait()
+        # Cleared before looking: a message pushed from now on sets it again, so a
+        # wait_for_work after an empty take cannot sleep through it.
+        self._wakeup.clear()
+        if not self._buffer and wait_s > 0:
+            await self.wait(wait_s)
         taken: list[aiormq.abc.DeliveredMessage] = []
         while self._buffer and len(taken) < max_count:
             message = self._buffer.popleft()
@@ -110,6 +112,22 @@ class SubscriptionConsumer:
             self.leased.add(tag)
             taken.append(message)
         return taken
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until a message is pushed (or the consumer stops), at most ``timeout_s``.
+
+        A consumer being waited on is in use: housekeeping does not retire it.
+        """
+        if self._buffer or self._wakeup.is_set() or not self.consuming:
+            return
+        self.waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._wakeup.wait()
+        finally:
+            self.waiting -= 1
+            self.last_used = time.monotonic()
 
     def owns(self, receipt: object) -> bool:
         """True if the receipt can still be settled on this consumer's live channel."""

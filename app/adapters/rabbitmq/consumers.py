@@ -18,7 +18,7 @@ from app.adapters.rabbitmq.consumer import SubscriptionConsumer
 from app.adapters.rabbitmq.registry import Registered
 
 IDLE_CONSUMER_S = 30.0
-"""A consumer nobody has received from for this long hands its buffer back."""
+"""A consumer nobody has received from (nor waits on) for this long hands its buffer back."""
 
 HOUSEKEEPING_S = 5.0
 
@@ -63,6 +63,10 @@ class Consumers:
             self._live[sub_id] = consumer
             return consumer
 
+    def live(self, subscription_id: str) -> SubscriptionConsumer | None:
+        """The subscription's live consumer, if one is running."""
+        return self._live.get(subscription_id)
+
     def retire(self, consumer: SubscriptionConsumer) -> None:
         """Stop a consumer; it lingers until its leased messages are settled."""
         if self._live.get(consumer.subscription_id) is consumer:
@@ -104,7 +108,7 @@ class Consumers:
         """Hand back buffers of consumers nobody receives from; drop closed retired ones."""
         idle_before = time.monotonic() - IDLE_CONSUMER_S
         for consumer in list(self._live.values()):
-            if consumer.last_used < idle_before and not consumer.leased:
+            if consumer.last_used < idle_before and not consumer.leased and not consumer.waiting:
                 self.retire(consumer)
         self._retired = {c for c in self._retired if c.open}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.adapters.base import DlqPage
 from app.adapters.kit.codec import encode_envelope
 from app.adapters.kit.dlq import DlqFilter, first_page
 from app.adapters.rabbitmq import codec
@@ -19,6 +18,7 @@ from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.registry import SubscriptionRegistry
 from app.adapters.rabbitmq.settings import QueueType
 from app.core.models import DlqEntry
+from app.core.ports import DlqPage
 
 
 class DeadLetterStore:

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 import aiormq
 import aiormq.abc
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit.codec import DECODE_ERRORS, decode_entry, encode_entry
 from app.adapters.rabbitmq.codec import properties
 from app.adapters.rabbitmq.connection import BROKER_ERRORS, Outbound, Session, unavailable
 from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.settings import QueueType
 from app.adapters.rabbitmq.topology import declare_dlq, ready_count
+from app.core.errors import BackendUnavailableError
 from app.core.models import DlqEntry
 
 logger = logging.getLogger("hookline.rabbitmq")

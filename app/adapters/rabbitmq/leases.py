@@ -18,7 +18,6 @@ from typing import Any
 import aiormq
 import aiormq.abc
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit.codec import (
     DECODE_ERRORS,
     decode_envelope,
@@ -40,9 +39,13 @@ from app.adapters.rabbitmq.dlq import DeadLetterStore
 from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.registry import Registered, SubscriptionRegistry
 from app.adapters.rabbitmq.stats import ScheduledCounts
+from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
 
 logger = logging.getLogger("hookline.rabbitmq")
+
+NO_CONSUMER_WAIT_S = 1.0
+"""Longest wait for work while a subscription has no live consumer here."""
 
 REQUEUE_PAUSE_S = 1.0
 """How long a message whose retry or DLQ entry could not be stored waits before requeue."""
@@ -100,6 +103,18 @@ class Leases:
                 await sleep_until(deadline)
                 break
         return out
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Until the broker pushes a message to this subscription's consumer.
+
+        Without a live consumer (an outage, a consumer being replaced) the wait is short:
+        the next ``receive`` starts one.
+        """
+        consumer = self._consumers.live(subscription.id)
+        if consumer is None or not consumer.consuming:
+            await asyncio.sleep(min(timeout_s, NO_CONSUMER_WAIT_S))
+            return
+        await consumer.wait(timeout_s)
 
     async def _sort(
         self,

@@ -58,6 +58,11 @@ class NameSpace:
         """Stream of idempotency key claims."""
         return f"{self.prefix}.idempotency"
 
+    @property
+    def insight(self) -> str:
+        """Stream of delivery insight batches (attempts, states, messages)."""
+        return f"{self.prefix}.insight"
+
     def subscription_queue(self, subscription_id: str, incarnation: str) -> str:
         """Queue of one incarnation of a subscription (a re-created id gets a new queue)."""
         return fit(f"{self.prefix}.sub.{subscription_id}.{incarnation}")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.adapters.base import OutgoingMessage
 from app.adapters.kit.codec import encode_envelope
 from app.adapters.rabbitmq import codec
 from app.adapters.rabbitmq.connection import BrokerConnection, Outbound
 from app.adapters.rabbitmq.names import NameSpace
 from app.core.models import now_ms
+from app.core.ports import OutgoingMessage
 
 
 class MessageWriter:

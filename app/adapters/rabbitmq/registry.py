@@ -49,6 +49,8 @@ class SubscriptionRegistry:
         self._on_deleted = on_deleted
         self._subscriptions: dict[str, Registered] = {}
         self._dlq_topics: set[str] = set()
+        self.version = 0
+        """Bumped by every applied create, update or delete (the dispatcher polls it)."""
         self.log = StreamLog(names.registry, self._apply)
 
     # -- reading (local state) -----------------------------------------------------------
@@ -93,6 +95,8 @@ class SubscriptionRegistry:
 
     def _apply(self, event: dict[str, Any], live: bool) -> Any:
         op = event.get("op")
+        if op in ("create", "update", "delete"):
+            self.version += 1
         if op == "create":
             subscription = Subscription.from_dict(event["sub"])
             if subscription.id in self._subscriptions:

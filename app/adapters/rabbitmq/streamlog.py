@@ -24,10 +24,10 @@ import aiormq
 import aiormq.abc
 from aio_pika.abc import AbstractChannel
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.rabbitmq.codec import properties
 from app.adapters.rabbitmq.connection import BROKER_ERRORS, Outbound, Session
 from app.adapters.rabbitmq.topology import declare_stream
+from app.core.errors import BackendUnavailableError
 
 logger = logging.getLogger("hookline.rabbitmq")
 

@@ -17,17 +17,18 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.adapters.base import (
-    BackendUnavailableError,
-    OutgoingMessage,
-    SubscriptionExistsError,
-)
+from redis.asyncio.cluster import RedisCluster
+
 from app.adapters.kit.facade import BrokerFacade
+from app.adapters.kit.settings import parse_settings
+from app.adapters.redis.codec import encode_envelope
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
 from app.adapters.redis.groups import ConsumerGroups
+from app.adapters.redis.insight import RedisInsightStore
 from app.adapters.redis.leases import PROMOTE_LIMIT, Leases
 from app.adapters.redis.lua_messages import PROMOTE
+from app.adapters.redis.lua_rate import RESERVE
 from app.adapters.redis.maintenance import Maintenance
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.publishing import MessageWriter
@@ -35,7 +36,11 @@ from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.stats import topic_stats
 from app.adapters.redis.timer import DueTimer
-from app.core.models import Subscription, TopicStats, now_ms
+from app.adapters.redis.wakeups import Wakeups
+from app.core.errors import BackendUnavailableError, SubscriptionExistsError
+from app.core.insight import InsightSettings
+from app.core.models import Envelope, Subscription, TopicStats, now_ms
+from app.core.ports import OutgoingMessage
 
 logger = logging.getLogger("hookline.redis")
 
@@ -49,7 +54,7 @@ def default_consumer_name() -> str:
 
 
 class RedisAdapter(BrokerFacade):
-    """Implementation of :class:`app.adapters.base.QueueAdapter` on Redis Streams."""
+    """Implementation of :class:`app.core.ports.QueueAdapter` on Redis Streams."""
 
     name = "redis"
     shared_across_processes = True
@@ -65,18 +70,27 @@ class RedisAdapter(BrokerFacade):
         self.registry = SubscriptionRegistry(self.connection, self.names)
         self.groups = ConsumerGroups(self.connection, self.names, self.registry)
         self.timer = DueTimer(self._promote)
+        self.wakeups = Wakeups(settings, self._cluster_nodes if settings.cluster else None)
         self.leases = Leases(
-            self.connection, self.names, settings, self.groups, self.timer, self.consumer
+            self.connection,
+            self.names,
+            settings,
+            self.groups,
+            self.timer,
+            self.consumer,
+            self.wakeups,
         )
         self.writer = MessageWriter(self.connection, self.names, self.timer)
         self.dlq = DeadLetterStore(self.connection, self.names)
-        self.maintenance = Maintenance(self.connection, self.names, self.registry, settings)
+        self.maintenance = Maintenance(
+            self.connection, self.names, self.registry, settings, self.leases.settled_topics
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RedisAdapter:
         """Build from the ``config:`` block of ``config.yaml`` (see :class:`RedisSettings`)."""
-        return cls(RedisSettings.from_config(config))
+        return cls(parse_settings(RedisSettings, config))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -88,6 +102,7 @@ class RedisAdapter(BrokerFacade):
         self._tasks = [
             asyncio.create_task(self.timer.run(), name="redis-timer"),
             asyncio.create_task(self.maintenance.run(), name="redis-maintenance"),
+            asyncio.create_task(self.wakeups.run(), name="redis-wakeups"),
         ]
 
     async def close(self) -> None:
@@ -116,12 +131,21 @@ class RedisAdapter(BrokerFacade):
         """True when Redis answers now."""
         return await self.connection.ping()
 
+    def _cluster_nodes(self) -> list[tuple[str, int]]:
+        """Nodes the cluster client knows, for the wake-up subscriber to fall back on."""
+        client = self.connection.client
+        if not isinstance(client, RedisCluster):
+            return []
+        return [(node.host, int(node.port)) for node in client.get_nodes()]
+
     async def _promote(self, topic: str, subscription_id: str) -> int | None:
         """Move due copies; the next due time, or a short pause when nothing could move."""
         tk = self.names.topic(topic)
         keys = [tk.schedule(subscription_id), tk.queue(subscription_id)]
         now = now_ms()
-        next_due, moved = await self.connection.run(PROMOTE, keys, [now, PROMOTE_LIMIT])
+        next_due, moved = await self.connection.run(
+            PROMOTE, keys, [now, PROMOTE_LIMIT, subscription_id]
+        )
         if not next_due:
             return None
         due = int(float(next_due))
@@ -160,7 +184,14 @@ class RedisAdapter(BrokerFacade):
 
     async def list_subscriptions(self, topic: str | None = None) -> list[Subscription]:
         """All subscriptions (of one topic), as every instance sees them."""
-        return await self.registry.list(topic)
+        subscriptions = await self.registry.list(topic)
+        if topic is None:
+            self.wakeups.retain({s.id for s in subscriptions})
+        return subscriptions
+
+    async def registry_version(self) -> str:
+        """The registry's version token (one GET): replaced by every registry change."""
+        return await self.registry.version()
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Unregister, then drop its groups, pending and scheduled copies (DLQ stays)."""
@@ -168,8 +199,47 @@ class RedisAdapter(BrokerFacade):
         if subscription is None or not await self.registry.remove(subscription_id):
             return False
         await self.groups.drop(subscription.topic, subscription_id)
+        self.leases.settled_topics.add(subscription.topic)
         self.timer.forget(subscription.topic, subscription_id)
         return True
+
+    # -- rate limits (the optional RateLimiter role) --------------------------------------
+
+    async def acquire(self, subscription_id: str, topic: str, per_second: float, burst: int) -> int:
+        """Reserve a token from the subscription's bucket, shared by every instance."""
+        key = self.names.topic(topic).rate(subscription_id)
+        wait = await self.connection.run(RESERVE, [key], [repr(float(per_second)), burst])
+        return int(wait)
+
+    # -- delivery insight, parking, resend ------------------------------------------------
+
+    def insight_store(self, settings: InsightSettings) -> RedisInsightStore:
+        """Insight in Redis, shared by every instance, expired by Redis."""
+        return RedisInsightStore(self.connection, self.names, settings)
+
+    async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
+        """A fresh copy (attempt 1) in the subscription's schedule, due now: the timer
+        moves it into the subscription's own stream at once.
+        """
+        tk = self.names.topic(subscription.topic)
+        now = now_ms()
+        member = f"r{secrets.token_hex(6)}|1|{encode_envelope(envelope)}"
+        with self.connection.translate():
+            await self.connection.client.zadd(tk.schedule(subscription.id), {member: now})
+        self.timer.notify(subscription.topic, subscription.id, now)
+
+    async def park_scheduled(self, subscription: Subscription) -> int:
+        """Move every scheduled copy into the subscription's own stream now (promote with
+        an infinite clock); a paused subscription's stream is not read until resume.
+        """
+        tk = self.names.topic(subscription.topic)
+        keys = [tk.schedule(subscription.id), tk.queue(subscription.id)]
+        total = 0
+        while True:
+            _, moved = await self.connection.run(PROMOTE, keys, [2**62, PROMOTE_LIMIT])
+            total += int(moved)
+            if int(moved) < PROMOTE_LIMIT:
+                return total
 
     # -- idempotency ----------------------------------------------------------------------
 

@@ -22,9 +22,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from app.adapters.base import BackendUnavailableError, CapacityExceededError
 from app.adapters.redis.settings import RedisSettings
-from app.observability.redact import mask_url_credentials
+from app.core.errors import BackendUnavailableError, CapacityExceededError
+from app.core.redact import mask_url_credentials
 
 logger = logging.getLogger("hookline.redis")
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from app.adapters.base import DlqPage
 from app.adapters.kit import codec
 from app.adapters.kit.dlq import DlqFilter
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.lua_dlq import PURGE, REDRIVE
 from app.adapters.redis.names import NameSpace, TopicKeys
 from app.core.models import DlqEntry
+from app.core.ports import DlqPage
 
 BATCH = 500
 """Entries moved per script call during redrive and purge."""

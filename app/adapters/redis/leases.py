@@ -5,7 +5,10 @@ A lease is a pending entry of the subscription's consumer group, on the topic st
 releases, redrives). Both are read by one script per call: due scheduled copies are
 promoted, leases of silent consumers are claimed (XAUTOCLAIM, only once idle past the
 visibility timeout), then new entries are read, up to ``max_count`` in all. When there
-is nothing, the caller blocks on XREAD for anything newer, which costs no lease.
+is nothing, the caller waits on the subscription's local event (:mod:`.wakeups`), set by
+a notification when its topic or own stream gets work: no connection is held meanwhile.
+While other consumers hold leases of the subscription, waits are capped at the claim
+interval, so the leases of a consumer that dies are taken over on time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.kit import codec
 from app.adapters.kit.timing import sleep_until
 from app.adapters.redis.codec import Receipt, decode_leases, receipt_of
@@ -27,12 +29,19 @@ from app.adapters.redis.lua_messages import ACK, DEAD_LETTER, RECEIVE, RELEASE, 
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.timer import DueTimer
+from app.adapters.redis.wakeups import Wakeups
+from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
 
 logger = logging.getLogger("hookline.redis")
 
 PROMOTE_LIMIT = 500
 """Scheduled copies moved per call; more are moved by the next call."""
+
+LEASE_CONCURRENCY = 32
+"""Lease scripts in flight at once per process: ten thousand loops starting together
+queue here instead of opening a pool connection each (Redis runs scripts one at a time
+anyway)."""
 
 ACK_CHUNK = 1000
 """Ids per XACK script call (keeps Lua's argument unpacking well inside its limits)."""
@@ -60,6 +69,7 @@ class Leases:
         groups: ConsumerGroups,
         timer: DueTimer,
         consumer: str,
+        wakeups: Wakeups,
     ) -> None:
         """``consumer`` is this process's name in every group (unique per process)."""
         self._conn = connection
@@ -68,10 +78,15 @@ class Leases:
         self._groups = groups
         self._timer = timer
         self.consumer = consumer
+        self._wakeups = wakeups
+        self._lease_slots = asyncio.Semaphore(LEASE_CONCURRENCY)
+        self._watch_others: set[str] = set()
+        """Subscriptions whose leases other consumers held at our last empty lease."""
         self._claims: dict[str, _ClaimState] = {}
+        self.settled_topics: set[str] = set()
+        """Topics with leases ended since maintenance last trimmed them."""
         self.touched: dict[str, str] = {}
         """Subscriptions this process leased from (id -> topic), to tidy up at close."""
-        self._max_block_ms = max(100, settings.socket_timeout_ms - 1000)
 
     # -- receive -------------------------------------------------------------------------
 
@@ -91,15 +106,19 @@ class Leases:
         recovered = False
         try:
             while True:
+                # Cleared before leasing: work notified from now on sets it again.
+                self._wakeups.event(subscription.topic, subscription.id).clear()
                 reply = await self._lease(subscription, max_count)
                 status = reply[0]
                 if status == "wait":
-                    remaining_ms = int((deadline - time.monotonic()) * 1000)
-                    if remaining_ms <= 0:
+                    if int(reply[_HEADER]) > 0:
+                        self._watch_others.add(subscription.id)
+                    else:
+                        self._watch_others.discard(subscription.id)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         return []
-                    await self._wait_for_news(
-                        subscription, reply[_HEADER], reply[_HEADER + 1], remaining_ms
-                    )
+                    await self.wait_for_work(subscription, remaining)
                     continue
                 deliveries = decode_leases(subscription.id, subscription.topic, reply, _HEADER)
                 if deliveries or status != "nogroup":
@@ -111,6 +130,12 @@ class Leases:
         except BackendUnavailableError:
             await sleep_until(deadline)
             return []
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Until notified, or at most the claim interval while others hold leases."""
+        if subscription.id in self._watch_others:
+            timeout_s = min(timeout_s, self._settings.claim_interval_ms / 1000)
+        await self._wakeups.wait(subscription.topic, subscription.id, timeout_s)
 
     async def _lease(self, subscription: Subscription, max_count: int) -> list[str]:
         tk = self._keys.topic(subscription.topic)
@@ -129,7 +154,8 @@ class Leases:
             PROMOTE_LIMIT,
         ]
         keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id)]
-        reply: list[str] = await self._conn.run(RECEIVE, keys, args)
+        async with self._lease_slots:
+            reply: list[str] = await self._conn.run(RECEIVE, keys, args)
         if reply[1]:
             self._timer.notify(subscription.topic, subscription.id, int(float(reply[1])))
         if claim and reply[0] != "nogroup":
@@ -140,15 +166,6 @@ class Leases:
             if claimed < max_count and scan_done:
                 state.next_at = started + self._settings.claim_interval_ms / 1000
         return reply
-
-    async def _wait_for_news(
-        self, subscription: Subscription, stream_last: str, queue_last: str, wait_ms: int
-    ) -> None:
-        """Block until either stream gets an entry newer than what was seen (no lease taken)."""
-        tk = self._keys.topic(subscription.topic)
-        streams = {tk.stream: stream_last, tk.queue(subscription.id): queue_last}
-        with self._conn.translate():
-            await self._conn.client.xread(streams, count=1, block=min(wait_ms, self._max_block_ms))  # type: ignore[arg-type]
 
     # -- ending leases -------------------------------------------------------------------
 
@@ -164,6 +181,7 @@ class Leases:
             (stream_ids if receipt.source == "t" else queue_ids).append(receipt.entry_id)
         calls = []
         for (topic, sub_id), (stream_ids, queue_ids) in batches.items():
+            self.settled_topics.add(topic)
             tk = self._keys.topic(topic)
             keys = [tk.stream, tk.queue(sub_id)]
             for i in range(0, max(len(stream_ids), len(queue_ids)), ACK_CHUNK):
@@ -179,6 +197,7 @@ class Leases:
         silent past the visibility timeout): its holder's outcome decides instead.
         """
         receipt = receipt_of(delivery)
+        self.settled_topics.add(receipt.topic)
         tk = self._keys.topic(receipt.topic)
         sub_id = delivery.subscription_id
         keys = [tk.stream, tk.queue(sub_id), tk.schedule(sub_id)]
@@ -201,6 +220,7 @@ class Leases:
     async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
         """End the lease and file the DLQ entry, in one script; False if not ours."""
         receipt = receipt_of(delivery)
+        self.settled_topics.add(receipt.topic)
         tk = self._keys.topic(receipt.topic)
         sub_id = delivery.subscription_id
         keys = [tk.stream, tk.queue(sub_id), tk.dlq, tk.dlq_all, tk.dlq_sub(entry.subscription_id)]
@@ -222,6 +242,7 @@ class Leases:
             batches[(receipt.topic, delivery.subscription_id)].append((delivery, receipt))
         calls = []
         for (topic, sub_id), items in batches.items():
+            self.settled_topics.add(topic)
             tk = self._keys.topic(topic)
             args: list[str | int] = [sub_id, self.consumer]
             for delivery, receipt in items:

@@ -8,15 +8,18 @@ re-checks each entry still exists, so two concurrent redrives never move one ent
 from __future__ import annotations
 
 from app.adapters.redis.connection import LuaScript
+from app.adapters.redis.lua_messages import NOTIFY
 
 REDRIVE = LuaScript(
     "dlq_redrive",
-    """
+    NOTIFY
+    + """
 -- KEYS: dlq, dlq index, subs, then (dlq index of sub k, queue of sub k) for k = 1..n
 -- ARGV: n, sub ids (n), then (entry id, k, envelope JSON) per entry
 -- An entry whose subscription is gone stays in the DLQ.
 local n = tonumber(ARGV[1])
 local moved = 0
+local woken = {}
 for i = n + 2, #ARGV, 3 do
   local id, k = ARGV[i], tonumber(ARGV[i + 1])
   local live = redis.call('SISMEMBER', KEYS[3], ARGV[1 + k]) == 1
@@ -24,6 +27,7 @@ for i = n + 2, #ARGV, 3 do
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[2 + 2 * k], id)
     redis.call('XADD', KEYS[3 + 2 * k], '*', 'e', ARGV[i + 2], 'a', '1')
+    if not woken[k] then woken[k] = true; notify(ARGV[1 + k]) end
     moved = moved + 1
   end
 end

@@ -13,6 +13,16 @@ from __future__ import annotations
 
 from app.adapters.redis.connection import LuaScript
 
+NOTIFY = """
+-- Wakes receive loops in every instance (see wakeups.py): one PUBLISH on '<prefix>:wake'
+-- of the topic (all its subscriptions) or 'topic sub' (one), both read back from KEYS[1].
+local function notify(sub)
+  local prefix, topic = string.match(KEYS[1], '^(.-):{(.-)}:')
+  if not prefix then return end
+  redis.call('PUBLISH', prefix .. ':wake', sub and (topic .. ' ' .. sub) or topic)
+end
+"""
+
 _PROMOTE = """
 -- Moves due scheduled copies into the subscription's own stream. Best effort: when Redis
 -- is out of memory (noeviction) the XADD is refused, the copies stay scheduled, and the
@@ -36,7 +46,8 @@ end
 
 PUBLISH = LuaScript(
     "publish",
-    """
+    NOTIFY
+    + """
 -- KEYS: stream, subs, schedule of each expected subscription
 -- ARGV: n, sub ids (n), n_now, envelopes (n_now), n_later, (due, member) pairs
 local n = tonumber(ARGV[1])
@@ -60,6 +71,7 @@ if n_now > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
   end
   stored = n_now
+  notify(nil)
 end
 for k = 1, n do
   for i = first_later, first_later + 2 * n_later - 1, 2 do
@@ -78,7 +90,7 @@ RECEIVE = LuaScript(
 -- ARGV: group, consumer, want, now, claim?, min idle, stream cursor, queue cursor, promote limit
 -- Returns status ('ok' | 'wait' | 'nogroup'), next due, both claim cursors, claimed count,
 -- then one string per lease: kind, id, attempt, envelope joined by newlines ('wait' adds
--- both streams' last ids instead).
+-- the number of leases other consumers hold instead).
 local stream, queue, sched = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
 local want = tonumber(ARGV[3])
@@ -143,12 +155,19 @@ for _, spec in ipairs({{queue, 'q'}, {stream, 't'}}) do
 end
 
 if #out == 5 then
-  -- nothing now: tell the caller the last ids, so it can block for anything newer
+  -- nothing now: tell the caller how many leases other consumers hold, so it keeps
+  -- checking for ones to take over (their consumer may die) instead of sleeping long
   out[1] = 'wait'
-  local t = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  local q = redis.call('XREVRANGE', queue, '+', '-', 'COUNT', 1)
-  out[6] = t[1] and t[1][1] or '0-0'
-  out[7] = q[1] and q[1][1] or '0-0'
+  local others = 0
+  for _, s in ipairs({stream, queue}) do
+    local p = redis.pcall('XPENDING', s, group)
+    if type(p) == 'table' and not p.err and p[4] then
+      for _, c in ipairs(p[4]) do
+        if c[1] ~= consumer then others = others + tonumber(c[2]) end
+      end
+    end
+  end
+  out[6] = others
 end
 return out
 """,
@@ -157,9 +176,12 @@ return out
 PROMOTE = LuaScript(
     "promote",
     _PROMOTE
+    + NOTIFY
     + """
--- KEYS: schedule, queue; ARGV: now, limit. Returns {next due time or '', copies moved}.
+-- KEYS: schedule, queue; ARGV: now, limit, subscription.
+-- Returns {next due time or '', copies moved}.
 local next_due, moved = promote(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+if moved > 0 then notify(ARGV[3]) end
 return {next_due, moved}
 """,
 )
@@ -197,11 +219,13 @@ end
 RETRY = LuaScript(
     "retry",
     _END_LEASE
+    + NOTIFY
     + """
 -- KEYS: stream, queue, schedule; ARGV: group, consumer, kind, id, due, now, attempt, envelope
 if not end_lease(ARGV[3], ARGV[1], ARGV[2], ARGV[4]) then return 0 end
 if tonumber(ARGV[5]) <= tonumber(ARGV[6]) then
   redis.call('XADD', KEYS[2], '*', 'e', ARGV[8], 'a', ARGV[7])
+  notify(ARGV[1])
 else
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3] .. ARGV[4] .. '|' .. ARGV[7] .. '|' .. ARGV[8])
 end
@@ -226,6 +250,7 @@ return 1
 RELEASE = LuaScript(
     "release",
     _END_LEASE
+    + NOTIFY
     + """
 -- KEYS: stream, queue; ARGV: group, consumer, then (kind, id, attempt, envelope) per lease
 local moved = 0
@@ -235,6 +260,7 @@ for i = 3, #ARGV, 4 do
     moved = moved + 1
   end
 end
+if moved > 0 then notify(ARGV[1]) end
 return moved
 """,
 )

@@ -4,6 +4,9 @@ A topic stream is trimmed only below the oldest entry that some consumer group s
 needs (its oldest pending entry, or its last delivered one), so a lagging subscription
 never loses data, and memory stays bounded by what is not yet acknowledged by everyone.
 Every process does this; it is idempotent, so running it more than once is harmless.
+A round trims only the topics where this process ended leases since the last round (an
+ack is what lets a stream shrink), and every topic once per ``FULL_ROUND_S``: idle
+topics cost nothing, however many there are.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import logging
 import random
 import time
 
-from app.adapters.base import BackendUnavailableError
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.lua_admin import TIDY_CONSUMERS, TRIM
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.registry import SubscriptionRegistry
 from app.adapters.redis.settings import RedisSettings
+from app.core.errors import BackendUnavailableError
 
 logger = logging.getLogger("hookline.redis")
+
+FULL_ROUND_S = 300.0
+"""How often every topic is trimmed, whether or not this process settled leases on it."""
 
 TIDY_INTERVAL_S = 300.0
 """How often consumers with nothing pending and long idle are removed."""
@@ -35,8 +41,13 @@ class Maintenance:
         keys: NameSpace,
         registry: SubscriptionRegistry,
         settings: RedisSettings,
+        dirty: set[str] | None = None,
     ) -> None:
-        """Topics come from the registry: a topic with no subscription stores nothing."""
+        """Topics come from ``dirty`` (filled by the lease calls) and, in a full round,
+        from the registry: a topic with no subscription stores nothing.
+        """
+        self.dirty: set[str] = dirty if dirty is not None else set()
+        self._next_full = 0.0
         self._conn = connection
         self._keys = keys
         self._registry = registry
@@ -61,10 +72,20 @@ class Maintenance:
         return removed
 
     async def run_once(self) -> None:
-        """One round: trim every topic with subscriptions; tidy consumers when due."""
-        topics = sorted({s.topic for s in await self._registry.list()})
-        for topic in topics:
-            await self.trim(topic)
+        """One round: trim the topics with settled leases (all of them when a full round
+        is due); tidy consumers when due.
+        """
+        topics = set(self.dirty)
+        self.dirty.clear()
+        if time.monotonic() >= self._next_full:
+            self._next_full = time.monotonic() + FULL_ROUND_S
+            topics |= {s.topic for s in await self._registry.list()}
+        try:
+            for topic in sorted(topics):
+                await self.trim(topic)
+                topics.discard(topic)
+        finally:
+            self.dirty |= topics  # not trimmed (an outage): next round
         if time.monotonic() >= self._next_tidy:
             self._next_tidy = time.monotonic() + TIDY_INTERVAL_S
             await self.tidy()

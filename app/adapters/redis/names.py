@@ -15,6 +15,7 @@ Layout for prefix ``hookline`` and topic ``orders``::
     hookline:{orders}:dlq:all          zset (lex): every DLQ entry id of the topic, oldest first
     hookline:{orders}:dlq:sub:<sub>    zset (lex): the DLQ entry ids of one subscription
     hookline:{orders}:idem:<key>       string: idempotency key -> first message id (PX TTL)
+    hookline:{orders}:rate:<sub>       hash: one subscription's rate-limit bucket (PX TTL)
     hookline:{_}:subscriptions         hash: subscription id -> subscription JSON
     hookline:{_}:version               string: changes whenever the registry changes
     hookline:{_}:topics                set: topics that ever had a subscription
@@ -67,6 +68,10 @@ class TopicKeys:
     def dlq_sub(self, subscription_id: str) -> str:
         """Lex index of one subscription's DLQ entry ids."""
         return f"{self.base}:dlq:sub:{subscription_id}"
+
+    def rate(self, subscription_id: str) -> str:
+        """A subscription's rate-limit token bucket."""
+        return f"{self.base}:rate:{subscription_id}"
 
     def idempotency(self, key: str) -> str:
         """An idempotency key."""

@@ -12,14 +12,15 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
-from app.adapters.base import BackendUnavailableError, OutgoingMessage
 from app.adapters.redis.coalesce import ScriptCoalescer
 from app.adapters.redis.codec import encode_envelope
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.lua_messages import PUBLISH
 from app.adapters.redis.names import NameSpace
 from app.adapters.redis.timer import DueTimer
+from app.core.errors import BackendUnavailableError
 from app.core.models import now_ms
+from app.core.ports import OutgoingMessage
 
 _STALE_RETRIES = 5
 

@@ -66,6 +66,12 @@ class SubscriptionRegistry:
             return list(self._cached)
         return [s for s in self._cached if s.topic == topic]
 
+    async def version(self) -> str:
+        """The version token alone: what the dispatcher polls each second."""
+        with self._conn.translate():
+            token = await self._conn.client.get(self._keys.registry_version)
+        return "" if token is None else str(token)
+
     async def topics(self) -> set[str]:
         """Topics that ever had a subscription."""
         with self._conn.translate():

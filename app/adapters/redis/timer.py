@@ -16,7 +16,7 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable
 
-from app.adapters.base import BackendUnavailableError
+from app.core.errors import BackendUnavailableError
 from app.core.models import now_ms
 
 logger = logging.getLogger("hookline.redis")

@@ -1,0 +1,378 @@
+"""Delivery insight on SQLite: in the adapter's file, so every process sharing it sees it.
+
+Tables (created on first use, next to the queue's)::
+
+    ins_messages (id, touched_at, body)     the envelope (NULL while only marks or attempts
+                                            came) and when the message was last written
+    ins_marks    (message_id, sub_id, body) the newest state mark per (message, subscription)
+    ins_attempts (seq, message_id, sub_id, body)     a message's attempts, oldest first
+    ins_log      (seq, topic, sub_id, at, ok, body)  each subscription's attempt log
+
+An attempt is kept twice, as on Redis (a list per message and a stream per subscription):
+the two are bounded independently. A whole batch of the recorder is one job of the
+adapter's group-commit writer thread (it shares the commit with deliveries' acks and
+leases, off the event loop); reads run on the reader connection, one snapshot each.
+
+Bounds, as on Redis: a message is forgotten ``retention_ms`` after its last write (reads
+hide it at once, a periodic delete removes it), the oldest-touched messages beyond
+``max_messages`` go too; each (message, subscription) keeps its newest
+``max_attempts_per_message`` attempts (trimmed as they are written); a subscription's log
+loses entries older than ``retention_ms`` and beyond its newest
+``max_attempts_per_subscription`` (periodic deletes, in bounded batches so that no commit
+holds the write lock long). Cost per delivered message (one attempt): the envelope once,
+one mark (~120 bytes), the attempt twice (~200 bytes each) and their index entries, in the
+same commit as the delivery's own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from app.adapters.kit import codec
+from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.room import Room
+from app.core.codec import encode_json
+from app.core.errors import BackendUnavailableError
+from app.core.insight import (
+    AttemptOutcome,
+    AttemptPage,
+    AttemptRecord,
+    InsightBatch,
+    InsightSettings,
+    MessageInsight,
+    StateMark,
+)
+from app.core.models import now_ms
+
+logger = logging.getLogger("hookline.sqlite")
+
+T = TypeVar("T")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS ins_messages (
+    id TEXT PRIMARY KEY,
+    touched_at INTEGER NOT NULL,
+    body BLOB
+);
+CREATE INDEX IF NOT EXISTS ins_messages_touched ON ins_messages (touched_at);
+CREATE TABLE IF NOT EXISTS ins_marks (
+    message_id TEXT NOT NULL,
+    sub_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (message_id, sub_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ins_attempts (
+    seq INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    sub_id TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ins_attempts_message ON ins_attempts (message_id, sub_id, seq);
+CREATE TABLE IF NOT EXISTS ins_log (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    sub_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ins_log_sub ON ins_log (topic, sub_id, seq);
+CREATE INDEX IF NOT EXISTS ins_log_at ON ins_log (at);
+"""
+
+SWEEP_BATCH = 1000
+"""Rows one sweeping job deletes at most (one short commit each)."""
+
+MAX_SWEEP_INTERVAL_MS = 5000
+
+
+def sweep_interval_s(settings: InsightSettings) -> float:
+    """How often expired and excess facts are deleted (reads hide them meanwhile)."""
+    return min(MAX_SWEEP_INTERVAL_MS, max(100, settings.retention_ms // 4)) / 1000
+
+
+class SqliteInsightStore:
+    """Implementation of :class:`app.core.ports.InsightStore` on the adapter's file."""
+
+    def __init__(self, database: Database, settings: InsightSettings, room: Room) -> None:
+        """Writes go through ``database``'s writer thread, reads through its reader; ``room``
+        keeps the log out of the headroom deliveries need when the disk fills (the recorder
+        then drops the batch, as in any outage of the store).
+        """
+        self._db = database
+        self._room = room
+        self._settings = settings
+        self._created = False
+        self._written_logs: set[tuple[str, str]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the tables if the file is reachable, and start the periodic deletes."""
+        with contextlib.suppress(BackendUnavailableError):
+            await self._db.write(self._ensure)
+        if self._task is None:
+            self._task = asyncio.create_task(self._sweep_forever(), name="sqlite-insight-sweep")
+
+    async def close(self) -> None:
+        """Stop the periodic deletes (the adapter closes the file)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _ensure(self, conn: sqlite3.Connection) -> None:
+        if not self._created:
+            for statement in DDL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            self._created = True
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def write(self, batch: InsightBatch) -> None:
+        """The whole batch in one job of the next group commit."""
+        if not len(batch):
+            return
+        now = now_ms()
+        touched: dict[str, bytes | None] = {}
+        for record in batch.attempts:
+            touched.setdefault(record.message_id, None)
+        for mark in batch.marks:
+            touched.setdefault(mark.message_id, None)
+        for envelope in batch.messages:
+            touched[envelope.id] = codec.encode_envelope(envelope)
+        attempts = []
+        log = []
+        pairs: set[tuple[str, str]] = set()
+        for record in batch.attempts:
+            raw = encode_json(record.to_dict())
+            attempts.append((record.message_id, record.subscription_id, raw))
+            ok = record.outcome == "succeeded"
+            log.append((record.topic, record.subscription_id, record.started_at, ok, raw))
+            pairs.add((record.message_id, record.subscription_id))
+        marks = [(m.message_id, m.subscription_id, encode_json(m.to_dict())) for m in batch.marks]
+        cap = self._settings.max_attempts_per_message
+
+        def job(conn: sqlite3.Connection) -> None:
+            self._room.check(conn)
+            self._ensure(conn)
+            conn.executemany(
+                "INSERT INTO ins_messages (id, touched_at, body) VALUES (?,?,?) "
+                "ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at, "
+                "body = coalesce(excluded.body, ins_messages.body)",
+                [(message_id, now, body) for message_id, body in touched.items()],
+            )
+            if attempts:
+                conn.executemany(
+                    "INSERT INTO ins_attempts (message_id, sub_id, body) VALUES (?,?,?)", attempts
+                )
+                conn.executemany(
+                    "INSERT INTO ins_log (topic, sub_id, at, ok, body) VALUES (?,?,?,?,?)", log
+                )
+                conn.executemany(
+                    "DELETE FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 AND seq <= "
+                    "(SELECT seq FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 "
+                    "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+                    [(message_id, sub_id, cap) for message_id, sub_id in pairs],
+                )
+            if marks:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body) VALUES (?,?,?)",
+                    marks,
+                )
+
+        await self._db.write(job)
+        self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get_message(self, message_id: str) -> MessageInsight | None:
+        """The message, its marks and its attempts, read in one snapshot."""
+        horizon = now_ms() - self._settings.retention_ms
+        cap = self._settings.max_attempts_per_message
+
+        def job(conn: sqlite3.Connection) -> MessageInsight | None:
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(
+                    "SELECT touched_at, body FROM ins_messages WHERE id = ?", (message_id,)
+                ).fetchone()
+                if row is None or int(row[0]) < horizon:
+                    return None
+                marks = conn.execute(
+                    "SELECT sub_id, body FROM ins_marks WHERE message_id = ?", (message_id,)
+                ).fetchall()
+                attempts = conn.execute(
+                    "SELECT sub_id, body FROM ins_attempts WHERE message_id = ? ORDER BY seq",
+                    (message_id,),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            by_sub: dict[str, list[AttemptRecord]] = {}
+            for sub_id, raw in attempts:
+                by_sub.setdefault(str(sub_id), []).append(
+                    AttemptRecord.from_dict(codec.decode(raw))
+                )
+            return MessageInsight(
+                codec.decode_envelope(row[1]) if row[1] is not None else None,
+                {str(sub): StateMark.from_dict(codec.decode(raw)) for sub, raw in marks},
+                {sub: records[-cap:] for sub, records in by_sub.items()},
+            )
+
+        return await self._read(job)
+
+    async def list_attempts(
+        self,
+        topic: str,
+        subscription_id: str,
+        *,
+        outcome: AttemptOutcome | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> AttemptPage:
+        """Newest first; the cursor is the log sequence number of the last one returned."""
+        horizon = now_ms() - self._settings.retention_ms
+        before = int(cursor) if cursor and cursor.isdigit() else None
+        sql = "SELECT seq, body FROM ins_log WHERE topic = ? AND sub_id = ? AND at >= ?"
+        args: list[Any] = [topic, subscription_id, horizon]
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        if outcome is not None:
+            sql += " AND ok = ?"
+            args.append(outcome == "succeeded")
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit + 1)
+
+        def job(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
+            return conn.execute(sql, args).fetchall()
+
+        rows = await self._read(job)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AttemptPage(
+            [AttemptRecord.from_dict(codec.decode(raw)) for _, raw in rows],
+            str(rows[-1][0]) if more and rows else None,
+        )
+
+    async def recent_attempts(
+        self, topic: str, subscription_id: str, limit: int
+    ) -> list[AttemptRecord]:
+        """Newest first, one index range."""
+        page = await self.list_attempts(topic, subscription_id, limit=limit)
+        return page.attempts
+
+    async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._db.read(job)
+        except BackendUnavailableError as exc:
+            if "no such table" not in str(exc):
+                raise
+        await self._db.write(self._ensure)  # another process's file, not created here yet
+        return await self._db.read(job)
+
+    # -- bounds ---------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        interval = sweep_interval_s(self._settings)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except BackendUnavailableError as exc:
+                logger.debug("cannot delete expired insight yet: %s", exc)
+
+    async def sweep(self) -> None:
+        """Delete what retention and the caps no longer keep, in short commits."""
+        settings = self._settings
+        while await self._db.write(_forget_messages(now_ms() - settings.retention_ms)):
+            pass
+        while await self._db.write(_forget_excess_messages(settings.max_messages)):
+            pass
+        while await self._db.write(_expire_log(now_ms() - settings.retention_ms)):
+            pass
+        logs, self._written_logs = self._written_logs, set()
+        cap = settings.max_attempts_per_subscription
+        for topic, sub_id in logs:
+            await self._db.write(_cap_log(topic, sub_id, cap))
+
+
+Job = Callable[[sqlite3.Connection], bool]
+
+
+def _forget(conn: sqlite3.Connection, ids: list[str]) -> None:
+    rows = [(message_id,) for message_id in ids]
+    conn.executemany("DELETE FROM ins_marks WHERE message_id = ?", rows)
+    conn.executemany("DELETE FROM ins_attempts WHERE message_id = ?", rows)
+    conn.executemany("DELETE FROM ins_messages WHERE id = ?", rows)
+
+
+def _forget_messages(horizon: int) -> Job:
+    """Messages untouched since ``horizon``; True when there may be more."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        ids = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT id FROM ins_messages WHERE touched_at < ? LIMIT ?", (horizon, SWEEP_BATCH)
+            )
+        ]
+        _forget(conn, ids)
+        return len(ids) == SWEEP_BATCH
+
+    return job
+
+
+def _forget_excess_messages(max_messages: int) -> Job:
+    """The least recently touched messages beyond ``max_messages``; True when more remain."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        excess = int(conn.execute("SELECT count(*) FROM ins_messages").fetchone()[0]) - max_messages
+        if excess <= 0:
+            return False
+        ids = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT id FROM ins_messages ORDER BY touched_at, rowid LIMIT ?",
+                (min(excess, SWEEP_BATCH),),
+            )
+        ]
+        _forget(conn, ids)
+        return excess > SWEEP_BATCH
+
+    return job
+
+
+def _expire_log(horizon: int) -> Job:
+    """Log entries older than ``horizon``; True when there may be more."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        deleted = conn.execute(
+            "DELETE FROM ins_log WHERE seq IN (SELECT seq FROM ins_log WHERE at < ? LIMIT ?)",
+            (horizon, SWEEP_BATCH),
+        ).rowcount
+        return bool(deleted == SWEEP_BATCH)
+
+    return job
+
+
+def _cap_log(topic: str, sub_id: str, cap: int) -> Job:
+    """Keep the newest ``cap`` entries of one subscription's log."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        conn.execute(
+            "DELETE FROM ins_log WHERE topic = ?1 AND sub_id = ?2 AND seq <= (SELECT seq "
+            "FROM ins_log WHERE topic = ?1 AND sub_id = ?2 ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+            (topic, sub_id, cap),
+        )
+        return False
+
+    return job

@@ -1,0 +1,215 @@
+"""Leasing copies to a subscription and ending those leases.
+
+A lease is an UPDATE of the copy's row: ``due_at`` becomes the lease's expiry and a fresh
+``lease_token`` names it. A process that dies leaves its copies to fall due again when
+their leases expire; ending a lease checks the token, so an outcome recorded by a process
+whose lease was taken over is refused (the settling calls answer False).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.adapters.kit import codec
+from app.adapters.kit.timing import sleep_until
+from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.settings import SqliteSettings
+from app.adapters.sqlite.wakeups import NEVER, Wakeups, wait_s
+from app.core.errors import BackendUnavailableError
+from app.core.models import Delivery, DlqEntry, Subscription, now_ms
+
+_Row = tuple[int, int, bytes]  # copy id, attempt, envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The adapter's handle on one lease: the copy's row and the lease's token."""
+
+    copy_id: int
+    token: int
+
+
+def default_owner() -> str:
+    """``host:pid``: whose lease a row is, readable in the database."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Leases:
+    """receive / ack / retry_at / dead_letter / release for the SQLite adapter."""
+
+    def __init__(self, database: Database, settings: SqliteSettings, wakeups: Wakeups) -> None:
+        """Leases are written through ``database``; ``wakeups`` tells receivers of news."""
+        self._db = database
+        self._settings = settings
+        self._wakeups = wakeups
+        self.owner = default_owner()
+
+    # -- receive -------------------------------------------------------------------------
+
+    async def receive(
+        self, subscription: Subscription, max_count: int, wait_ms: int
+    ) -> list[Delivery]:
+        """Lease up to ``max_count`` due copies, waiting up to ``wait_ms`` for the first.
+
+        A lease is attempted only when something may be due (this process wrote to the
+        subscription, another process committed, a known due time came): an idle
+        subscription costs no write.
+        """
+        deadline = time.monotonic() + wait_ms / 1000
+        deadline_ms = now_ms() + wait_ms
+        if max_count <= 0:
+            await sleep_until(deadline)
+            return []
+        waiter = self._wakeups.waiter(subscription.id, subscription.topic)
+        while True:
+            if now_ms() >= waiter.next_due:
+                waiter.event.clear()
+                waiter.next_due = NEVER
+                try:
+                    deliveries, next_due = await self._lease(subscription, max_count)
+                except BackendUnavailableError:
+                    waiter.next_due = 0
+                    await sleep_until(deadline)
+                    return []
+                waiter.next_due = min(waiter.next_due, NEVER if next_due is None else next_due)
+                if deliveries:
+                    return deliveries
+            timeout = wait_s(waiter, deadline_ms)
+            if timeout <= 0 and now_ms() >= deadline_ms:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.event.wait(), timeout)
+            if self._wakeups.waiter(subscription.id, subscription.topic) is not waiter:
+                return []  # deleted meanwhile
+
+    async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
+        """Until something of the subscription may be due (a write of this process, a commit
+        of another, a known due time) or ``timeout_s``; holds no lease.
+        """
+        waiter = self._wakeups.waiter(subscription.id, subscription.topic)
+        if now_ms() >= waiter.next_due:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.event.wait(), wait_s(waiter, now_ms() + timeout_s * 1000))
+
+    async def _lease(
+        self, subscription: Subscription, max_count: int
+    ) -> tuple[list[Delivery], int | None]:
+        now = now_ms()
+        until = now + self._settings.visibility_ms(subscription.timeout_ms)
+        token = secrets.randbits(62)
+        owner = self.owner
+        sub_id = subscription.id
+
+        def job(conn: sqlite3.Connection) -> tuple[list[_Row], int | None]:
+            rows: list[_Row] = conn.execute(
+                "SELECT id, attempt, body FROM copies WHERE sub_id = ? AND due_at <= ? "
+                "ORDER BY due_at LIMIT ?",
+                (sub_id, now, max_count),
+            ).fetchall()
+            if rows:
+                conn.executemany(
+                    "UPDATE copies SET due_at = ?, lease_token = ?, lease_owner = ? WHERE id = ?",
+                    [(until, token, owner, row[0]) for row in rows],
+                )
+            if len(rows) == max_count:
+                return rows, now  # there may be more: look again at once
+            next_due = conn.execute(
+                "SELECT min(due_at) FROM copies WHERE sub_id = ?", (sub_id,)
+            ).fetchone()[0]
+            return rows, next_due
+
+        rows, next_due = await self._db.write(job)
+        deliveries = []
+        broken: list[tuple[Delivery, DlqEntry]] = []
+        for copy_id, attempt, body in rows:
+            receipt = Receipt(copy_id, token)
+            try:
+                envelope = codec.decode_envelope(body)
+            except codec.DECODE_ERRORS as exc:
+                entry = codec.undecodable_entry(subscription.topic, sub_id, body, exc, attempt)
+                broken.append((Delivery(sub_id, entry.message, attempt, receipt), entry))
+                continue
+            deliveries.append(Delivery(sub_id, envelope, attempt, receipt))
+        for delivery, entry in broken:  # never dropped: kept in the DLQ as text
+            await self.dead_letter(delivery, entry)
+        return deliveries, next_due
+
+    # -- ending leases -------------------------------------------------------------------
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> bool:
+        """Delete the copies; False when some lease had ended already."""
+        keys = [(r.copy_id, r.token) for r in map(_receipt, deliveries)]
+
+        def job(conn: sqlite3.Connection) -> int:
+            cursor = conn.executemany("DELETE FROM copies WHERE id = ? AND lease_token = ?", keys)
+            return cursor.rowcount
+
+        return await self._db.write(job) == len(keys)
+
+    async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
+        """Turn the leased copy into attempt + 1, due at ``due_at_ms``, in one UPDATE."""
+        receipt = _receipt(delivery)
+        args = (delivery.attempt + 1, due_at_ms, receipt.copy_id, receipt.token)
+
+        def job(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE copies SET attempt = ?, due_at = ?, lease_token = NULL, "
+                "lease_owner = NULL WHERE id = ? AND lease_token = ?",
+                args,
+            )
+            return cursor.rowcount == 1
+
+        done = await self._db.write(job)
+        if done:
+            self._wakeups.subscription_changed(delivery.subscription_id, due_at_ms)
+        return done
+
+    async def dead_letter(self, delivery: Delivery, entry: DlqEntry) -> bool:
+        """Delete the copy and file the DLQ entry in one transaction; False if not ours."""
+        receipt = _receipt(delivery)
+        row = (entry.id, entry.topic, entry.subscription_id, codec.encode_entry(entry))
+
+        def job(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM copies WHERE id = ? AND lease_token = ?",
+                (receipt.copy_id, receipt.token),
+            )
+            if cursor.rowcount != 1:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO dlq (id, topic, sub_id, body) VALUES (?,?,?,?)", row
+            )
+            return True
+
+        return await self._db.write(job)
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Hand copies back untried: same attempt, first in line on the next receive."""
+        keys = [(r.copy_id, r.token) for r in map(_receipt, deliveries)]
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE copies SET due_at = 0, lease_token = NULL, lease_owner = NULL "
+                "WHERE id = ? AND lease_token = ?",
+                keys,
+            )
+
+        await self._db.write(job)
+        for sub_id in {d.subscription_id for d in deliveries}:
+            self._wakeups.subscription_changed(sub_id)
+
+
+def _receipt(delivery: Delivery) -> Receipt:
+    receipt = delivery.receipt
+    if not isinstance(receipt, Receipt):
+        raise TypeError(f"not a SQLite lease: {receipt!r}")
+    return receipt

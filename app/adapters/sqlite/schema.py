@@ -1,0 +1,145 @@
+"""The database file: its tables, how a connection to it is opened, and the start-up probe.
+
+One row per subscription's copy of a message (``copies``), with its body inline: a lease is
+an UPDATE of that row (``due_at`` becomes the lease's expiry, ``lease_token`` names the
+lease), so an expired lease is simply due again, and one index on ``(sub_id, due_at)``
+serves receiving, waiting and counting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+from app.adapters.sqlite.settings import SqliteSettings
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS registry_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO registry_version (id, version) VALUES (1, 0);
+CREATE INDEX IF NOT EXISTS subscriptions_topic ON subscriptions (topic);
+CREATE TABLE IF NOT EXISTS copies (
+    id INTEGER PRIMARY KEY,
+    sub_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    lease_token INTEGER,
+    lease_owner TEXT,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS copies_due ON copies (sub_id, due_at);
+CREATE TABLE IF NOT EXISTS dlq (
+    id TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    sub_id TEXT NOT NULL,
+    body BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dlq_topic ON dlq (topic, id);
+CREATE INDEX IF NOT EXISTS dlq_sub ON dlq (topic, sub_id, id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    topic TEXT NOT NULL,
+    key TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (topic, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+"""
+
+PAGE_SIZE = 4096
+
+
+def connect(settings: SqliteSettings) -> sqlite3.Connection:
+    """A connection in WAL mode, autocommit (transactions are explicit), waiting on locks.
+
+    ``check_same_thread`` is off: a connection is opened by the caller and then used by one
+    dedicated thread only (the writer's or the reader's).
+    """
+    conn = sqlite3.connect(
+        settings.path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=settings.busy_timeout_ms / 1000,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {settings.busy_timeout_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
+        if settings.max_bytes:
+            conn.execute(f"PRAGMA max_page_count = {max(1, settings.max_bytes // PAGE_SIZE)}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing (idempotent; concurrent starts wait on the write lock)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]))
+        for statement in DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _check_version(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"written by a newer hookline (schema {version} > {SCHEMA_VERSION})")
+
+
+def probe(settings: SqliteSettings) -> None:
+    """Open the file, create the schema, prove it writable; ``ValueError`` in one line if not.
+
+    Runs once while the app is built, before anything serves, so a corrupt file or an
+    unwritable path stops ``hookline serve`` and ``check-config`` with a clear message
+    instead of answering 503 forever.
+    """
+    path = Path(settings.path)
+    where = f"path {settings.path!r}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot create its directory ({exc.strerror})") from exc
+    if path.is_dir():
+        raise ValueError(f"{where}: is a directory, expected a database file")
+    try:
+        conn = connect(settings)
+    except sqlite3.Error as exc:
+        raise ValueError(f"{where}: cannot open ({_reason(exc)})") from exc
+    try:
+        create_schema(conn)
+        conn.execute("BEGIN IMMEDIATE")  # proves the write lock and the journal are usable
+        conn.execute("ROLLBACK")
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{where}: {_reason(exc)}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "not a database" in text or "malformed" in text:
+        return f"not a usable SQLite database ({text}); move it away or fix the path"
+    if "readonly" in text or "read-only" in text:
+        return f"not writable ({text})"
+    return text

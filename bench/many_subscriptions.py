@@ -1,0 +1,274 @@
+"""Issue 11's "many subscriptions" scenario: ``python -m bench.many_subscriptions``.
+
+For each adapter, one ``hookline serve`` with 10,000 subscriptions (1,000 of them on one
+fan-out topic, the rest one topic each), and these figures against the issue's targets:
+
+- idle CPU of the process, as a fraction of one core (target < 5 %);
+- publish -> delivery latency to one of them, median and worst of a few (target < 100 ms);
+- a second instance on the same backend ready (``/readyz`` 200) after start (< 10 s);
+- fan-out of one message to 1,000 subscriptions: deliveries/s (>= 5,000 on builtin) and
+  RSS afterwards against before (back within 50 MB).
+
+Options: ``--adapters builtin redis rabbitmq``, ``--subscriptions``, ``--fanout``,
+``--idle-s``. It prints a markdown table and one met/missed line per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.common import Processes, busy_fraction
+from bench.service import Hookline, adapter_setup, cleanup_backend
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+class Arrivals:
+    """What the receiver saw: arrival times per path, and waiters on paths."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = defaultdict(list)
+        self.fanout = 0
+        self.fanout_last = 0.0
+        self.fanout_goal = 0
+        self.fanout_done = asyncio.Event()
+        self._waiters: dict[str, asyncio.Future[float]] = {}
+
+    def arrived(self, path: str) -> None:
+        now = time.monotonic()
+        if path.startswith("/h/fan"):
+            self.fanout += 1
+            self.fanout_last = now
+            if self.fanout >= self.fanout_goal:
+                self.fanout_done.set()
+            return
+        self.times[path].append(now)
+        waiter = self._waiters.pop(path, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(now)
+
+    def expect(self, path: str) -> asyncio.Future[float]:
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiters[path] = future
+        return future
+
+
+class _Protocol(asyncio.Protocol):
+    """A minimal keep-alive HTTP/1.1 server: 200 to everything, arrival recorded."""
+
+    def __init__(self, arrivals: Arrivals) -> None:
+        self.arrivals = arrivals
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        replies = 0
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            length = 0
+            for line in head[1:]:
+                name, _, value = line.partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            total = end + 4 + length
+            if len(self.buffer) < total:
+                break
+            del self.buffer[:total]
+            parts = head[0].split(" ")
+            self.arrivals.arrived(parts[1] if len(parts) > 1 else "/")
+            replies += 1
+        if replies and self.transport is not None:
+            self.transport.write(OK * replies)
+
+
+async def create_subscriptions(hookline: Hookline, base: str, total: int, fanout: int) -> None:
+    """``fanout`` subscriptions on topic ``fan``, the rest on a topic each."""
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(i: int) -> None:
+        fan = i < fanout
+        body = {
+            "id": f"many-{i}",
+            "topic": "fan" if fan else f"many.{i}",
+            "url": f"{base}/h/{'fan' if fan else 's'}{i}",
+            "max_in_flight": 10,
+        }
+        async with semaphore:
+            await hookline.call("POST", "/v1/subscriptions", json=body)
+
+    await asyncio.gather(*(one(i) for i in range(total)))
+
+
+async def settle(hookline: Hookline, within_s: float = 180.0) -> None:
+    """Until the process stops working through its start-up (CPU under 10 % for 2 s)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        before = hookline.cpu()
+        await asyncio.sleep(2)
+        if (hookline.cpu() - before) / 2 < 0.10:
+            return
+
+
+async def measure(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    arrivals = Arrivals()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Protocol(arrivals), "127.0.0.1", 0, backlog=1024)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    processes = Processes(workdir)
+    setup = adapter_setup(kind, uuid.uuid4().hex[:8])
+    result: dict[str, Any] = {"adapter": kind}
+    first = Hookline(processes, setup, workdir, f"{kind}-first")
+    second = Hookline(processes, setup, workdir, f"{kind}-second")
+    try:
+        await first.start()
+        started = time.monotonic()
+        await create_subscriptions(first, base, args.subscriptions, args.fanout)
+        result["create_s"] = time.monotonic() - started
+        await settle(first)
+        before = first.cpu()
+        window = time.monotonic()
+        await asyncio.sleep(args.idle_s)  # the measurement window
+        result["idle_cpu"] = (first.cpu() - before) / (time.monotonic() - window)
+        result["rss_idle_mb"] = first.memory()[0]
+
+        latencies = []
+        for k in range(args.samples):
+            i = args.fanout + (k * 7919) % (args.subscriptions - args.fanout)
+            waiter = arrivals.expect(f"/h/s{i}")
+            sent = time.monotonic()
+            await first.call("POST", f"/v1/topics/many.{i}/messages", json={"data": {"k": k}})
+            latencies.append((await asyncio.wait_for(waiter, 30)) - sent)
+        result["latency_p50_ms"] = statistics.median(latencies) * 1000
+        result["latency_max_ms"] = max(latencies) * 1000
+
+        started = time.monotonic()
+        await second.start()
+        result["second_ready_s"] = time.monotonic() - started
+        await second.stop()
+        await settle(first, 60)
+
+        rss_before = first.memory()[0]
+        arrivals.fanout, arrivals.fanout_goal = 0, args.fanout
+        arrivals.fanout_done.clear()
+        sent = time.monotonic()
+        await first.call("POST", "/v1/topics/fan/messages", json={"data": {"fan": True}})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrivals.fanout_done.wait(), 60)
+        result["fanout_delivered"] = arrivals.fanout
+        elapsed = max(arrivals.fanout_last - sent, 1e-6)
+        result["fanout_per_s"] = arrivals.fanout / elapsed
+        await settle(first, 30)
+        result["rss_delta_mb"] = first.memory()[0] - rss_before
+    finally:
+        await second.stop()
+        await first.stop()
+        server.close()
+        try:
+            result["cleanup"] = await cleanup_backend(setup)
+        except Exception as exc:  # a failed clean-up must not discard the figures
+            result["cleanup"] = f"failed: {type(exc).__name__}: {exc}"
+    return result
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """(target, met, figure) for one adapter's result."""
+    kind = result["adapter"]
+    rows = [
+        ("idle CPU < 5 % of a core", result["idle_cpu"] < 0.05, f"{result['idle_cpu']:.1%}"),
+        (
+            "publish -> delivery < 100 ms",
+            result["latency_max_ms"] < 100,
+            f"p50 {result['latency_p50_ms']:.0f} ms, max {result['latency_max_ms']:.0f} ms",
+        ),
+        (
+            "second instance ready < 10 s",
+            result["second_ready_s"] < 10,
+            f"{result['second_ready_s']:.1f} s",
+        ),
+        (
+            "fan-out RSS back within 50 MB",
+            result["rss_delta_mb"] < 50,
+            f"{result['rss_delta_mb']:+.0f} MB",
+        ),
+    ]
+    if kind == "builtin":
+        rows.append(
+            (
+                "fan-out >= 5,000 deliveries/s",
+                result["fanout_per_s"] >= 5000,
+                f"{result['fanout_per_s']:.0f}/s",
+            )
+        )
+    return rows
+
+
+def report(results: list[dict[str, Any]], subscriptions: int, fanout: int) -> str:
+    head = (
+        f"## many subscriptions ({subscriptions} on one instance, fan-out to {fanout})\n\n"
+        "| adapter | create s | idle CPU | RSS idle MB | latency p50/max ms | 2nd ready s "
+        "| fan-out /s | delivered | RSS delta MB |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['adapter']} | error: {r['error']} |")
+            continue
+        lines.append(
+            f"| {r['adapter']} | {r['create_s']:.1f} | {r['idle_cpu']:.1%} "
+            f"| {r['rss_idle_mb']:.0f} | {r['latency_p50_ms']:.0f}/{r['latency_max_ms']:.0f} "
+            f"| {r['second_ready_s']:.1f} | {r['fanout_per_s']:.0f} | {r['fanout_delivered']} "
+            f"| {r['rss_delta_mb']:+.0f} |"
+        )
+    lines.append("")
+    for r in results:
+        if "error" in r:
+            continue
+        for name, met, figure in targets(r):
+            lines.append(f"- {r['adapter']}: {name}: {'met' if met else 'MISSED'} ({figure})")
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="hookline-many-") as tmp:
+        for kind in args.adapters:
+            print(f"[many-subscriptions] {kind} ...", file=sys.stderr, flush=True)
+            if await busy_fraction() > 0.5:
+                print("[many-subscriptions] note: the machine is busy", file=sys.stderr)
+            try:
+                results.append(await measure(kind, args, Path(tmp)))
+            except Exception as exc:  # report the adapter, run the next
+                results.append({"adapter": kind, "error": f"{type(exc).__name__}: {exc}"})
+    print(report(results, args.subscriptions, args.fanout))
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--adapters", nargs="+", default=["builtin", "redis", "rabbitmq"])
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--fanout", type=int, default=1_000)
+    parser.add_argument("--idle-s", type=float, default=10.0)
+    parser.add_argument("--samples", type=int, default=10)
+    sys.exit(asyncio.run(main_async(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Two adapters on one file, as two processes would be: shared work, prompt wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+from app.core.models import Delivery
+from tests.adapter_helpers import make_msg, make_sub, publish
+from tests.backends import unique
+from tests.sqlite.conftest import OpenAdapter
+
+
+async def test_work_published_by_one_wakes_a_receiver_of_the_other(
+    open_sqlite: OpenAdapter,
+) -> None:
+    topic = unique("wake")
+    sub = make_sub(topic)
+    async with open_sqlite() as publisher, open_sqlite() as consumer:
+        await publisher.create_subscription(sub)
+        assert await consumer.receive(sub, 1, 50) == []  # now waiting with nothing due
+        waiting = asyncio.create_task(consumer.receive(sub, 1, 5_000))
+        await asyncio.sleep(0.1)  # the receiver is parked on its wait
+        started = time.monotonic()
+        await publish(publisher, make_msg(topic, "hello"))
+        [got] = await waiting
+        assert got.message.data == "hello"
+        assert time.monotonic() - started < 1.0  # one poll interval, not the whole wait
+        assert await consumer.ack([got]) is True
+
+
+async def test_two_adapters_never_lease_the_same_copy(open_sqlite: OpenAdapter) -> None:
+    topic = unique("split")
+    sub = make_sub(topic)
+    async with open_sqlite() as first, open_sqlite() as second:
+        await first.create_subscription(sub)
+        await publish(first, *[make_msg(topic, i) for i in range(500)])
+        seen: Counter[int] = Counter()
+        shares = []
+
+        async def drain(adapter: object) -> None:
+            taken = 0
+            while sum(seen.values()) < 500:
+                got: list[Delivery] = await adapter.receive(sub, 7, 100)  # type: ignore[attr-defined]
+                seen.update(d.message.data for d in got)
+                taken += len(got)
+                assert await adapter.ack(got) is True  # type: ignore[attr-defined]
+            shares.append(taken)
+
+        await asyncio.wait_for(asyncio.gather(drain(first), drain(second)), 60)
+        assert seen == Counter(range(500))  # each exactly once
+        assert all(share > 0 for share in shares), shares
