@@ -19,6 +19,7 @@ from app.api.errors import (
     HeaderLimitMiddleware,
     install_error_handlers,
 )
+from app.api.fastpublish import FastPublishMiddleware
 from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.api.whoami import router as whoami_router
@@ -217,6 +218,8 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         app.include_router(module.router)
     app.include_router(whoami_router)
     install_console(app)
+    # Added first, so it runs inside the request limits below (the last added is outermost).
+    app.add_middleware(FastPublishMiddleware, runtime=runtime, handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
     app.add_middleware(
         HeaderLimitMiddleware,

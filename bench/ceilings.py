@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import resource
+import sys
 import time
 import uuid
 
@@ -25,6 +26,9 @@ import aiohttp
 
 from bench.common import make_data
 from bench.receiver import run_loop
+
+UNAVAILABLE_EXIT = 3
+"""Exit status when the client library is not installed (the bench reports it, goes on)."""
 
 
 def envelope(seq: int, run: str) -> tuple[str, bytes]:
@@ -74,6 +78,49 @@ async def ceiling_aiohttp(n: int, url: str, concurrency: int) -> dict[str, objec
                 next_index += 1
                 ok = await post(session, url, message_id, body)
                 delivered += ok
+
+        cpu = cpu_now()
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.monotonic() - started
+    return {"delivered": delivered, "seconds": seconds, "cpu_s": cpu_now() - cpu}
+
+
+async def ceiling_pyreqwest(n: int, url: str, concurrency: int) -> dict[str, object]:
+    """The same loop on pyreqwest (Rust reqwest/hyper): the fastest client found for issue 12."""
+    try:
+        from pyreqwest.client import ClientBuilder
+    except ImportError:
+        print("pyreqwest is not installed (pip install pyreqwest)", file=sys.stderr)
+        sys.exit(UNAVAILABLE_EXIT)
+    run = uuid.uuid4().hex[:8]
+    messages = [envelope(i, run) for i in range(n)]
+    delivered = 0
+    next_index = 0
+    client = (
+        ClientBuilder()
+        .max_connections(concurrency * 2)
+        .follow_redirects(False)
+        .user_agent("bench-ceiling")
+        .build()
+    )
+    async with client:
+
+        async def worker() -> None:
+            nonlocal delivered, next_index
+            while next_index < n:
+                message_id, body = messages[next_index]
+                next_index += 1
+                response = await (
+                    client.post(url)
+                    .header("Content-Type", "application/json")
+                    .header("webhook-id", message_id)
+                    .body_bytes(body)
+                    .build()
+                    .send()
+                )
+                await response.bytes()
+                delivered += 200 <= response.status < 300
 
         cpu = cpu_now()
         started = time.monotonic()
@@ -206,6 +253,8 @@ async def ceiling_rabbitmq(n: int, url: str, concurrency: int, amqp_url: str) ->
 async def main_async(args: argparse.Namespace) -> None:
     if args.kind == "aiohttp":
         result = await ceiling_aiohttp(args.n, args.url, args.concurrency)
+    elif args.kind == "pyreqwest":
+        result = await ceiling_pyreqwest(args.n, args.url, args.concurrency)
     elif args.kind == "redis":
         result = await ceiling_redis(args.n, args.url, args.concurrency, args.redis_url)
     else:
@@ -217,7 +266,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["aiohttp", "redis", "rabbitmq"])
+    parser.add_argument("kind", choices=["aiohttp", "pyreqwest", "redis", "rabbitmq"])
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--concurrency", type=int, default=64)

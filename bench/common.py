@@ -18,6 +18,37 @@ BENCH = ROOT / "bench"
 PYTHON = sys.executable
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+PIN: dict[str, list[str]] = {"server": []}
+"""``--pinned``: the prefix that puts a process on hookline's core (``taskset -c 0``).
+
+The bench process itself (load generator) is moved to core 1 with ``sched_setaffinity``;
+what it starts without this prefix (the receiver, the peers) inherits core 1.
+"""
+
+
+def on_server_core(argv: Sequence[str]) -> list[str]:
+    """``argv`` run on hookline's core in pinned mode (unchanged otherwise)."""
+    return [*PIN["server"], *argv]
+
+
+def pin_cores() -> str | None:
+    """Pinned mode: hookline's core 0, everything of the bench on core 1.
+
+    Returns why it cannot be done here (fewer than 2 CPUs, no ``taskset``), or None.
+    """
+    import shutil
+
+    taskset = shutil.which("taskset")
+    cpus = os.sched_getaffinity(0)
+    if taskset is None:
+        return "taskset is not installed (util-linux)"
+    if not {0, 1} <= cpus:
+        return f"pinned mode needs CPUs 0 and 1, this process may use {sorted(cpus)}"
+    os.sched_setaffinity(0, {1})
+    PIN["server"] = [taskset, "-c", "0"]
+    return None
+
+
 _PAD = "lorem ipsum dolor sit amet consectetur adipiscing elit " * 20
 
 

@@ -61,6 +61,42 @@ TARGETS: list[tuple[str, str, str, dict[str, float]]] = [
 ]
 
 
+TARGETS_12: list[tuple[str, str, str, dict[str, float]]] = [
+    (
+        "publish, one message per request",
+        ">=",
+        "msg/s",
+        {"builtin": 8000, "redis": 6000, "rabbitmq": 4000},
+    ),
+    (
+        "publish, batches of 100",
+        ">=",
+        "msg/s",
+        {"builtin": 100_000, "redis": 60_000, "rabbitmq": 20_000},
+    ),
+    (
+        "drain, one subscription",
+        ">=",
+        "deliveries/s",
+        {"builtin": 12000, "redis": 10000, "rabbitmq": 6000},
+    ),
+    (
+        "highest rate with p99 <= 20 ms",
+        ">=",
+        "msg/s",
+        {"builtin": 4000, "redis": 3000, "rabbitmq": 1500},
+    ),
+    ("p99 at 1,000 msg/s (sweep)", "<=", "ms", {"builtin": 5, "redis": 10, "rabbitmq": 25}),
+    (
+        "hookline RSS with a 100,000 x 1 KB backlog",
+        "<=",
+        "MB",
+        {"builtin": 300, "redis": 150, "rabbitmq": 150},
+    ),
+]
+"""Issue 12's targets: one hookline process pinned to one core (``--pinned``)."""
+
+
 def fmt(value: Any, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -94,7 +130,9 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for kind in ADAPTERS:
         scen = results.get("adapters", {}).get(kind, {})
         ceiling = results.get("ceilings", {}).get(kind)
-        pub, drain, lat, back = (scen.get(s) for s in ("publish", "drain", "latency", "backlog"))
+        pub, drain, lat, back, sweep = (
+            scen.get(s) for s in ("publish", "drain", "latency", "backlog", "sweep")
+        )
         drain_rate = drain["rate"] if _ok(drain) else None
         out[kind] = {
             "publish, one message per request": pub["single_rate"] if _ok(pub) else _why(pub),
@@ -119,14 +157,27 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "hookline RSS with a 100,000 x 1 KB backlog": (
                 back["peak_rss_mb"] if _ok(back) else _why(back)
             ),
+            "highest rate with p99 <= 20 ms": sweep["best_rate"] if _ok(sweep) else _why(sweep),
+            "p99 at 1,000 msg/s (sweep)": _sweep_p99(sweep, 1000.0),
         }
     return out
 
 
-def verdicts(results: dict[str, Any]) -> list[str]:
+def _sweep_p99(sweep: Any, rate: float) -> Any:
+    if not _ok(sweep):
+        return _why(sweep)
+    for point in sweep["points"]:
+        if point["rate"] == rate:
+            return point["p99_ms"] if point["accepted"] == point["sent"] else float("inf")
+    return "not reached (overloaded at a lower rate)"
+
+
+def verdicts(
+    results: dict[str, Any], targets: list[tuple[str, str, str, dict[str, float]]] = TARGETS
+) -> list[str]:
     values = figures(results)
     lines = []
-    for label, kind, unit, goals in TARGETS:
+    for label, kind, unit, goals in targets:
         for adapter in ADAPTERS:
             if adapter not in goals or adapter not in results.get("adapters", {}):
                 continue  # not run, or no such target for it
@@ -295,10 +346,127 @@ def table(results: dict[str, Any]) -> str:
             [failures_cell(celery_fail) if celery_fail else "-", failures_cell(arq_fail)],
         ),
     ]
+    rows[3:3] = floor_rows(results)
+    rows += sweep_rows(results)
     head = "| figure | " + " | ".join(ADAPTERS) + " | Celery 5 + Redis (best pool) | arq (Redis) |"
     lines = [head, "| --- " * (len(ADAPTERS) + 3) + "|"]
     lines.extend(f"| {label} | " + " | ".join(cells + peer) + " |" for label, cells, peer in rows)
     return "\n".join(lines)
+
+
+def _ratio(value: float, floor: Any) -> str:
+    return fmt(value / floor, 2) if isinstance(floor, int | float) and floor else "-"
+
+
+def floor_rows(results: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
+    """hookline's figures over the floors of the same run (issue 12), when they ran."""
+    floors = results.get("floors")
+    if not _ok(floors):
+        return []
+    adapters = results.get("adapters", {})
+    publish = floors["publish"] if _ok(floors.get("publish")) else {}
+    delivery = {k: v["rate"] for k, v in floors.get("delivery", {}).items() if _ok(v)}
+    best = max(delivery.values(), default=None)
+
+    def pub_ratio(kind: str) -> str:
+        pub = adapters.get(kind, {}).get("publish")
+        if not _ok(pub) or not publish:
+            return "-"
+        return (
+            f"{_ratio(pub['single_rate'], publish['single_rate'])} / "
+            f"{_ratio(pub['batch_rate'], publish['batch_rate'])}"
+        )
+
+    def drain_ratio(kind: str) -> str:
+        drain = adapters.get(kind, {}).get("drain")
+        if not _ok(drain) or not delivery:
+            return "-"
+        return " / ".join(f"{_ratio(drain['rate'], rate)}" for rate in delivery.values())
+
+    names = " / ".join(delivery) or "none"
+    return [
+        (
+            "publish / publish floor, same core (single / batch)",
+            [pub_ratio(k) for k in ADAPTERS],
+            ["-", "-"],
+        ),
+        (
+            f"drain / delivery floor, same core ({names} loop)",
+            [drain_ratio(k) for k in ADAPTERS],
+            ["-", "-"],
+        ),
+        (
+            "drain / best delivery floor",
+            [
+                _ratio(adapters[k]["drain"]["rate"], best)
+                if _ok(adapters.get(k, {}).get("drain"))
+                else "-"
+                for k in ADAPTERS
+            ],
+            ["-", "-"],
+        ),
+    ]
+
+
+def sweep_rows(results: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
+    """The open-loop sweep (issue 12): p50/p99 per rate, and the best rate under 20 ms."""
+    adapters = results.get("adapters", {})
+    sweeps = [adapters.get(k, {}).get("sweep") for k in ADAPTERS]
+    if not any(_ok(s) for s in sweeps):
+        return []
+
+    def points(entry: dict[str, Any]) -> str:
+        parts = []
+        for p in entry["points"]:
+            text = f"{fmt(p['rate'])}/s: {fmt(p['p50_ms'], 1)} / {fmt(p['p99_ms'], 1)}"
+            if p["accepted"] < p["sent"]:
+                text += " (overloaded)"
+            parts.append(text)
+        return "; ".join(parts)
+
+    return [
+        (
+            "open-loop sweep, publish-to-receipt p50 / p99 (ms)",
+            [_cell(s, points) for s in sweeps],
+            ["-", "-"],
+        ),
+        (
+            "highest rate with p99 <= 20 ms (msg/s)",
+            [_cell(s, lambda r: fmt(r["best_rate"])) for s in sweeps],
+            ["-", "-"],
+        ),
+    ]
+
+
+def floor_lines(results: dict[str, Any]) -> list[str]:
+    """The floors themselves, in words under the table."""
+    floors = results.get("floors")
+    if not _ok(floors):
+        return []
+    lines = []
+    publish = floors.get("publish")
+    if _ok(publish):
+        lines.append(
+            "Publish floor (raw ASGI app on uvicorn + uvloop + httptools, msgspec decoding, "
+            f"same core as hookline): {fmt(publish['single_rate'])} req/s single, "
+            f"{fmt(publish['batch_rate'])} msg/s in batches of 100 "
+            f"({fmt(publish['single_cpu_per_1k'], 3)} / {fmt(publish['batch_cpu_per_1k'], 3)} "
+            "CPU-s per 1,000)."
+        )
+    else:
+        lines.append(f"Publish floor: {_why(publish)}.")
+    parts = []
+    for client, entry in floors.get("delivery", {}).items():
+        if _ok(entry):
+            per_k = entry["cpu_s"] / max(1, entry["n"]) * 1000
+            parts.append(f"{client} {fmt(entry['rate'])}/s ({fmt(per_k, 3)} CPU-s per 1,000)")
+        else:
+            parts.append(f"{client} {_why(entry)}")
+    lines.append(
+        "Delivery floor (bare client loop, 64 concurrent, same receiver, same core as "
+        "hookline): " + "; ".join(parts) + "."
+    )
+    return lines
 
 
 def lost_total(results: dict[str, Any]) -> list[str]:

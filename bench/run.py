@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import peer_runner, scenarios
-from bench.common import BENCH, PYTHON, Processes, wait_for_quiet
+from bench.common import BENCH, PYTHON, Processes, pin_cores, wait_for_quiet
+from bench.floors import floors
 from bench.receiver import run_loop
-from bench.report import lost_total, table, verdicts
+from bench.report import TARGETS_12, floor_lines, lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
-from bench.service import HOOKLINE_DIR, UnavailableError, check_adapter_importable
+from bench.service import HOOKLINE_DIR, WORKERS, UnavailableError, check_adapter_importable
 
 ALL_ADAPTERS = ["builtin", "redis", "rabbitmq", "sqlite", "sqlite-full"]
-ALL_SCENARIOS = ["receiver", "ceilings", *scenarios.SCENARIOS, "peers"]
+ALL_SCENARIOS = ["receiver", "floors", "ceilings", *scenarios.SCENARIOS, "peers"]
 BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
 
 
@@ -224,11 +225,23 @@ async def main_async(args: argparse.Namespace) -> int:
     if unknown:
         log(f"unknown adapter or scenario: {', '.join(unknown)}")
         return 2
+    WORKERS["n"] = args.workers
+    if args.pinned and args.workers > 1:
+        log("--pinned with --workers > 1: every worker would share CPU 0; run unpinned")
+        return 2
+    if args.pinned:
+        problem = pin_cores()
+        if problem is not None:
+            log(f"--pinned: {problem}")
+            return 2
+        log("pinned: hookline and the floors on CPU 0, the bench, receiver and peers on CPU 1")
     command = "python -m bench.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, Any] = {
         "command": command.strip(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick" if args.quick else "full",
+        "pinned": args.pinned,
+        "workers": args.workers,
         "profiled": args.profile,
         "hookline_dir": args.hookline_dir,
         "sizes": sizes.__dict__,
@@ -259,6 +272,8 @@ async def main_async(args: argparse.Namespace) -> int:
             results["receiver"] = await guarded(
                 "receiver ceiling", lambda: scenarios.receiver_ceiling(ctx), errors, True
             )
+        if "floors" in wanted:
+            results["floors"] = await guarded("floors", lambda: floors(ctx), errors, False)
         for kind in adapters:
             await run_adapter(ctx, kind, wanted, results, errors)
         if "peers" in wanted:
@@ -308,8 +323,11 @@ def busy_scenarios(results: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     receiver = results.get("receiver") or {}
     sizes = results["sizes"]
+    pinned = ", pinned: hookline on CPU 0, the rest on CPU 1" if results.get("pinned") else ""
+    if results.get("workers", 1) > 1:
+        pinned += f", hookline serve --workers {results['workers']} (Redis, RabbitMQ)"
     command = (
-        f"Command: `{results['command']}` ({results['mode']} mode), {results['date']}, "
+        f"Command: `{results['command']}` ({results['mode']} mode{pinned}), {results['date']}, "
         f"{results['seconds']} s on this machine."
     )
     lines = [
@@ -318,6 +336,7 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
         table(results),
         "",
     ]
+    lines += floor_lines(results)
     if "rate" in receiver:
         lines.append(
             "Bench receiver alone (raw asyncio client, 32 connections): "
@@ -342,6 +361,9 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     if results.get("profiled"):
         lines.append("(--profile: py-spy took CPU from the machine, figures are low)")
     lines += verdicts(results)
+    if results.get("pinned"):
+        lines += ["", "Targets (issue 12: one hookline process on one pinned core):"]
+        lines += verdicts(results, TARGETS_12)
     if errors:
         lines += ["", "HARNESS ERRORS:", *(f"- {e}" for e in errors)]
     if lost:
@@ -382,6 +404,17 @@ def main() -> None:
         help="seconds to wait, before each scenario, for other CPU use to fall under 25%%",
     )
     parser.add_argument("--venvs", help="where the peers' venvs live (default: user cache)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="hookline serve --workers N (Redis and RabbitMQ; builtin stays at 1)",
+    )
+    parser.add_argument(
+        "--pinned",
+        action="store_true",
+        help="hookline and the floors on CPU 0 (taskset), everything else on CPU 1",
+    )
     args = parser.parse_args()
     if args.hookline_dir:
         HOOKLINE_DIR["path"] = Path(args.hookline_dir).resolve()

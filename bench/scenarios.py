@@ -14,12 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, Processes, make_data, percentile
+from bench.common import PIN, PYTHON, Processes, make_data, percentile
 from bench.loadgen import closed_loop, open_loop
 from bench.profiling import sampled, summarize
 from bench.rawhttp import Connection, build_request
 from bench.receiver import fate
-from bench.service import AMQP_URL, REDIS_URL, Hookline, adapter_setup, cleanup_backend
+from bench.service import (
+    AMQP_URL,
+    REDIS_URL,
+    Hookline,
+    UnavailableError,
+    adapter_setup,
+    cleanup_backend,
+)
+
+UNAVAILABLE_EXIT = 3
+"""``bench.ceilings`` exits with this when its client library is not installed."""
 
 FAILURE_RETRY = {
     "max_retries": 2,
@@ -48,6 +58,8 @@ class Sizes:
     receiver_n: int
     peer_n: int
     peer_failures_n: int
+    sweep_rates: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
+    sweep_seconds: float = 10.0
     settle_s: float = 0.5
     concurrency: int = 64
     publish_concurrency: int = 32
@@ -87,6 +99,8 @@ QUICK = Sizes(
     receiver_n=2_000,
     peer_n=500,
     peer_failures_n=500,
+    sweep_rates=(100.0, 200.0),
+    sweep_seconds=1.0,
     settle_s=0.1,
 )
 
@@ -482,6 +496,53 @@ async def _latency_point(
     }
 
 
+SWEEP_P99_MS = 20.0
+"""The sweep's bar: the highest rate whose p99 publish-to-receipt stays at or under it."""
+
+
+async def sweep(ctx: Context, kind: str) -> dict[str, Any]:
+    """Open loop at rising rates (issue 12); the highest rate with p99 <= 20 ms.
+
+    A rate that overloads hookline (publishes not answered in time, or p99 over a second)
+    ends the sweep: the rates above it would only measure a growing queue, for minutes.
+    """
+    sizes = ctx.sizes
+    hookline = await start_hookline(ctx, kind, f"{kind}-sweep")
+    try:
+        topic = ctx.unique("sweep")
+        sub = await hookline.subscribe(
+            topic, ctx.receiver.url("lat"), paused=False, max_in_flight=sizes.concurrency
+        )
+        path = f"/v1/topics/{topic}/messages"
+        bodies = message_bodies(2000)
+        await ctx.receiver.reset(fail=False)
+        warm = await open_loop(
+            "127.0.0.1", hookline.port, path, lambda i: bodies[i % len(bodies)], 200, 1.0
+        )
+        await ctx.receiver.wait_for(len(warm.sent_at), 30)
+        points: list[dict[str, Any]] = []
+        lost: list[str] = []
+        for rate in sizes.sweep_rates:
+            point = await _latency_point(ctx, hookline, path, bodies, rate, sizes.sweep_seconds)
+            lost += point.pop("lost")
+            points.append(point)
+            overloaded = point["accepted"] < point["sent"] or not point["p99_ms"] <= 1000
+            if overloaded:
+                break
+        await hookline.delete_subscription(sub)
+        kept = [
+            p["rate"] for p in points if p["p99_ms"] <= SWEEP_P99_MS and p["accepted"] == p["sent"]
+        ]
+        return {
+            "points": points,
+            "best_rate": max(kept) if kept else 0.0,
+            "p99_bar_ms": SWEEP_P99_MS,
+            "lost": lost,
+        }
+    finally:
+        await stop_hookline(ctx, hookline)
+
+
 # -- scenario 4: fan-out --------------------------------------------------------------------
 
 
@@ -613,6 +674,7 @@ SCENARIOS = {
     "latency": latency,
     "fanout": fanout,
     "failures": failures,
+    "sweep": sweep,
 }
 
 
@@ -629,15 +691,20 @@ CEILING_OF = {
 
 async def ceiling(ctx: Context, adapter: str) -> dict[str, Any]:
     """The backend's bare loop, in its own process, draining ``drain_n`` messages."""
-    kind = CEILING_OF[adapter]
+    return await bare_loop(ctx, CEILING_OF[adapter], ctx.sizes.drain_n)
+
+
+async def bare_loop(ctx: Context, kind: str, n: int) -> dict[str, Any]:
+    """``bench.ceilings KIND`` on hookline's core (pinned mode), delivering ``n`` messages."""
     await ctx.receiver.reset(fail=False)
     argv = [
+        *PIN["server"],
         PYTHON,
         "-m",
         "bench.ceilings",
         kind,
         "--n",
-        str(ctx.sizes.drain_n),
+        str(n),
         "--url",
         ctx.receiver.url("ceil"),
         "--concurrency",
@@ -651,13 +718,13 @@ async def ceiling(ctx: Context, adapter: str) -> dict[str, Any]:
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
-        out, err = await asyncio.wait_for(
-            process.communicate(), drain_timeout(ctx.sizes.drain_n) * 2
-        )
+        out, err = await asyncio.wait_for(process.communicate(), drain_timeout(n) * 2)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+    if process.returncode == UNAVAILABLE_EXIT:
+        raise UnavailableError(err.decode().strip().splitlines()[-1])
     if process.returncode != 0:
         raise RuntimeError(f"ceiling {kind} failed: {err.decode()[-500:]}")
     result = json.loads(out.decode().strip().splitlines()[-1])

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import PYTHON, Processes, cpu_seconds, free_port, memory_mb
+from bench.common import PYTHON, Processes, cpu_seconds, free_port, memory_mb, on_server_core
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 """Redis db 13 is the bench's own; keys are still under a unique prefix per run."""
@@ -39,6 +39,19 @@ SQLITE_SYNCHRONOUS = {"sqlite": "normal", "sqlite-full": "full"}
 """``sqlite`` runs with ``synchronous: normal``, ``sqlite-full`` with ``full``."""
 SQLITE_DIR = Path(__file__).parent / "results" / "sqlite"
 """On the disk the results go to (not /tmp, which may live in memory); removed after use."""
+
+
+WORKERS: dict[str, int] = {"n": 1}
+"""``--workers N``: ``hookline serve --workers N`` for the Redis and RabbitMQ adapters."""
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (uvicorn's workers under ``--workers N``)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
 
 
 class UnavailableError(Exception):
@@ -119,6 +132,9 @@ class Hookline:
         path.write_text(yaml.safe_dump(doc))
         self.port = free_port()
         argv = [PYTHON, "-m", "app.cli", "serve", "--config", str(path), "--port", str(self.port)]
+        if WORKERS["n"] > 1 and self.setup.kind != "builtin":
+            argv += ["--workers", str(WORKERS["n"])]
+        argv = on_server_core(argv)
         other = HOOKLINE_DIR["path"]
         env = {"PYTHONPATH": str(other)} if other else None
         self.process = await self.processes.start(self.name, argv, env=env, cwd=other)
@@ -141,7 +157,8 @@ class Hookline:
             await self.client.aclose()
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds of the process and of its live children (``--workers N``)."""
+        return cpu_seconds(self.pid) + sum(cpu_seconds(child) for child in children(self.pid))
 
     def memory(self) -> tuple[float, float]:
         return memory_mb(self.pid)

@@ -52,6 +52,13 @@ def trace_carrier(
     ``tracestate`` goes only with the header's ``traceparent``.
     """
     carrier = {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
+    return trace_carrier_from(carrier, traceparent, baggage)
+
+
+def trace_carrier_from(
+    carrier: dict[str, str], traceparent: str | None = None, baggage: str | None = None
+) -> dict[str, str]:
+    """:func:`trace_carrier` from the request's trace headers already picked out."""
     header_parent = carrier.get("traceparent", "").strip().lower()
     if traceparent and not is_valid_traceparent(header_parent):
         carrier["traceparent"] = traceparent

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
@@ -40,9 +39,16 @@ class UnrepresentableJsonError(ValueError):
         self.kind = kind
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
-"""orjson turns integers beyond 64 bits into floats; a body that may hold one takes the
-stdlib path, which keeps them exact (19 digits in a row also occur in strings: harmless)."""
+_ALL_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+"""orjson turns integers beyond 64 bits into floats; a body that may hold one (19 ASCII
+digits in a row) takes the stdlib path, which keeps them exact (such runs also occur in
+strings: harmless). Every digit becomes ``0`` and the run is searched as a substring: both
+in C, about ten times faster than a regular expression over a 1 KB body."""
+
+
+def _may_hold_long_integer(data: bytes) -> bool:
+    return _LONG_RUN in data.translate(_ALL_ZERO)
 
 
 def decode_json(raw: bytes | str) -> Any:
@@ -54,7 +60,7 @@ def decode_json(raw: bytes | str) -> Any:
     Valid input costs one orjson parse.
     """
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if not _LONG_DIGITS.search(data):
+    if not _may_hold_long_integer(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

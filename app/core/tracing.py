@@ -86,11 +86,28 @@ def trace_headers(traceparent: str | None, baggage: str | None) -> dict[str, str
     return headers
 
 
+_ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+"""A provider named by the environment (auto-instrumentation), read once at start."""
+_UNSET = object()
+_seen_provider = False
+
+
 def tracing_enabled() -> bool:
     """True once some SDK provider is installed (by hookline, a test or auto-instrumentation):
     spans are then worth making; without one they would only cost time.
+
+    Called for every publish and delivery: the API's ``get_tracer_provider()`` looks the
+    environment up each time it finds none (~3 µs), so the answer is taken from the API's
+    global when it is there (a provider, once set, stays), from the public call otherwise.
     """
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    global _seen_provider  # noqa: PLW0603 - a latch: once True, always True
+    if _seen_provider:
+        return True
+    installed = getattr(trace, "_TRACER_PROVIDER", _UNSET)
+    if installed is None and not _ENV_PROVIDER:
+        return False
+    _seen_provider = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _seen_provider
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
+from app.adapters.redis.coalesce import ScriptCoalescer
 from app.adapters.redis.codec import encode_envelope
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.lua_messages import PUBLISH
@@ -32,6 +33,7 @@ class MessageWriter:
         self._conn = connection
         self._keys = keys
         self._timer = timer
+        self.scripts = ScriptCoalescer(connection)
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store every message; atomic per topic (a cluster cannot span slots atomically)."""
@@ -58,7 +60,7 @@ class MessageWriter:
         for _ in range(_STALE_RETRIES):
             keys = [tk.stream, tk.subs, *(tk.schedule(s) for s in subs)]
             args = [len(subs), *subs, len(immediate), *immediate, len(later) // 2, *later]
-            reply = await self._conn.run(PUBLISH, keys, args)
+            reply = await self.scripts.run(PUBLISH, keys, args)
             if reply[0] == "ok":
                 break
             subs = await self._subscriptions(topic)
