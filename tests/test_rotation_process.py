@@ -34,9 +34,10 @@ async def _deliver_until(
     """
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
+        # Counted before publishing: the delivery can arrive before the 202 is read.
+        count = len(receiver.requests("/hook")) + 1
         published = await client.post("/v1/topics/rot/messages", json={"data": 1})
         assert published.status_code == 202, published.text
-        count = len(receiver.requests("/hook")) + 1
         got = (await receiver.wait_for(count, "/hook"))[-1]
         if _verifies(secret, got):
             return got
