@@ -63,7 +63,9 @@ async def warm_up(processes: list[ServeProcess], topic: str, sub_id: str) -> Non
     async def all_deliver() -> bool:
         nonlocal k
         k += 1
-        await publish_batch(processes[0], topic, range(-k, -k + 1))
+        # Each process in turn: a publish wakes its own process at once and the others only
+        # at their next look at the file, so publishing through one would starve the rest.
+        await publish_batch(processes[k % len(processes)], topic, range(-k, -k + 1))
         return all([await delivered(p, sub_id) > 0 for p in processes])
 
     await until(all_deliver, what=f"every process delivering {sub_id}")
