@@ -35,9 +35,10 @@ from app.core.subscriptions import SubscriptionRuleError, SubscriptionService
 from app.core.topics import TopicsService
 from app.dispatch.condition_pool import ConditionPool
 from app.dispatch.context import DeliveryContext
-from app.dispatch.guard import DestinationGuard, GuardedResolver
+from app.dispatch.guard import DestinationGuard
 from app.dispatch.insight_recorder import InsightRecorder
 from app.dispatch.payload import USER_AGENT
+from app.dispatch.resolver import GuardedResolver
 from app.dispatch.sender import WebhookSender
 from app.dispatch.supervisor import Dispatcher
 from app.observability.metrics import DispatchMetrics
@@ -110,7 +111,7 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         max_connections=settings.delivery.max_connections,
         max_connections_per_destination=settings.delivery.max_connections_per_destination,
         max_response_bytes=settings.delivery.max_response_bytes,
-        resolver=None if guard.allow_private_networks else GuardedResolver(guard),
+        resolver=GuardedResolver(guard),
     )
     context = DeliveryContext(
         adapter=adapter,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Received:
     """One request as it arrived."""
 
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
+    """Names match in any case, as in HTTP (the client may send ``Webhook-Id``)."""
     body: bytes
     at: float
 
@@ -98,7 +100,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self._received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        self._received.append(
+            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
+        )
         self._changed.set()
         script = self._scripts.get(request.path)
         reply = script.popleft() if script else self._defaults.get(request.path, Reply())

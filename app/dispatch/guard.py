@@ -1,8 +1,9 @@
 """SSRF guard: webhooks must not reach loopback, private or cloud-metadata addresses.
 
 Checked twice: when a subscription is saved (a literal blocked address is a 422) and on
-the address actually connected to (:class:`GuardedResolver`), so a DNS name that
-re-points to 127.0.0.1 after the save (DNS rebinding) is still refused.
+the address actually connected to (:class:`app.dispatch.resolver.GuardedResolver` answers
+the sender, which connects only to what it answered), so a DNS name that re-points to
+127.0.0.1 after the save (DNS rebinding) is still refused.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -115,46 +113,3 @@ class DestinationGuard:
                 self._verdicts.clear()
             verdict = self._verdicts[url] = self.check_url(url)
             return verdict
-
-
-class GuardedResolver(AbstractResolver):
-    """An aiohttp resolver that drops blocked addresses from every answer.
-
-    aiohttp connects only to what its resolver returns, so the addresses checked here are
-    exactly the ones connected to: a name that answered a public address when the
-    subscription was saved and answers 127.0.0.1 now (DNS rebinding) is refused now.
-    """
-
-    def __init__(self, guard: DestinationGuard, inner: AbstractResolver | None = None) -> None:
-        """Wrap ``inner`` (the default threaded resolver when None).
-
-        The default resolver is built at the first lookup, not here: aiohttp's resolvers
-        bind to the running event loop (3.14 refuses to be built without one), and the app
-        factory that builds this guard runs before uvicorn's loop exists.
-        """
-        self._guard = guard
-        self._inner = inner
-
-    def _resolver(self) -> AbstractResolver:
-        if self._inner is None:
-            self._inner = ThreadedResolver()
-        return self._inner
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        """Resolve, keep only allowed addresses, refuse when none are left."""
-        results = await self._resolver().resolve(host, port, family)
-        allowed = [
-            r for r in results if self._guard.allows_address(ipaddress.ip_address(r["host"]), host)
-        ]
-        if not allowed:
-            raise BlockedDestinationError(
-                f"{host} resolves only to blocked (loopback/private/metadata) addresses"
-            )
-        return allowed
-
-    async def close(self) -> None:
-        """Close the wrapped resolver (if one was ever built)."""
-        if self._inner is not None:
-            await self._inner.close()

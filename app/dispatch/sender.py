@@ -1,6 +1,13 @@
-"""The outbound HTTP sender: one shared aiohttp session, keep-alive, no redirects.
+"""The outbound HTTP sender: pyreqwest (Rust reqwest/hyper), keep-alive, no redirects.
 
-aiohttp was measured here at 7,457 deliveries/s against 441 for httpx at 100 connections.
+pyreqwest was measured at about a third of aiohttp's CPU per request (bench/RESULTS.md,
+"Delivery path"). It cannot take a resolver, so the SSRF guard is applied before it: the
+host is resolved here through :class:`GuardedResolver` (every address checked), and the
+request goes through a client pinned to one checked address
+(:mod:`app.dispatch.clients`), so reqwest connects there and nowhere else, with the Host
+header and TLS name still the host's. When a pinned address refuses the connection, the
+next allowed address is tried within the same deadline.
+
 Connections are budgeted: at most ``max_connections`` in all and at most
 ``max_connections_per_destination`` to one destination (scheme, host, port), so a dead
 receiver holds only its own destination's share. An attempt waits for its slots *before*
@@ -13,19 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from datetime import timedelta
 
-import aiohttp
+from pyreqwest.exceptions import (
+    BodyDecodeError,
+    ConnectError,
+    DecodeError,
+    PyreqwestError,
+    RequestTimeoutError,
+)
+from pyreqwest.http import Url
+from pyreqwest.response import Response
 
 from app.core.outcome import BLOCKED, SendResult
 from app.core.redact import redact
-from app.dispatch.guard import BlockedDestinationError
+from app.dispatch.clients import ClientKey, PinnedClient, PinnedClients
+from app.dispatch.guard import BlockedDestinationError, DestinationGuard, IPAddress, literal_address
+from app.dispatch.resolver import GuardedResolver
 
 EXCERPT_CHARS = 1024
+MAX_CACHED_TARGETS = 10_000
+
+Destination = tuple[str, str, int]
+"""What a connection budget keys on: scheme, host and port (default port filled in)."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> int | None:
@@ -43,6 +63,35 @@ def parse_retry_after(value: str | None, now: float | None = None) -> int | None
     return max(0, int(delta * 1000))
 
 
+class _Target:
+    """A subscription URL read once: where it goes and, for a literal address, whether
+    the guard allows it (the rules never change while the process runs).
+    """
+
+    __slots__ = ("address", "destination", "host", "name", "refusal", "url")
+
+    def __init__(self, url: str, guard: DestinationGuard) -> None:
+        parsed = Url(url)  # the parser reqwest uses: the host is spelled as it will look it up
+        host = parsed.host_str
+        port = parsed.port_or_known_default
+        if parsed.scheme not in ("http", "https") or not host or port is None:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.url = parsed
+        self.host = host
+        self.name = parsed.domain
+        """The name to resolve; None when the host is a literal address."""
+        self.destination: Destination = (parsed.scheme, host, port)
+        self.address: IPAddress | None = None
+        self.refusal: str | None = None
+        if self.name is None:
+            address = literal_address(host)
+            if address is None:
+                raise ValueError(f"unreadable host in {url!r}")
+            self.address = address
+            if not guard.allows_address(address, host):
+                self.refusal = f"destination {host} is a loopback, private or metadata address"
+
+
 class WebhookSender:
     """Posts signed bodies to subscriber URLs."""
 
@@ -51,55 +100,52 @@ class WebhookSender:
         user_agent: str,
         max_connections: int = 1000,
         max_response_bytes: int = 64 * 1024,
-        resolver: aiohttp.abc.AbstractResolver | None = None,
+        resolver: GuardedResolver | None = None,
         max_connections_per_destination: int = 100,
     ) -> None:
-        """``max_response_bytes`` is all that is ever read of a response body."""
+        """``max_response_bytes`` is all that is ever read of a response body.
+
+        ``resolver`` resolves and checks every host name (None: the system resolver with
+        every address allowed, as with ``allow_private_networks: true``).
+        """
         self._user_agent = user_agent
         self._max_connections = max_connections
         self._per_destination = min(max_connections_per_destination, max_connections)
         self._slots = _Slots(max_connections, self._per_destination)
         self._max_response_bytes = max_response_bytes
+        if resolver is None:
+            resolver = GuardedResolver(DestinationGuard(allow_private_networks=True))
         self._resolver = resolver
-        self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[str, _Target] = {}
+        self._timeouts: dict[float, timedelta] = {}
+        self._clients: PinnedClients | None = None
 
     async def start(self) -> None:
-        """Open the shared session (call inside the running event loop)."""
-        connector = aiohttp.TCPConnector(
-            # Our slots already keep within both limits, so the pool never makes an attempt
-            # wait; the same limits here are a second line of defence.
-            limit=self._max_connections,
-            limit_per_host=self._per_destination,
-            keepalive_timeout=30,
-            ttl_dns_cache=10,
-            family=socket.AF_UNSPEC,
-            resolver=self._resolver,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            # One deadline per attempt, ours (asyncio.timeout in send); aiohttp's default
-            # 5-minute total would arm a second timer on every request.
-            timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("Accept-Encoding",),
-        )
+        """Get ready to send (call inside the running event loop)."""
+        if self._clients is None:
+            self._clients = PinnedClients(self._user_agent, self._per_destination)
 
     async def close(self) -> None:
         """Close connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._clients is not None:
+            clients, self._clients = self._clients, None
+            await clients.close()
 
     @property
     def max_connections_per_destination(self) -> int:
         """The most attempts that can be on the wire to one destination at once."""
         return self._per_destination
 
+    @property
+    def clients(self) -> int:
+        """Pinned clients alive now (one per destination address in recent use)."""
+        return len(self._clients) if self._clients is not None else 0
+
     async def send(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout_ms: int
     ) -> SendResult:
-        """POST once; the whole exchange (connect, send, read) is bounded by ``timeout_ms``.
+        """POST once; the whole exchange (resolve, connect, send, read) is bounded by
+        ``timeout_ms``.
 
         The clock starts once the attempt holds its connection slots (its destination's,
         then the global pool's), so time spent queued behind other attempts is not
@@ -108,43 +154,105 @@ class WebhookSender:
         how much of the body), with credentials masked, so the DLQ tells an operator what
         the receiver did.
         """
-        if self._session is None:
+        clients = self._clients
+        if clients is None:
             raise RuntimeError("WebhookSender.start() was not called")
-        async with self._slots.hold(_destination(url)):
-            return await self._send(self._session, url, body, headers, timeout_ms)
+        started = time.perf_counter()
+        try:
+            target = self._target(url)
+        except ValueError as exc:
+            return _failed("connection_error", f"invalid URL: {exc}", started)
+        if target.refusal is not None:
+            return _failed(BLOCKED, target.refusal, started)
+        async with self._slots.hold(target.destination):
+            return await self._send(clients, target, body, headers, timeout_ms)
+
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= MAX_CACHED_TARGETS:
+                self._targets.clear()
+            target = self._targets[url] = _Target(url, self._resolver.guard)
+        return target
 
     async def _send(
         self,
-        session: aiohttp.ClientSession,
-        url: str,
+        clients: PinnedClients,
+        target: _Target,
         body: bytes,
         headers: Mapping[str, str],
         timeout_ms: int,
     ) -> SendResult:
         started = time.perf_counter()
+        deadline = started + timeout_ms / 1000
         progress = _Progress()
-        request_headers = dict(headers)
-        request_headers["User-Agent"] = self._user_agent
+        keys = await self._client_keys(target, timeout_ms, started)
+        if isinstance(keys, SendResult):
+            return keys
+        for index, key in enumerate(keys):
+            entry = clients.acquire(key)
+            try:
+                return await self._exchange(entry, target, body, headers, deadline, progress)
+            except RequestTimeoutError:
+                return _failed("timeout", progress.timed_out(timeout_ms), started)
+            except ConnectError as exc:
+                # Refused or unreachable at this address: the next allowed one may answer.
+                if index + 1 == len(keys) or time.perf_counter() >= deadline:
+                    return _failed("connection_error", progress.failed(exc), started)
+            except DecodeError as exc:
+                reason = "invalid_response"
+                if progress.status or isinstance(exc, BodyDecodeError):
+                    reason = "connection_error"
+                return _failed(reason, progress.failed(exc), started)
+            except (PyreqwestError, ValueError) as exc:
+                return _failed("connection_error", progress.failed(exc), started)
+            finally:
+                entry.release()
+        raise AssertionError("unreachable: the last address returns")  # pragma: no cover
+
+    async def _client_keys(
+        self, target: _Target, timeout_ms: int, started: float
+    ) -> list[ClientKey] | SendResult:
+        """One pinned client per allowed address of the host, or why there is none."""
+        scheme, host, port = target.destination
+        if target.name is None:
+            return [(scheme, host, port, None)]
         try:
-            async with asyncio.timeout(timeout_ms / 1000):
-                async with session.post(
-                    url, data=body, headers=request_headers, allow_redirects=False
-                ) as response:
-                    progress.status = response.status
-                    excerpt = await self._read_excerpt(response, progress)
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        except TimeoutError:
-            return self._failed("timeout", progress.timed_out(timeout_ms), started)
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, BlockedDestinationError):
-                return self._failed(BLOCKED, str(exc.os_error), started)
-            return self._failed("connection_error", str(exc), started)
+            addresses = self._resolver.cached(target.name, port)
+            if addresses is None:
+                async with asyncio.timeout(timeout_ms / 1000):
+                    addresses = await self._resolver.resolve(target.name, port)
         except BlockedDestinationError as exc:
-            return self._failed(BLOCKED, str(exc), started)
-        except aiohttp.ClientResponseError as exc:
-            return self._failed("invalid_response", progress.failed(exc), started)
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return self._failed("connection_error", progress.failed(exc), started)
+            return _failed(BLOCKED, str(exc), started)
+        except TimeoutError:
+            return _failed("timeout", f"{host} not resolved within {timeout_ms} ms", started)
+        except (OSError, ValueError) as exc:
+            return _failed("connection_error", f"cannot resolve {host}: {exc}", started)
+        return [(scheme, host, port, address) for address in addresses]
+
+    async def _exchange(
+        self,
+        entry: PinnedClient,
+        target: _Target,
+        body: bytes,
+        headers: Mapping[str, str],
+        deadline: float,
+        progress: _Progress,
+    ) -> SendResult:
+        started = time.perf_counter()
+        request = (
+            entry.client.post(target.url)
+            .headers(headers)
+            .body_bytes(body)
+            .timeout(self._timeout(deadline - started))
+            # Hand the response over at its head: the body is read here, up to the cap.
+            .streamed_read_buffer_limit(0)
+            .build_streamed()
+        )
+        async with request as response:
+            progress.status = response.status
+            retry_after = parse_retry_after(response.get_header("Retry-After"))
+            excerpt = await self._read_excerpt(response, progress)
         return SendResult(
             progress.status,
             _reason(progress.status),
@@ -153,13 +261,17 @@ class WebhookSender:
             duration_ms=_since(started),
         )
 
-    @staticmethod
-    def _failed(reason: str, detail: str, started: float) -> SendResult:
-        return SendResult(None, reason, redact(detail)[:EXCERPT_CHARS], duration_ms=_since(started))
+    def _timeout(self, seconds: float) -> timedelta:
+        """The attempt's remaining time; the usual whole-attempt values are built once."""
+        milliseconds = max(1.0, round(seconds * 1000))
+        timeout = self._timeouts.get(milliseconds)
+        if timeout is None:
+            if len(self._timeouts) > 1000:
+                self._timeouts.clear()
+            timeout = self._timeouts[milliseconds] = timedelta(milliseconds=milliseconds)
+        return timeout
 
-    async def _read_excerpt(
-        self, response: aiohttp.ClientResponse, progress: _Progress
-    ) -> str | None:
+    async def _read_excerpt(self, response: Response, progress: _Progress) -> str | None:
         """Read at most ``max_response_bytes``; keep the start as text for the DLQ.
 
         The rest of a longer body is never read: leaving the response closes the
@@ -169,25 +281,34 @@ class WebhookSender:
         if limit <= 0:
             return None
         chunks: list[bytes] = []
+        reader = response.body_reader
         while progress.body_bytes < limit:
-            chunk = await response.content.read(limit - progress.body_bytes)
-            if not chunk:
+            chunk = await reader.read_chunk()
+            if chunk is None:
                 break
-            chunks.append(chunk)
-            progress.body_bytes += len(chunk)
+            data = bytes(chunk)[: limit - progress.body_bytes]
+            chunks.append(data)
+            progress.body_bytes += len(data)
         if not chunks:
             return None
         return redact(b"".join(chunks)[:EXCERPT_CHARS].decode("utf-8", "replace"))
 
 
-def _destination(url: str) -> tuple[str, str, int | None]:
-    """What ``limit_per_host`` keys on: scheme, host and port (default port filled in)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    except ValueError:
-        return ("", url, None)
-    return (parts.scheme, (parts.hostname or "").lower(), port)
+def _failed(reason: str, detail: str, started: float) -> SendResult:
+    return SendResult(None, reason, redact(detail)[:EXCERPT_CHARS], duration_ms=_since(started))
+
+
+def _explain(exc: BaseException) -> str:
+    """The message of a pyreqwest error and its chain of causes, innermost last."""
+    if not isinstance(exc, PyreqwestError):
+        return str(exc)
+    parts = [exc.message]
+    details = getattr(exc, "details", None)
+    for cause in (details or {}).get("causes") or ():
+        message = cause.get("message", "")
+        if message and message not in parts:
+            parts.append(message)
+    return ": ".join(parts)
 
 
 class _Slots:
@@ -201,7 +322,7 @@ class _Slots:
     def __init__(self, total: int, per_destination: int) -> None:
         self._total = asyncio.Semaphore(total)
         self._per_destination = per_destination
-        self._destinations: dict[tuple[str, str, int | None], tuple[asyncio.Semaphore, int]] = {}
+        self._destinations: dict[Destination, tuple[asyncio.Semaphore, int]] = {}
 
     @property
     def destinations(self) -> int:
@@ -209,7 +330,7 @@ class _Slots:
         return len(self._destinations)
 
     @asynccontextmanager
-    async def hold(self, key: tuple[str, str, int | None]) -> AsyncIterator[None]:
+    async def hold(self, key: Destination) -> AsyncIterator[None]:
         """Hold one slot of ``key``'s budget and one of the global budget."""
         semaphore, users = self._destinations.get(key, (None, 0))
         if semaphore is None:
@@ -244,7 +365,7 @@ class _Progress:
         return f"response not complete within {timeout_ms} ms ({self._where()})"
 
     def failed(self, exc: BaseException) -> str:
-        return f"{type(exc).__name__} {self._where()}: {exc}"
+        return f"{type(exc).__name__} {self._where()}: {_explain(exc)}"
 
 
 def _since(started: float) -> float:

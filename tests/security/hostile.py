@@ -142,3 +142,38 @@ async def garbage(
     writer.write(noise)
     await writer.drain()
     connection.bytes_sent = len(noise)
+
+
+async def endless_headers(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: Connection
+) -> None:
+    """A status line, then header lines for ever (as fast as the client takes them)."""
+    writer.write(b"HTTP/1.1 200 OK\r\n")
+    leaving = asyncio.ensure_future(until_client_leaves(reader))
+    line = b"X-Endless: " + b"h" * 100 + b"\r\n"
+    try:
+        while not leaving.done():
+            writer.write(line * 64)
+            await writer.drain()
+            connection.bytes_sent += len(line) * 64
+    finally:
+        leaving.cancel()
+
+
+async def slow_headers(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: Connection
+) -> None:
+    """Slowloris in reverse: the response head arrives one byte every 50 ms, never ending."""
+    leaving = asyncio.ensure_future(until_client_leaves(reader))
+    head = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"s" * 100_000
+    try:
+        for byte in head:
+            if leaving.done():
+                break
+            writer.write(bytes([byte]))
+            await writer.drain()
+            connection.bytes_sent += 1
+            # The slowness under test; ends at once when the client hangs up.
+            await asyncio.wait({leaving}, timeout=0.05)
+    finally:
+        leaving.cancel()

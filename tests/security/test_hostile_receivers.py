@@ -20,9 +20,11 @@ from tests.security.hostile import (
     Behaviour,
     HostileServer,
     close_mid_response,
+    endless_headers,
     garbage,
     gigabytes,
     hang,
+    slow_headers,
     trickle,
 )
 
@@ -64,8 +66,18 @@ async def dlq_entries(hookline: Hookline, topic: str) -> list[dict[str, Any]]:
         (gigabytes, "http_error", 500, "GIGABYTES GIGABYTES"),
         (close_mid_response, "connection_error", None, "after status 200 and 7 body bytes"),
         (garbage, "invalid_response", None, "before any response"),
+        (endless_headers, "invalid_response", None, "before any response"),
+        (slow_headers, "timeout", None, f"no response within {TIMEOUT_MS} ms"),
     ],
-    ids=["hang", "trickle", "gigabytes", "close-mid-response", "garbage"],
+    ids=[
+        "hang",
+        "trickle",
+        "gigabytes",
+        "close-mid-response",
+        "garbage",
+        "endless-headers",
+        "slow-headers",
+    ],
 )
 async def test_each_hostile_receiver_ends_in_the_dlq_at_bounded_cost(
     hookline: Hookline, behaviour: Behaviour, reason: str, status: int | None, excerpt: str
@@ -153,7 +165,7 @@ async def test_a_stuck_subscription_does_not_slow_its_neighbour(
 
 @pytest.mark.parametrize("behaviour", [garbage, close_mid_response, hang])
 async def test_credentials_in_the_url_never_reach_an_excerpt(behaviour: Behaviour) -> None:
-    """aiohttp sends URL credentials as Basic auth; no error text may echo them."""
+    """The client sends URL credentials as Basic auth; no error text may echo them."""
     server = await serve(behaviour)
     sender = WebhookSender("test")
     await sender.start()

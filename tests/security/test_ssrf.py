@@ -9,19 +9,13 @@ resolver answers with 127.0.0.1).
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Any
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from app.core.models import RetryPolicy, Subscription
-from app.dispatch.guard import (
-    BlockedDestinationError,
-    DestinationGuard,
-    GuardedResolver,
-    literal_address,
-)
+from app.dispatch.guard import BlockedDestinationError, DestinationGuard, literal_address
+from app.dispatch.resolver import GuardedResolver
 from app.dispatch.sender import WebhookSender
 from tests.backends import unique
 from tests.harness import Hookline, eventually, running_hookline
@@ -135,7 +129,7 @@ async def test_a_name_resolving_to_loopback_is_dead_lettered(receiver: Receiver)
 
 async def test_a_stored_literal_loopback_url_is_refused_at_delivery(receiver: Receiver) -> None:
     """A subscription stored before the guard was turned on (or by an instance without
-    it) is checked again on every attempt; aiohttp skips the resolver for literals.
+    it) is checked again on every attempt: a literal address is never resolved.
     """
     async with running_hookline("builtin", delivery=GUARDED) as hookline:
         topic = unique("ssrf")
@@ -178,33 +172,17 @@ async def test_allowlist_also_opens_delivery(receiver: Receiver, allowed: list[s
         assert await hookline.dlq_count(topic) == 0
 
 
-class ScriptedResolver(AbstractResolver):
+class ScriptedResolver:
     """A DNS stand-in: each name answers the next list of addresses in its script."""
 
     def __init__(self, script: dict[str, list[list[str]]]) -> None:
         self._script = script
         self.calls: list[str] = []
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int) -> list[str]:
         self.calls.append(host)
         answers = self._script[host]
-        addresses = answers.pop(0) if len(answers) > 1 else answers[0]
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        pass
+        return list(answers.pop(0) if len(answers) > 1 else answers[0])
 
 
 async def test_rebinding_is_judged_on_every_resolution() -> None:
@@ -213,14 +191,13 @@ async def test_rebinding_is_judged_on_every_resolution() -> None:
     Nothing connects here; this is the resolver the connector would use.
     """
     inner = ScriptedResolver({"rebind.test": [["93.184.216.34"], ["127.0.0.1"]]})
-    resolver = GuardedResolver(DestinationGuard(False), inner)
-    [first] = await resolver.resolve("rebind.test", 80)
-    assert first["host"] == "93.184.216.34"
+    resolver = GuardedResolver(DestinationGuard(False), inner, ttl_s=0)
+    assert await resolver.resolve("rebind.test", 80) == ["93.184.216.34"]
     with pytest.raises(BlockedDestinationError, match=r"rebind\.test"):
         await resolver.resolve("rebind.test", 80)
     mixed = ScriptedResolver({"mixed.test": [["127.0.0.1", "93.184.216.34", "10.0.0.7"]]})
     kept = await GuardedResolver(DestinationGuard(False), mixed).resolve("mixed.test", 80)
-    assert [r["host"] for r in kept] == ["93.184.216.34"]
+    assert kept == ["93.184.216.34"]
 
 
 async def test_the_address_connected_to_is_the_one_checked(receiver: Receiver) -> None:

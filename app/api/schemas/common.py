@@ -22,9 +22,9 @@ HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"
 HEADER_VALUE_PATTERN = r"^(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?$"
 """What a subscription header value may hold: visible ASCII, inner spaces and tabs.
 
-Control characters never leave aiohttp, leading or trailing blanks are stripped by every
-HTTP parser, and bytes above ASCII reach each receiver differently (aiohttp writes UTF-8,
-most servers read Latin-1): a value outside this set is never received as it was saved.
+Control characters never leave the HTTP client, leading or trailing blanks are stripped by
+every HTTP parser, and bytes above ASCII reach each receiver differently (clients write
+UTF-8, most servers read Latin-1): a value outside this set is never received as saved.
 """
 MAX_URL_LENGTH = 2048
 MAX_SUBSCRIPTION_HEADERS = 32
