@@ -1,10 +1,13 @@
 """Raw ceilings: the same deliveries with no hookline in the way, one bare loop per backend.
 
-- ``aiohttp``: POST N prepared messages to the receiver, ``concurrency`` at a time (what
-  the builtin adapter can at best reach: it is this loop plus bookkeeping);
+- ``pyreqwest``: POST N prepared messages to the receiver, ``concurrency`` at a time, with
+  the client hookline's sender uses (what the builtin adapter can at best reach: it is
+  this loop plus bookkeeping);
+- ``aiohttp``: the same loop on aiohttp (the sender's client until issue 12), for comparison;
 - ``redis``: N messages pre-loaded in a stream; XREADGROUP, POST, XACK (batched);
 - ``rabbitmq``: N persistent messages pre-loaded in a queue; an aio-pika consumer with
   ``prefetch = concurrency``, POST, ack.
+The Redis and RabbitMQ loops POST with pyreqwest too.
 
 Run as its own process: ``python -m bench.ceilings KIND --n N --url URL``; it prints one
 JSON line ``{"kind", "n", "delivered", "seconds", "rate", "cpu_s"}``. Only the delivery
@@ -21,6 +24,7 @@ import resource
 import sys
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 
@@ -59,6 +63,40 @@ async def post(session: aiohttp.ClientSession, url: str, message_id: str, body: 
         return 200 <= response.status < 300
 
 
+def new_client(concurrency: int) -> Any:
+    """A pyreqwest client set up as the sender's (no redirects, no proxy, no decompression)."""
+    try:
+        from pyreqwest.client import ClientBuilder
+    except ImportError:
+        print("pyreqwest is not installed (pip install pyreqwest)", file=sys.stderr)
+        sys.exit(UNAVAILABLE_EXIT)
+    return (
+        ClientBuilder()
+        .max_connections(concurrency * 2)
+        .follow_redirects(False)
+        .no_proxy()
+        .gzip(False)
+        .brotli(False)
+        .zstd(False)
+        .deflate(False)
+        .user_agent("bench-ceiling")
+        .build()
+    )
+
+
+async def post_pyreqwest(client: Any, url: str, message_id: str, body: bytes) -> bool:
+    response = await (
+        client.post(url)
+        .header("Content-Type", "application/json")
+        .header("webhook-id", message_id)
+        .body_bytes(body)
+        .build()
+        .send()
+    )
+    await response.bytes()
+    return 200 <= int(response.status) < 300
+
+
 def cpu_now() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -88,22 +126,11 @@ async def ceiling_aiohttp(n: int, url: str, concurrency: int) -> dict[str, objec
 
 async def ceiling_pyreqwest(n: int, url: str, concurrency: int) -> dict[str, object]:
     """The same loop on pyreqwest (Rust reqwest/hyper): the fastest client found for issue 12."""
-    try:
-        from pyreqwest.client import ClientBuilder
-    except ImportError:
-        print("pyreqwest is not installed (pip install pyreqwest)", file=sys.stderr)
-        sys.exit(UNAVAILABLE_EXIT)
     run = uuid.uuid4().hex[:8]
     messages = [envelope(i, run) for i in range(n)]
     delivered = 0
     next_index = 0
-    client = (
-        ClientBuilder()
-        .max_connections(concurrency * 2)
-        .follow_redirects(False)
-        .user_agent("bench-ceiling")
-        .build()
-    )
+    client = new_client(concurrency)
     async with client:
 
         async def worker() -> None:
@@ -111,16 +138,7 @@ async def ceiling_pyreqwest(n: int, url: str, concurrency: int) -> dict[str, obj
             while next_index < n:
                 message_id, body = messages[next_index]
                 next_index += 1
-                response = await (
-                    client.post(url)
-                    .header("Content-Type", "application/json")
-                    .header("webhook-id", message_id)
-                    .body_bytes(body)
-                    .build()
-                    .send()
-                )
-                await response.bytes()
-                delivered += 200 <= response.status < 300
+                delivered += await post_pyreqwest(client, url, message_id, body)
 
         cpu = cpu_now()
         started = time.monotonic()
@@ -149,9 +167,9 @@ async def ceiling_redis(n: int, url: str, concurrency: int, redis_url: str) -> d
         in_flight = 0
         ack_wakeup = asyncio.Event()
 
-        async def deliver(session: aiohttp.ClientSession, entry_id: bytes, fields: dict) -> None:
+        async def deliver(client: Any, entry_id: bytes, fields: dict) -> None:
             nonlocal delivered, in_flight
-            ok = await post(session, url, fields[b"id"].decode(), fields[b"m"])
+            ok = await post_pyreqwest(client, url, fields[b"id"].decode(), fields[b"m"])
             in_flight -= 1
             if ok:
                 acks.append(entry_id)
@@ -168,7 +186,7 @@ async def ceiling_redis(n: int, url: str, concurrency: int, redis_url: str) -> d
                     await redis.xack(stream, "g", *batch)
                     delivered += len(batch)
 
-        async with new_session(concurrency) as session:
+        async with new_client(concurrency) as client:
             cpu = cpu_now()
             started = time.monotonic()
             ack_task = asyncio.create_task(acker())
@@ -184,7 +202,7 @@ async def ceiling_redis(n: int, url: str, concurrency: int, redis_url: str) -> d
                     for entry_id, fields in entries:
                         taken += 1
                         in_flight += 1
-                        task = asyncio.create_task(deliver(session, entry_id, fields))
+                        task = asyncio.create_task(deliver(client, entry_id, fields))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
             await asyncio.wait_for(ack_task, 120)
@@ -225,11 +243,11 @@ async def ceiling_rabbitmq(n: int, url: str, concurrency: int, amqp_url: str) ->
             consume_queue = await consume_channel.get_queue(queue.name)
             delivered = 0
             done = asyncio.Event()
-            async with new_session(concurrency) as session:
+            async with new_client(concurrency) as client:
 
                 async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
                     nonlocal delivered
-                    if await post(session, url, message.message_id or "", message.body):
+                    if await post_pyreqwest(client, url, message.message_id or "", message.body):
                         await message.ack()
                         delivered += 1
                         if delivered >= n:

@@ -241,11 +241,11 @@ def table(results: dict[str, Any]) -> str:
         )
 
     ceiling_names = {
-        "builtin": "aiohttp loop",
+        "builtin": "pyreqwest loop",
         "redis": "streams loop",
         "rabbitmq": "aio-pika loop",
-        "sqlite": "aiohttp loop",
-        "sqlite-full": "aiohttp loop",
+        "sqlite": "pyreqwest loop",
+        "sqlite-full": "pyreqwest loop",
     }
     rows: list[tuple[str, list[str], list[str]]] = [
         (

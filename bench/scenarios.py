@@ -681,11 +681,11 @@ SCENARIOS = {
 # -- raw ceilings ---------------------------------------------------------------------------
 
 CEILING_OF = {
-    "builtin": "aiohttp",
+    "builtin": "pyreqwest",  # the sender's client, in a bare loop
     "redis": "redis",
     "rabbitmq": "rabbitmq",
-    "sqlite": "aiohttp",  # no server: the bare sending loop is its ceiling, as for builtin
-    "sqlite-full": "aiohttp",
+    "sqlite": "pyreqwest",  # no server: the bare sending loop is its ceiling, as for builtin
+    "sqlite-full": "pyreqwest",
 }
 
 
