@@ -175,6 +175,40 @@ async def test_proxy_settings_in_the_environment_are_ignored(
     assert proxy.connections == 0
 
 
+async def test_literal_blocked_addresses_are_refused_without_connecting() -> None:
+    """With the guard strict, ``127.0.0.1`` and its shorthand ``127.1`` (which reqwest's URL
+    parser reads as 127.0.0.1) are refused by the sender itself, before any connection.
+    """
+    async with listening("127.0.0.1") as listener:
+        sender = WebhookSender("test", resolver=GuardedResolver(DestinationGuard(False)))
+        async with started(sender):
+            results = [
+                await sender.send(f"http://{host}:{listener.port}/", b"{}", {}, TIMEOUT_MS)
+                for host in ("127.0.0.1", "127.1")
+            ]
+    assert [r.reason for r in results] == ["blocked_destination"] * 2
+    assert listener.connections == 0
+
+
+class FailingResolver:
+    """A DNS stand-in that finds nothing."""
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        raise OSError(f"[Errno -2] Name or service not known: {host}")
+
+
+async def test_unresolvable_names_and_unreadable_urls_are_connection_errors() -> None:
+    guarded = GuardedResolver(DestinationGuard(True), FailingResolver())
+    sender = WebhookSender("test", resolver=guarded)
+    async with started(sender):
+        unknown = await sender.send("http://nowhere.test/hook", b"{}", {}, TIMEOUT_MS)
+        unreadable = await sender.send("http://exa mple.com/", b"{}", {}, TIMEOUT_MS)
+    assert (unknown.status, unknown.reason) == (None, "connection_error")
+    assert "cannot resolve nowhere.test" in (unknown.body_excerpt or "")
+    assert (unreadable.status, unreadable.reason) == (None, "connection_error")
+    assert "invalid URL" in (unreadable.body_excerpt or "")
+
+
 async def test_idle_clients_are_closed_and_their_number_bounded() -> None:
     """Clients unused for ``idle_s`` go at the next sweep; beyond ``max_clients`` the least
     recently used idle one goes; a client in use is never closed.
