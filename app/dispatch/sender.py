@@ -38,7 +38,7 @@ from pyreqwest.response import Response
 from app.core.outcome import BLOCKED, SendResult
 from app.core.redact import redact
 from app.dispatch.clients import ClientKey, PinnedClient, PinnedClients
-from app.dispatch.guard import BlockedDestinationError, DestinationGuard, IPAddress, literal_address
+from app.dispatch.guard import BlockedDestinationError, DestinationGuard, literal_address
 from app.dispatch.resolver import GuardedResolver
 
 EXCERPT_CHARS = 1024
@@ -68,7 +68,7 @@ class _Target:
     the guard allows it (the rules never change while the process runs).
     """
 
-    __slots__ = ("address", "destination", "host", "name", "refusal", "url")
+    __slots__ = ("destination", "host", "name", "refusal", "url")
 
     def __init__(self, url: str, guard: DestinationGuard) -> None:
         parsed = Url(url)  # the parser reqwest uses: the host is spelled as it will look it up
@@ -81,13 +81,11 @@ class _Target:
         self.name = parsed.domain
         """The name to resolve; None when the host is a literal address."""
         self.destination: Destination = (parsed.scheme, host, port)
-        self.address: IPAddress | None = None
         self.refusal: str | None = None
         if self.name is None:
             address = literal_address(host)
             if address is None:
                 raise ValueError(f"unreadable host in {url!r}")
-            self.address = address
             if not guard.allows_address(address, host):
                 self.refusal = f"destination {host} is a loopback, private or metadata address"
 
@@ -109,7 +107,6 @@ class WebhookSender:
         every address allowed, as with ``allow_private_networks: true``).
         """
         self._user_agent = user_agent
-        self._max_connections = max_connections
         self._per_destination = min(max_connections_per_destination, max_connections)
         self._slots = _Slots(max_connections, self._per_destination)
         self._max_response_bytes = max_response_bytes
