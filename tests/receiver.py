@@ -32,6 +32,8 @@ class Received:
     """Names match in any case, as in HTTP (the client may send ``Webhook-Id``)."""
     body: bytes
     at: float
+    raw_names: tuple[str, ...] = ()
+    """Header names exactly as they came on the wire."""
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -101,7 +103,13 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self._received.append(
-            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
+            Received(
+                request.path,
+                CIMultiDict(request.headers),
+                body,
+                time.monotonic(),
+                tuple(name.decode("latin-1") for name, _ in request.raw_headers),
+            )
         )
         self._changed.set()
         script = self._scripts.get(request.path)

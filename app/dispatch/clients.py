@@ -96,6 +96,7 @@ class PinnedClients:
             .zstd(False)
             .deflate(False)
             .referer(False)
+            .http1_lower_case_headers()  # as Standard Webhooks spells them: webhook-id, ...
             .user_agent(self._user_agent)
             .max_connections(self._max_in_flight)
             .pool_idle_timeout(KEEPALIVE)

@@ -132,7 +132,10 @@ async def test_the_connection_goes_to_the_checked_address_with_the_name_as_host(
     async with started(sender):
         results = [
             await sender.send(
-                f"http://hooks.example.com:{receiver.port}/pinned", b"{}", {}, TIMEOUT_MS
+                f"http://hooks.example.com:{receiver.port}/pinned",
+                b"{}",
+                {"webhook-id": "msg_1", "Content-Type": "application/json"},
+                TIMEOUT_MS,
             )
             for _ in range(3)
         ]
@@ -141,6 +144,9 @@ async def test_the_connection_goes_to_the_checked_address_with_the_name_as_host(
     assert inner.calls == ["hooks.example.com"]  # resolved once, then kept for the TTL
     got = await receiver.wait_for(3, "/pinned")
     assert {r.headers["Host"] for r in got} == {f"hooks.example.com:{receiver.port}"}
+    # Names go out in lower case, as Standard Webhooks spells them (hyper would title-case).
+    assert all(name == name.lower() for r in got for name in r.raw_names)
+    assert "webhook-id" in got[0].raw_names
 
 
 async def test_an_unreachable_address_falls_through_to_the_next_allowed_one(
