@@ -18,18 +18,9 @@ from collections import deque
 from collections.abc import Iterable
 
 from app.core.models import Delivery
+from app.core.ordering import hold_bound
 
-HOLD_FACTOR = 4
-"""An ordered subscription leases at most ``HOLD_FACTOR * max_in_flight`` messages ahead."""
-
-HOLD_MINIMUM = 64
-"""...and never fewer than this, so a small ``max_in_flight`` still looks past a few busy
-keys to find others."""
-
-
-def hold_bound(max_in_flight: int) -> int:
-    """Most deliveries an ordered subscription's worker holds (in progress plus waiting)."""
-    return max(HOLD_MINIMUM, HOLD_FACTOR * max(1, max_in_flight))
+__all__ = ["KeyGate", "hold_bound"]
 
 
 class KeyGate:

@@ -16,6 +16,8 @@ from typing import Any
 from app.adapters.rabbitmq.connection import Session
 from app.adapters.rabbitmq.consumer import SubscriptionConsumer
 from app.adapters.rabbitmq.registry import Registered
+from app.core.models import Subscription
+from app.core.ordering import hold_bound
 
 IDLE_CONSUMER_S = 30.0
 """A consumer nobody has received from (nor waits on) for this long hands its buffer back."""
@@ -54,7 +56,13 @@ class Consumers:
                 return current
             if current is not None:
                 self.retire(current)
-            consumer = SubscriptionConsumer(sub_id, registered.queue, prefetch, session.generation)
+            consumer = SubscriptionConsumer(
+                sub_id,
+                registered.queue,
+                prefetch,
+                session.generation,
+                exclusive=registered.subscription.ordered,
+            )
             try:
                 await consumer.start(session)
             except BaseException:
@@ -90,7 +98,11 @@ class Consumers:
         if consumer is None:
             return
         subscription = registered.subscription
-        if subscription.paused or consumer.prefetch != max(1, subscription.max_in_flight):
+        if (
+            subscription.paused
+            or consumer.prefetch != prefetch_of(subscription)
+            or consumer.exclusive != subscription.ordered
+        ):
             self.retire(consumer)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
@@ -123,6 +135,16 @@ class Consumers:
         self.forget_all()
 
 
+def prefetch_of(subscription: Subscription) -> int:
+    """Unacked messages the broker pushes to the subscription's consumer: ``max_in_flight``,
+    or an ordered subscription's hold bound (it keeps waiting and retrying keyed messages
+    unacked).
+    """
+    if subscription.ordered:
+        return hold_bound(subscription.max_in_flight)
+    return max(1, subscription.max_in_flight)
+
+
 def _usable(
     consumer: SubscriptionConsumer, session: Session, registered: Registered, prefetch: int
 ) -> bool:
@@ -132,4 +154,5 @@ def _usable(
         and consumer.generation == session.generation
         and consumer.queue == registered.queue
         and consumer.prefetch == prefetch
+        and consumer.exclusive == registered.subscription.ordered
     )

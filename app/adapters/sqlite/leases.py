@@ -67,9 +67,7 @@ class Leases:
         """
         deadline = time.monotonic() + wait_ms / 1000
         deadline_ms = now_ms() + wait_ms
-        if max_count <= 0 or (
-            subscription.ordered and not self.ownership.owns(subscription.id)
-        ):
+        if max_count <= 0 or (subscription.ordered and not self.ownership.owns(subscription.id)):
             await sleep_until(deadline)
             return []
         waiter = self._wakeups.waiter(subscription.id, subscription.topic)
