@@ -222,3 +222,32 @@ async def test_ordering_fields_are_validated_and_shown(hookline: Hookline) -> No
     assert [s["ordering"] for s in listed["subscriptions"]] == ["key"]
     refused = await client.patch(f"/v1/subscriptions/{sub_id}", json={"ordering": "fifo"})
     assert refused.status_code == 422
+
+
+async def test_a_pause_mid_retry_hands_the_key_back_in_order(
+    hookline: Hookline, receiver: Receiver
+) -> None:
+    """Paused while a key's message is being retried and later ones wait behind it: they
+    are handed back together, and after resume the key goes on in order.
+    """
+    topic = unique("pausing")
+    failing = True
+
+    def decide(body: bytes) -> Reply | None:
+        _key, seq = key_seq_of(body)
+        return Reply(500) if failing and seq == 3 else None
+
+    receiver.rule("/hook", decide)
+    sub = await hookline.subscribe(
+        topic=topic, url=receiver.url(), ordering="key", retry=FAST_RETRY
+    )
+    await _publish_batches(hookline, topic, keyed_batches(2, 10))
+    await receiver.wait_for(8 + 3, "/hook")  # both keys stuck at seq 3, retrying
+    await hookline.client.post(f"/v1/subscriptions/{sub['id']}/pause")
+    await eventually(lambda: sub["id"] not in hookline.runtime.dispatcher._workers)
+    failing = False
+    await hookline.client.post(f"/v1/subscriptions/{sub['id']}/resume")
+    await eventually(lambda: _delivered(receiver) == 20)
+    requests = receiver.requests("/hook")
+    assert_in_publish_order(requests, 2, 10)
+    assert_one_at_a_time(requests)
