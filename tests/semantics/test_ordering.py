@@ -251,3 +251,51 @@ async def test_a_pause_mid_retry_hands_the_key_back_in_order(
     requests = receiver.requests("/hook")
     assert_in_publish_order(requests, 2, 10)
     assert_one_at_a_time(requests)
+
+
+async def test_auto_pause_parks_keys_in_order_and_resend_still_works(
+    hookline: Hookline, receiver: Receiver
+) -> None:
+    """The automatic pause hands every held message back (each key whole, in order); on
+    resume each key is delivered in order; a resend of a keyed message is delivered again.
+    """
+    topic = unique("parked")
+    down = True
+
+    def decide(body: bytes) -> Reply | None:
+        return Reply(500) if down else None
+
+    receiver.rule("/hook", decide)
+    sub = await hookline.subscribe(
+        topic=topic,
+        url=receiver.url(),
+        ordering="key",
+        retry=FAST_RETRY,
+        auto_pause={"after_consecutive_failures": 5, "after_failing_for_ms": 0},
+    )
+    batches = keyed_batches(3, 5)
+    await _publish_batches(hookline, topic, batches)
+
+    async def paused() -> bool:
+        shown = (await hookline.client.get(f"/v1/subscriptions/{sub['id']}")).json()
+        return bool(shown["paused"])
+
+    await eventually(paused)
+    await eventually(lambda: sub["id"] not in hookline.runtime.dispatcher._workers)
+    assert await hookline.dlq_count(topic) == 0
+    down = False
+    await hookline.client.post(f"/v1/subscriptions/{sub['id']}/resume")
+    await eventually(lambda: _delivered(receiver) == 15)
+    assert_in_publish_order(receiver.requests("/hook"), 3, 5)
+    assert_one_at_a_time(receiver.requests("/hook"))
+    ids = [
+        r.json()["id"] for r in receiver.requests("/hook") if r.status == 200
+    ]  # the first delivered
+    before = len(receiver.requests("/hook"))
+    resent = await hookline.client.post(
+        f"/v1/messages/{ids[0]}/resend", json={"subscription": sub["id"]}
+    )
+    assert resent.status_code == 202, resent.text
+    [again] = (await receiver.wait_for(before + 1, "/hook"))[before:]
+    assert again.json()["id"] == ids[0]
+    assert again.json()["ordering_key"] == again.json()["data"]["key"]
