@@ -54,6 +54,8 @@ class Consumers:
             current = self._live.get(sub_id)
             if current is not None and _usable(current, session, registered, prefetch):
                 return current
+            if registered.subscription.ordered and self.lingering(sub_id):
+                raise ConsumerBusyError(sub_id)
             if current is not None:
                 self.retire(current)
             consumer = SubscriptionConsumer(
@@ -81,6 +83,26 @@ class Consumers:
             del self._live[consumer.subscription_id]
         self._retired.add(consumer)
         self.spawn(consumer.pause())
+
+    async def hand_back(self, consumer: SubscriptionConsumer) -> None:
+        """An ordered subscription's consumer after a release: everything pushed to it goes
+        back where it was, ahead of anything a later consumer gets.
+
+        With no lease left its channel is closed now (the broker requeues what was in
+        transit too, in place); otherwise it lingers, cancelled, and no new consumer of
+        the subscription starts in this process until it closed (:meth:`get`).
+        """
+        if self._live.get(consumer.subscription_id) is consumer:
+            del self._live[consumer.subscription_id]
+        if consumer.leased:
+            self._retired.add(consumer)
+            await consumer.pause()
+        else:
+            await consumer.stop()
+
+    def lingering(self, subscription_id: str) -> bool:
+        """True while a retired consumer of the subscription still has its channel open."""
+        return any(c.subscription_id == subscription_id and c.open for c in self._retired)
 
     def retire_subscription(self, subscription_id: str) -> None:
         """Retire the subscription's live consumer, if any (paused or deleted)."""
@@ -133,6 +155,12 @@ class Consumers:
         for consumer in [*self._live.values(), *self._retired]:
             await consumer.stop()
         self.forget_all()
+
+
+class ConsumerBusyError(RuntimeError):
+    """An ordered subscription's previous consumer still holds messages here: a new one
+    would get later messages before those went back.
+    """
 
 
 def prefetch_of(subscription: Subscription) -> int:

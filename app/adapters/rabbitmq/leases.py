@@ -34,7 +34,7 @@ from app.adapters.rabbitmq.connection import (
     unavailable,
 )
 from app.adapters.rabbitmq.consumer import Receipt, SubscriptionConsumer
-from app.adapters.rabbitmq.consumers import Consumers, prefetch_of
+from app.adapters.rabbitmq.consumers import ConsumerBusyError, Consumers, prefetch_of
 from app.adapters.rabbitmq.dlq import DeadLetterStore
 from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.registry import Registered, SubscriptionRegistry
@@ -117,6 +117,8 @@ class Leases:
             return False
         try:
             consumer = await self._consumers.get(session, registered, prefetch_of(subscription))
+        except ConsumerBusyError:
+            return True  # our previous consumer still holds its messages: still ours
         except BROKER_ERRORS as exc:
             logger.debug("%s is consumed elsewhere: %s", registered.queue, exc)
             return False
@@ -124,7 +126,9 @@ class Leases:
 
     async def release_order(self, subscription: Subscription) -> None:
         """Stop consuming (its leases were handed back): another instance may take over."""
-        self._consumers.retire_subscription(subscription.id)
+        consumer = self._consumers.live(subscription.id)
+        if consumer is not None:
+            await self._consumers.hand_back(consumer)
 
     async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
         """Until the broker pushes a message to this subscription's consumer.
@@ -276,11 +280,21 @@ class Leases:
         return True
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Nack with requeue: RabbitMQ puts each back where it was, same attempt header."""
+        """Nack with requeue: RabbitMQ puts each back where it was, same attempt header.
+
+        On an ordered subscription the consumer's buffer goes back too: taken first, it
+        would overtake what was just released.
+        """
+        ordered: set[SubscriptionConsumer] = set()
         for delivery in deliveries:
             receipt = _owned(delivery)
             if receipt is not None:
                 await receipt.consumer.settle(receipt.delivery_tag, requeue=True)
+                registered = self._registry.get(receipt.consumer.subscription_id)
+                if registered is not None and registered.subscription.ordered:
+                    ordered.add(receipt.consumer)
+        for consumer in ordered:
+            await self._consumers.hand_back(consumer)
 
     async def _current(self, delivery: Delivery) -> Receipt | None:
         """The receipt, if the lease is ours and its subscription (incarnation) still exists.
