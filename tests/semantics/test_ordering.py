@@ -54,7 +54,7 @@ async def test_each_key_in_order_under_random_failures(
 
 
 async def test_a_failing_key_holds_back_only_itself(hookline: Hookline, receiver: Receiver) -> None:
-    """One key's first message fails for 3 s; the 19 others (20 messages each) finish long
+    """One key's first message fails for 5 s; the 19 others (20 messages each) finish long
     before it, at full concurrency.
     """
     topic = unique("hol")
@@ -72,9 +72,9 @@ async def test_a_failing_key_holds_back_only_itself(hookline: Hookline, receiver
         url=receiver.url(),
         ordering="key",
         max_in_flight=8,
-        retry={**FAST_RETRY, "retry_delay_ms": 50},  # 100 retries outlast the 3 s
+        retry={**FAST_RETRY, "retry_delay_ms": 100},  # 100 retries outlast the 5 s
     )
-    stuck_until = time.monotonic() + 3.0
+    stuck_until = time.monotonic() + 5.0
     await _publish_batches(hookline, topic, keyed_batches(20, 20))
     await eventually(lambda: _delivered(receiver) == 400, within_s=30)
     requests = receiver.requests("/hook")
@@ -85,8 +85,8 @@ async def test_a_failing_key_holds_back_only_itself(hookline: Hookline, receiver
             done_at[key_seq(request)[0]] = request.at
     others = max(at for key, at in done_at.items() if key != "k0")
     k0_first = min(r.at for r in requests if key_seq(r) == ("k0", 0) and r.status == 200)
-    # 380 messages of the other keys take well under 2 s even on a loaded machine
-    assert others < stuck_until - 1.0, "the other keys waited for the failing one"
+    # 380 messages of the other keys take well under 3 s even on a loaded machine
+    assert others < stuck_until - 2.0, "the other keys waited for the failing one"
     assert k0_first >= stuck_until
     # k0's other messages never went out while its first was failing
     assert all(key_seq(r)[1] == 0 for r in requests if key_seq(r)[0] == "k0" and r.at < k0_first)
