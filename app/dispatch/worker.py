@@ -18,7 +18,6 @@ import logging
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -48,6 +47,7 @@ from app.core.tracing import annotate_attempt, delivery_span, trace_headers
 from app.dispatch.context import DeliveryContext
 from app.dispatch.ordering import KeyGate, hold_bound
 from app.dispatch.payload import build_body, build_headers
+from app.dispatch.wire import WireSlots
 
 logger = logging.getLogger("hookline.dispatch")
 
@@ -128,8 +128,7 @@ class SubscriptionWorker:
         # Ordering keys (``ordering: key``): the gate keeps each key's order, attempts
         # queue for a slot on the wire, and only the subscription's owner leases.
         self._gate = KeyGate()
-        self._on_wire = 0
-        self._wire_queue: deque[asyncio.Future[None]] = deque()
+        self._wire = WireSlots(self._slots)
         self._handback: list[Delivery] = []
         self._ownership: OrderingPort | None = (
             context.adapter if isinstance(context.adapter, OrderingPort) else None
@@ -174,7 +173,7 @@ class SubscriptionWorker:
         self._subscription = subscription
         self._follow_concurrency(subscription)
         self._slot_freed.set()  # a wider window or a lifted limit may free slots at once
-        self._pump_wire()
+        self._wire.pump()
 
     @property
     def ordered(self) -> bool:
@@ -211,7 +210,7 @@ class SubscriptionWorker:
             self._idle_task.cancel()  # wait_for_work is cancel-safe: it holds no lease
         if self._loop_task is not None:
             await self._loop_task
-        self._wake_wire_queue()
+        self._wire.close()
         unfinished: list[Delivery] = []
         if self._tasks:
             _done, pending = await asyncio.wait(list(self._tasks), timeout=grace_s)
@@ -417,7 +416,7 @@ class SubscriptionWorker:
             if self._parking:
                 await self._park_key(subscription, delivery, None)
                 return False
-            if not await self._wire_slot():
+            if self._stopping.is_set() or not await self._wire.acquire():
                 self._handback.append(delivery)
                 return False
             try:
@@ -427,7 +426,7 @@ class SubscriptionWorker:
                 outcome = _within_deadline(delivery, await self._attempt(subscription, delivery))
                 duration_ms = (time.perf_counter() - clock) * 1000
             finally:
-                self._release_wire()
+                self._wire.release()
             if self._parking and _endpoint_failure(outcome):
                 await self._park_key(subscription, delivery, (outcome, started, duration_ms))
                 return False
@@ -448,46 +447,6 @@ class SubscriptionWorker:
             task = asyncio.current_task()
             if task is not None:
                 self._tasks[task] = delivery
-
-    async def _wire_slot(self) -> bool:
-        """Wait for a free slot on the wire (first come, first served); False on stop."""
-        if self._stopping.is_set():
-            return False
-        if self._on_wire < self._slots() and not self._wire_queue:
-            self._on_wire += 1
-            return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wire_queue.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release_wire()
-            raise
-        if self._stopping.is_set():
-            self._release_wire()
-            return False
-        return True
-
-    def _release_wire(self) -> None:
-        self._on_wire -= 1
-        self._pump_wire()
-
-    def _pump_wire(self) -> None:
-        """Hand free wire slots to waiting attempts, oldest first."""
-        while self._wire_queue and self._on_wire < self._slots():
-            waiter = self._wire_queue.popleft()
-            if not waiter.done():
-                self._on_wire += 1
-                waiter.set_result(None)
-
-    def _wake_wire_queue(self) -> None:
-        """On stop: every waiting attempt gets its turn at once, sees the stop, hands back."""
-        while self._wire_queue:
-            waiter = self._wire_queue.popleft()
-            if not waiter.done():
-                self._on_wire += 1
-                waiter.set_result(None)
 
     async def _park_key(
         self,

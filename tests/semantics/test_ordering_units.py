@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from app.core.models import Delivery, Envelope, Subscription
 from app.core.ordering import HOLD_MINIMUM, hold_bound
 from app.dispatch.ordering import KeyGate
+from app.dispatch.wire import WireSlots
 
 
 def _delivery(n: int, key: str | None) -> Delivery:
@@ -62,3 +65,27 @@ def test_ordering_fields_round_trip() -> None:
     legacy = subscription.to_dict()
     del legacy["ordering"]  # stored before ordering keys existed
     assert not Subscription.from_dict(legacy).ordered
+
+
+async def test_wire_slots_first_come_first_served() -> None:
+    limit = 1
+    slots = WireSlots(lambda: limit)
+    assert await slots.acquire()
+    order: list[int] = []
+
+    async def attempt(n: int) -> None:
+        if await slots.acquire():
+            order.append(n)
+
+    waiting = [asyncio.create_task(attempt(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    assert order == []  # all in line behind the one on the wire
+    slots.release()
+    await asyncio.sleep(0)
+    assert order == [0]
+    limit = 3
+    slots.pump()  # a wider limit lets the rest through at once
+    await asyncio.gather(*waiting)
+    assert order == [0, 1, 2]
+    slots.close()
+    assert not await slots.acquire()
