@@ -341,6 +341,20 @@ def table(results: dict[str, Any]) -> str:
             ["-", "-"],
         ),
         (
+            "ordered drain, 1,000 keys: deliveries/s (ordered / unordered, same run)",
+            [
+                _cell(
+                    scen(k, "ordered"),
+                    lambda r: (
+                        f"{fmt(r['rate'])} ({fmt(r['ordered_vs_unordered'], 2)} of "
+                        f"{fmt(r['rate_unordered'])})"
+                    ),
+                )
+                for k in ADAPTERS
+            ],
+            ["-", "-"],
+        ),
+        (
             "failures: delivered / dead / lost / duplicates",
             [failures_cell(scen(k, "failures")) for k in ADAPTERS],
             [failures_cell(celery_fail) if celery_fail else "-", failures_cell(arq_fail)],

@@ -320,14 +320,19 @@ async def publish(ctx: Context, kind: str) -> dict[str, Any]:
 # -- scenario 2: drain ----------------------------------------------------------------------
 
 
-async def prequeue(hookline: Hookline, topic: str, count: int, subs: list[str]) -> list[str]:
-    """Publish ``count`` messages through the batch API while the subscriptions are paused."""
+async def prequeue(
+    hookline: Hookline, topic: str, count: int, subs: list[str], keys: int | None = None
+) -> list[str]:
+    """Publish ``count`` messages through the batch API while the subscriptions are paused
+    (``keys``: spread over that many ordering keys, round robin).
+    """
     del subs
     ids: list[str] = []
     step = 10_000
     for start in range(0, count, step):
         chunk = [make_data(i) for i in range(start, min(count, start + step))]
-        ids.extend(await hookline.publish_batches(topic, chunk, batch=1000, parallel=2))
+        batches = await hookline.publish_batches(topic, chunk, batch=1000, parallel=2, keys=keys)
+        ids.extend(batches)
     return ids
 
 
@@ -336,18 +341,31 @@ def drain_timeout(count: int) -> float:
 
 
 async def drain(
-    ctx: Context, kind: str, extra_config: dict[str, Any] | None = None
+    ctx: Context,
+    kind: str,
+    extra_config: dict[str, Any] | None = None,
+    ordering_keys: int | None = None,
 ) -> dict[str, Any]:
-    """N x 1 KB queued behind a paused subscription; resume; time until all are received."""
+    """N x 1 KB queued behind a paused subscription; resume; time until all are received.
+
+    ``ordering_keys``: the messages carry that many ordering keys (round robin) and the
+    subscription is ``ordering: key``.
+    """
     n = ctx.sizes.drain_n
     tag = "-".join(f"{k}" for k in extra_config or {})
+    if ordering_keys:
+        tag += f"ordered{ordering_keys}"
     hookline = await start_hookline(ctx, kind, f"{kind}-drain{tag}", extra_config)
     try:
         topic = ctx.unique("drain")
         sub = await hookline.subscribe(
-            topic, ctx.receiver.url("drain"), paused=True, max_in_flight=ctx.sizes.concurrency
+            topic,
+            ctx.receiver.url("drain"),
+            paused=True,
+            max_in_flight=ctx.sizes.concurrency,
+            ordering="key" if ordering_keys else None,
         )
-        ids = await prequeue(hookline, topic, n, [sub])
+        ids = await prequeue(hookline, topic, n, [sub], keys=ordering_keys)
         await ctx.receiver.reset(fail=False)
         await asyncio.sleep(ctx.sizes.settle_s)
         async with ctx.profiled(hookline, "drain"):
@@ -666,8 +684,33 @@ async def insight_cost(ctx: Context, kind: str) -> dict[str, Any]:
     }
 
 
+ORDERED_KEYS = 1_000
+"""Issue 14: keys of the ordered drain (each key's messages go one at a time)."""
+
+
+async def ordered_drain(ctx: Context, kind: str) -> dict[str, Any]:
+    """Issue 14: drain with 1,000 ordering keys on an ``ordering: key`` subscription vs the
+    same drain unordered, in one run; target: ordered >= 0.6 of unordered.
+    """
+    unordered = await drain(ctx, kind)
+    ordered = await drain(ctx, kind, ordering_keys=ORDERED_KEYS)
+    ratio = ordered["rate"] / unordered["rate"] if unordered["rate"] else 0.0
+    return {
+        "n": ordered["n"],
+        "keys": ORDERED_KEYS,
+        "rate": ordered["rate"],
+        "rate_unordered": unordered["rate"],
+        "ordered_vs_unordered": ratio,
+        "cpu_per_1k": ordered["cpu_per_1k"],
+        "cpu_per_1k_unordered": unordered["cpu_per_1k"],
+        "lost": ordered["lost"] + unordered["lost"],
+        "duplicates": ordered["duplicates"] + unordered["duplicates"],
+    }
+
+
 SCENARIOS = {
     "publish": publish,
+    "ordered": ordered_drain,
     "insight": insight_cost,
     "drain": drain,
     "backlog": backlog,

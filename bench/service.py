@@ -178,6 +178,7 @@ class Hookline:
         max_in_flight: int,
         retry: dict[str, Any] | None = None,
         sub_id: str | None = None,
+        ordering: str | None = None,
     ) -> str:
         body: dict[str, Any] = {
             "id": sub_id or f"bench-{uuid.uuid4().hex[:10]}",
@@ -188,6 +189,8 @@ class Hookline:
         }
         if retry:
             body["retry"] = retry
+        if ordering:
+            body["ordering"] = ordering
         created = await self.call("POST", "/v1/subscriptions", json=body)
         return str(created["id"])
 
@@ -199,15 +202,33 @@ class Hookline:
             await self.client.delete(f"/v1/subscriptions/{sub_id}")
 
     async def publish_batches(
-        self, topic: str, messages: list[dict[str, Any]], batch: int = 1000, parallel: int = 2
+        self,
+        topic: str,
+        messages: list[dict[str, Any]],
+        batch: int = 1000,
+        parallel: int = 2,
+        keys: int | None = None,
     ) -> list[str]:
-        """Publish through the batch API; returns the ids in order."""
+        """Publish through the batch API; returns the ids in order.
+
+        ``keys``: message ``i`` gets ``ordering_key`` ``k{i % keys}``.
+        """
         chunks = [messages[i : i + batch] for i in range(0, len(messages), batch)]
         ids: list[list[str]] = [[] for _ in chunks]
         semaphore = asyncio.Semaphore(parallel)
 
         async def send(index: int) -> None:
-            body = json.dumps({"messages": [{"data": d} for d in chunks[index]]})
+            first = index * batch
+            body = json.dumps(
+                {
+                    "messages": [
+                        {"data": d, "ordering_key": f"k{(first + j) % keys}"}
+                        if keys
+                        else {"data": d}
+                        for j, d in enumerate(chunks[index])
+                    ]
+                }
+            )
             async with semaphore:
                 reply = await self.call(
                     "POST",

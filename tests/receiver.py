@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,8 @@ class Received:
     """Names match in any case, as in HTTP (the client may send ``Webhook-Id``)."""
     body: bytes
     at: float
+    status: int = 0
+    """The status answered (known when the request arrives: replies are chosen first)."""
     raw_names: tuple[str, ...] = ()
     """Header names exactly as they came on the wire."""
 
@@ -50,6 +54,8 @@ class Receiver:
         self._defaults: dict[str, Reply] = {}
         self._received: list[Received] = []
         self._changed = asyncio.Event()
+        self._flaky: dict[str, tuple[float, Reply, random.Random]] = {}
+        self._rules: dict[str, Callable[[bytes], Reply | None]] = {}
 
     async def start(self) -> None:
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -77,6 +83,18 @@ class Receiver:
         """Answer every unscripted request on ``path`` with ``reply``."""
         self._defaults[path] = reply
 
+    def fail_randomly(
+        self, path: str, fraction: float, reply: Reply = Reply(500), seed: int = 14
+    ) -> None:
+        """Answer ``reply`` to a random ``fraction`` of unscripted requests on ``path``
+        (seeded: the same sequence of outcomes on every run).
+        """
+        self._flaky[path] = (fraction, reply, random.Random(seed))
+
+    def rule(self, path: str, decide: Callable[[bytes], Reply | None]) -> None:
+        """Answer what ``decide(body)`` returns on ``path`` (None: as if there were no rule)."""
+        self._rules[path] = decide
+
     def requests(self, path: str | None = None) -> list[Received]:
         return [r for r in self._received if path is None or r.path == path]
 
@@ -102,18 +120,30 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        at = time.monotonic()
+        script = self._scripts.get(request.path)
+        flaky = self._flaky.get(request.path)
+        rule = self._rules.get(request.path)
+        ruled = rule(body) if rule is not None else None
+        if ruled is not None:
+            reply = ruled
+        elif script:
+            reply = script.popleft()
+        elif flaky is not None and flaky[2].random() < flaky[0]:
+            reply = flaky[1]
+        else:
+            reply = self._defaults.get(request.path, Reply())
         self._received.append(
             Received(
                 request.path,
                 CIMultiDict(request.headers),
                 body,
-                time.monotonic(),
+                at,
+                reply.status,
                 tuple(name.decode("latin-1") for name, _ in request.raw_headers),
             )
         )
         self._changed.set()
-        script = self._scripts.get(request.path)
-        reply = script.popleft() if script else self._defaults.get(request.path, Reply())
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)  # the scripted slowness under test
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)

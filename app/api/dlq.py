@@ -52,6 +52,7 @@ def entry_out(entry: DlqEntry) -> DlqEntryOut:
         failed_at=entry.failed_at,
         published_at=entry.message.published_at,
         traceparent=entry.message.traceparent,
+        ordering_key=entry.message.ordering_key,
     )
 
 

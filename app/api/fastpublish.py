@@ -6,7 +6,8 @@ serves the hot routes (``POST /v1/topics/{topic}/messages``, ``.../batch``, ``/v
 ``/v1/functions/queue.enqueue``) itself: one strict decode (:func:`app.core.codec.decode_json`,
 the decoder the routes use), the routes' own pydantic models validating the decoded value
 (so every rule holds exactly as declared), the auth check only when keys are configured,
-and a response encoded once.
+and a response encoded once. An ``ordering_key`` is carried over as validated (the same
+field, the same publisher call as the route's).
 
 It only ever takes the happy path. Anything it does not accept as it stands (a body that is
 not JSON or not valid, a bad header, a missing or wrong key, a limit passed, a content type
@@ -175,7 +176,9 @@ class FastPublishMiddleware:
             enqueue = _validate(EnqueueIn, value)
             if _has_deadline(enqueue):
                 raise _SlowPathError
-            message = MessageIn(data=enqueue.data, delay_ms=enqueue.delay_ms)
+            message = MessageIn(
+                data=enqueue.data, delay_ms=enqueue.delay_ms, ordering_key=enqueue.ordering_key
+            )
             carrier = (enqueue.traceparent, enqueue.baggage)
             key = _idempotency_key(headers)
             return self._single(enqueue.topic, message, key, headers, carrier)
@@ -186,7 +189,7 @@ class FastPublishMiddleware:
             raise _SlowPathError
         function = self._single(
             args.topic,
-            MessageIn(data=args.data),
+            MessageIn(data=args.data, ordering_key=args.ordering_key),
             _idempotency_key(headers),
             headers,
             (args.traceparent, args.baggage),
@@ -209,7 +212,13 @@ class FastPublishMiddleware:
         runtime = self._runtime
         _check_delay(runtime, message.delay_ms)
         carrier = _carrier(headers, body_trace)
-        request = PublishRequest(message.data, message.delay_ms, message.headers or {}, key)
+        request = PublishRequest(
+            message.data,
+            message.delay_ms,
+            message.headers or {},
+            key,
+            ordering_key=message.ordering_key,
+        )
 
         async def publish() -> tuple[bytes, int]:
             [result] = await runtime.publisher.publish(topic, [request], carrier)  # counts it
@@ -227,7 +236,9 @@ class FastPublishMiddleware:
         for message in batch.messages:
             _check_delay(runtime, message.delay_ms)
         requests = [
-            PublishRequest(m.data, m.delay_ms, m.headers or {}, m.idempotency_key)
+            PublishRequest(
+                m.data, m.delay_ms, m.headers or {}, m.idempotency_key, ordering_key=m.ordering_key
+            )
             for m in batch.messages
         ]
         carrier = _carrier(headers, None)

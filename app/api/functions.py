@@ -17,10 +17,12 @@ from app.api.errors import ApiError, validation_error
 from app.api.messages import deadline_of, trace_carrier
 from app.api.schemas import (
     EXPIRES_AT_NOTE,
+    ORDERING_KEY_NOTE,
     TTL_NOTE,
     Baggage,
     ErrorOut,
     ExpiresAt,
+    OrderingKey,
     Traceparent,
     TtlMs,
 )
@@ -53,8 +55,8 @@ class TopicArgs(BaseModel):
 
 
 class EnqueueArgs(TopicArgs):
-    """``{topic, data, traceparent?, baggage?, expires_at?, ttl_ms?}``: the engine's message
-    plus hookline's deadline.
+    """``{topic, data, traceparent?, baggage?, expires_at?, ttl_ms?, ordering_key?}``: the
+    engine's message plus hookline's deadline and ordering key.
     """
 
     data: Any = None
@@ -62,6 +64,7 @@ class EnqueueArgs(TopicArgs):
     baggage: Baggage | None = None
     expires_at: ExpiresAt | None = Field(None, description=EXPIRES_AT_NOTE)
     ttl_ms: TtlMs | None = Field(None, description=TTL_NOTE)
+    ordering_key: OrderingKey | None = Field(None, description=ORDERING_KEY_NOTE)
 
 
 def _json_or_raw(raw: str | bytes) -> Any:
@@ -85,7 +88,7 @@ def _parse(model: type[ArgsT], payload: Any) -> ArgsT:
     "/v1/functions/{function_id}",
     summary="Call an engine function (queue.enqueue, queue.dlq_count, queue.redrive_dlq)",
     description="`queue.enqueue` takes "
-    "`{topic, data, traceparent?, baggage?, expires_at?, ttl_ms?}`; "
+    "`{topic, data, traceparent?, baggage?, expires_at?, ttl_ms?, ordering_key?}`; "
     "`traceparent`/`baggage` request headers win over the body fields, and an "
     "`Idempotency-Key` header works as on `POST /v1/enqueue` (a repeat publishes nothing; "
     "the answer is `null` either way, as the engine's).",
@@ -115,7 +118,14 @@ async def call_function(
         expires_at = deadline_of(args.expires_at, args.ttl_ms, 0)
         await runtime.publisher.publish(
             args.topic,
-            [PublishRequest(args.data, idempotency_key=idempotency_key, expires_at=expires_at)],
+            [
+                PublishRequest(
+                    args.data,
+                    idempotency_key=idempotency_key,
+                    expires_at=expires_at,
+                    ordering_key=args.ordering_key,
+                )
+            ],
             trace_carrier(request, args.traceparent, args.baggage),
         )
         return None

@@ -87,6 +87,7 @@ class MessageLookupOut(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     published_at: int | None = None
     traceparent: str | None = None
+    ordering_key: str | None = Field(None, description="Its ordering key, when published with one.")
     deliveries: list[DeliveryOut]
 
 
@@ -163,6 +164,7 @@ async def get_message(message_id: MessageId, runtime: RuntimeDep) -> MessageLook
         headers=message.headers if message else {},
         published_at=message.published_at if message else None,
         traceparent=message.traceparent if message else None,
+        ordering_key=message.ordering_key if message else None,
         deliveries=[
             DeliveryOut(
                 subscription_id=s.subscription_id,

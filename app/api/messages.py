@@ -103,7 +103,12 @@ async def publish_one(
     _check_delay(runtime, message.delay_ms)
     expires_at = deadline_of(message.expires_at, message.ttl_ms, message.delay_ms)
     request = PublishRequest(
-        message.data, message.delay_ms, message.headers or {}, key, expires_at=expires_at
+        message.data,
+        message.delay_ms,
+        message.headers or {},
+        key,
+        expires_at=expires_at,
+        ordering_key=message.ordering_key,
     )
     [result] = await runtime.publisher.publish(topic, [request], carrier)
     return PublishOut(id=result.id, topic=topic, duplicate=result.duplicate)
@@ -146,7 +151,12 @@ async def publish_batch(
         expires_at = deadline_of(m.expires_at, m.ttl_ms, m.delay_ms, "messages", str(index))
         requests.append(
             PublishRequest(
-                m.data, m.delay_ms, m.headers or {}, m.idempotency_key, expires_at=expires_at
+                m.data,
+                m.delay_ms,
+                m.headers or {},
+                m.idempotency_key,
+                expires_at=expires_at,
+                ordering_key=m.ordering_key,
             )
         )
     results = await runtime.publisher.publish(topic, requests, trace_carrier(request))
@@ -157,8 +167,9 @@ async def publish_batch(
     "/v1/enqueue",
     status_code=202,
     summary="Publish (the engine's queue.enqueue shape)",
-    description="`{topic, data, traceparent?, baggage?, delay_ms?, expires_at?, ttl_ms?}` as "
-    "the engine's messages carry them (plus hookline's delay and deadline). "
+    description="`{topic, data, traceparent?, baggage?, delay_ms?, expires_at?, ttl_ms?, "
+    "ordering_key?}` as the engine's messages carry them (plus hookline's delay, deadline "
+    "and ordering key). "
     "`traceparent`/`baggage` request headers win over the body fields.",
 )
 async def enqueue(
@@ -174,7 +185,11 @@ async def enqueue(
         runtime,
         body.topic,
         MessageIn(
-            data=body.data, delay_ms=body.delay_ms, expires_at=body.expires_at, ttl_ms=body.ttl_ms
+            data=body.data,
+            delay_ms=body.delay_ms,
+            expires_at=body.expires_at,
+            ttl_ms=body.ttl_ms,
+            ordering_key=body.ordering_key,
         ),
         idempotency_key,
         trace_carrier(request, body.traceparent, body.baggage),

@@ -97,7 +97,7 @@ def apply_fields(
     """``base`` with every field that was sent in ``fields`` applied."""
     sent = fields.model_fields_set
     changes: dict[str, Any] = {}
-    for name in ("url", "condition", "timeout_ms", "payload", "paused"):
+    for name in ("url", "condition", "timeout_ms", "payload", "paused", "ordering"):
         if name in sent and (getattr(fields, name) is not None or name == "condition"):
             changes[name] = getattr(fields, name)
     changes.update(_concurrency(base, fields))

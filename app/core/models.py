@@ -16,6 +16,7 @@ JSON = Any
 
 BackoffKind = Literal["exponential", "fixed"]
 PayloadKind = Literal["envelope", "data"]
+Ordering = Literal["none", "key"]
 
 
 def now_ms() -> int:
@@ -144,6 +145,13 @@ class Subscription:
     """Caps attempts per second (retries included); ``None``: as fast as ``max_in_flight``."""
     adaptive_concurrency: bool = False
     """``max_in_flight: "auto"``: an AIMD window decides, ``max_in_flight`` is its ceiling."""
+    ordering: Ordering = "none"
+    """``key``: messages of one ``ordering_key`` are delivered one at a time, in order."""
+
+    @property
+    def ordered(self) -> bool:
+        """True when messages sharing an ``ordering_key`` are delivered in publish order."""
+        return self.ordering == "key"
 
     def with_changes(self, **changes: Any) -> Subscription:
         """A copy with some fields replaced and ``updated_at`` bumped.
@@ -197,6 +205,7 @@ class Subscription:
             "paused_reason": self.paused_reason,
             "rate_limit": self.rate_limit.to_dict() if self.rate_limit else None,
             "adaptive_concurrency": self.adaptive_concurrency,
+            "ordering": self.ordering,
         }
 
     @classmethod
@@ -228,6 +237,7 @@ class Subscription:
             paused_reason=raw.get("paused_reason"),
             rate_limit=RateLimit.from_dict(raw.get("rate_limit")),
             adaptive_concurrency=bool(raw.get("adaptive_concurrency", False)),
+            ordering="key" if raw.get("ordering") == "key" else "none",
         )
 
 
@@ -253,6 +263,8 @@ class Envelope:
     baggage: str | None = None
     dead_letter: dict[str, Any] | None = None
     expires_at: int | None = None
+    ordering_key: str | None = None
+    """Messages of one key are delivered in publish order to ``ordering: key`` subscriptions."""
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for storage; optional fields are left out when empty."""
@@ -272,6 +284,8 @@ class Envelope:
             out["dead_letter"] = self.dead_letter
         if self.expires_at is not None:
             out["expires_at"] = self.expires_at
+        if self.ordering_key is not None:
+            out["ordering_key"] = self.ordering_key
         return out
 
     @classmethod
@@ -287,6 +301,7 @@ class Envelope:
             baggage=raw.get("baggage"),
             dead_letter=raw.get("dead_letter"),
             expires_at=_optional_int(raw.get("expires_at")),
+            ordering_key=raw.get("ordering_key"),
         )
 
 

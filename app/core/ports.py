@@ -238,6 +238,45 @@ class QueueAdapter(
     """A storage backend for hookline (builtin, Redis, RabbitMQ): every role together."""
 
 
+# -- ordering keys -------------------------------------------------------------------------
+
+
+@runtime_checkable
+class OrderingPort(Protocol):
+    """One instance at a time delivers an ``ordering: key`` subscription: its owner.
+
+    Messages sharing an ``ordering_key`` must reach the receiver one at a time, in publish
+    order, so an ordered subscription is leased by one instance only, which keeps order per
+    key in memory (:mod:`app.dispatch.ordering`). What an adapter promises for a subscription
+    whose ``ordered`` is true:
+
+    - ``receive`` leases nothing unless :meth:`claim_order` last answered True here, and
+      leases in publish order (a delayed, retried-by-schedule, released, redriven or resent
+      copy takes its place when it is leased, as any other);
+    - a copy leased by the owner stays leased until settled, however long (no visibility
+      timeout hands it to anyone while the owner holds its ownership): a keyed retry is
+      held in memory with its lease, never rescheduled (that would put it behind later
+      messages of its key);
+    - when ownership moves (the owner stopped renewing: it died, or gave it up), the new
+      owner's first leases are the previous owner's unsettled copies, in publish order,
+      before anything newer; ``release`` puts copies back ahead of newer ones, in the
+      order given.
+
+    An adapter that is never shared by several processes (builtin) owns everything: it
+    need not implement this role.
+    """
+
+    async def claim_order(self, subscription: Subscription) -> bool:
+        """Take, or renew, this instance's ownership of ``subscription``; True if held.
+
+        Called about every :data:`~app.core.ordering.OWNERSHIP_RENEW_S` by the worker; an
+        ownership not renewed for :data:`~app.core.ordering.OWNERSHIP_TTL_MS` lapses.
+        """
+
+    async def release_order(self, subscription: Subscription) -> None:
+        """Give ownership up now (the worker stopped, its leases handed back)."""
+
+
 # -- delivery insight ------------------------------------------------------------------------
 
 

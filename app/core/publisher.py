@@ -26,6 +26,8 @@ class PublishRequest:
     dead_letter: dict[str, object] | None = None
     expires_at: int | None = None
     """The deadline (epoch ms), already checked by the API (:mod:`app.core.deadlines`)."""
+    ordering_key: str | None = None
+    """Orders this message after earlier ones of the same key (``ordering: key``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class Publisher:
                         baggage=baggage,
                         dead_letter=request.dead_letter,
                         expires_at=request.expires_at,
+                        ordering_key=request.ordering_key,
                     )
                     deliver_at = published_at + request.delay_ms if request.delay_ms else None
                     outgoing.append(OutgoingMessage(envelope, deliver_at))

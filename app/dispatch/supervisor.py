@@ -49,6 +49,8 @@ class Dispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring_of: dict[str, asyncio.Task[None]] = {}
+        """The stop of each subscription's last retired worker (a resumed one waits for it)."""
 
     def start(self) -> None:
         """Begin following the registry."""
@@ -101,6 +103,10 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
 
+    def _forget_retired(self, task: asyncio.Task[None]) -> None:
+        for sub_id in [k for k, t in self._retiring_of.items() if t is task]:
+            del self._retiring_of[sub_id]
+
     async def sync(self, subscriptions: list[Subscription]) -> None:
         """Make the running workers match ``subscriptions`` (paused ones get none)."""
         if self._stopping:
@@ -113,11 +119,13 @@ class Dispatcher:
             retiring = asyncio.create_task(self._workers.pop(sub_id).stop(self._shutdown_grace_s))
             self._retiring.add(retiring)
             retiring.add_done_callback(self._retiring.discard)
+            self._retiring_of[sub_id] = retiring
+            retiring.add_done_callback(self._forget_retired)
         for sub_id, subscription in wanted.items():
             existing = self._workers.get(sub_id)
             if existing is None:
                 worker = SubscriptionWorker(subscription, self._context, on_trip=self.on_trip)
                 self._workers[sub_id] = worker
-                worker.start()
+                worker.start(after=self._retiring_of.get(sub_id))
             elif existing.subscription != subscription:
                 existing.update(subscription)

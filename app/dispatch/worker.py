@@ -37,13 +37,17 @@ from app.core.deadlines import EXPIRED_REASON, expired
 from app.core.ids import new_dlq_id
 from app.core.insight import AttemptRecord, MessageState, NextStep, StateMark
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
+from app.core.ordering import OWNERSHIP_RENEW_S
 from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
+from app.core.ports import OrderingPort
 from app.core.publisher import PublishRequest
 from app.core.rate_limit import LocalRateLimiter, RateLimiter
 from app.core.redact import mask_url_credentials
 from app.core.tracing import annotate_attempt, delivery_span, trace_headers
 from app.dispatch.context import DeliveryContext
+from app.dispatch.ordering import KeyGate, hold_bound
 from app.dispatch.payload import build_body, build_headers
+from app.dispatch.wire import WireSlots
 
 logger = logging.getLogger("hookline.dispatch")
 
@@ -121,6 +125,19 @@ class SubscriptionWorker:
         )
         self._window: AimdWindow | None = None
         self._follow_concurrency(subscription)
+        # Ordering keys (``ordering: key``): the gate keeps each key's order, attempts
+        # queue for a slot on the wire, and only the subscription's owner leases.
+        self._gate = KeyGate()
+        self._wire = WireSlots(self._slots)
+        self._handback: list[Delivery] = []
+        self._ownership: OrderingPort | None = (
+            context.adapter if isinstance(context.adapter, OrderingPort) else None
+        )
+        self._owner = self._ownership is None
+        self._owner_changed = asyncio.Event()
+        self._ordering_changed = asyncio.Event()
+        self._owner_task: asyncio.Task[None] | None = None
+        self._after: asyncio.Future[None] | None = None
 
     @property
     def subscription(self) -> Subscription:
@@ -151,14 +168,32 @@ class SubscriptionWorker:
         """Take a changed definition (URL, retry policy, condition...) from the next lease on."""
         if subscription.condition != self._subscription.condition:
             self._condition = _compile(subscription.condition)
+        if subscription.ordering != self._subscription.ordering:
+            self._ordering_changed.set()
         self._subscription = subscription
         self._follow_concurrency(subscription)
         self._slot_freed.set()  # a wider window or a lifted limit may free slots at once
+        self._wire.pump()
 
-    def start(self) -> None:
-        """Start the receive loop and the ack flusher."""
+    @property
+    def ordered(self) -> bool:
+        """True while the subscription delivers each ordering key in order."""
+        return self._subscription.ordered
+
+    def start(self, after: asyncio.Future[None] | None = None) -> None:
+        """Start the receive loop and the ack flusher.
+
+        ``after``: the stop of this subscription's previous worker in this process (a pause
+        and resume): nothing is leased before it handed its leases back, so an ordered
+        subscription's keys are leased again in order.
+        """
+        self._after = after
         self._loop_task = asyncio.create_task(self._receive_loop(), name=f"sub:{self.sub_id}")
         self._ack_task = asyncio.create_task(self._ack_loop(), name=f"ack:{self.sub_id}")
+        if self._ownership is not None:
+            self._owner_task = asyncio.create_task(
+                self._ownership_loop(self._ownership), name=f"owner:{self.sub_id}"
+            )
 
     @property
     def sub_id(self) -> str:
@@ -169,23 +204,33 @@ class SubscriptionWorker:
         """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
         self._stopping.set()
         self._slot_freed.set()
+        self._owner_changed.set()
+        self._ordering_changed.set()
         if self._idle_task is not None:
             self._idle_task.cancel()  # wait_for_work is cancel-safe: it holds no lease
         if self._loop_task is not None:
             await self._loop_task
+        self._wire.close()
+        unfinished: list[Delivery] = []
         if self._tasks:
             _done, pending = await asyncio.wait(list(self._tasks), timeout=grace_s)
             unfinished = [self._tasks[t] for t in pending]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            if unfinished:
-                logger.warning(
-                    "handing back %d unfinished deliveries",
-                    len(unfinished),
-                    extra={"subscription_id": self.sub_id},
-                )
-                await self._safely(self._adapter.release(unfinished))
+        # In-progress deliveries first, then what waited behind each key: released in this
+        # order, every key is leased again in its order.
+        unfinished = self._gate.take_all([*self._handback, *unfinished])
+        self._handback = []
+        if unfinished:
+            logger.warning(
+                "handing back %d unfinished deliveries",
+                len(unfinished),
+                extra={"subscription_id": self.sub_id},
+            )
+            await self._safely(self._adapter.release(unfinished))
+        if self._owner_task is not None:
+            await self._owner_task  # gives the ownership up, after the leases went back
         self._ack_wakeup.set()
         if self._ack_task is not None:
             await self._ack_task
@@ -193,13 +238,21 @@ class SubscriptionWorker:
     # -- the loop -----------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
+        if self._after is not None:
+            await asyncio.gather(self._after, return_exceptions=True)
         failures = 0
         while not self._stopping.is_set():
             if self._parking:  # auto-paused: lease nothing more until stopped or un-tripped
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), PARKED_POLL_S)
                 continue
-            free = self._slots() - len(self._tasks)
+            ordered = self.ordered
+            if ordered and not self._owner:  # another instance delivers it: wait for a turn
+                self._owner_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._owner_changed.wait(), OWNERSHIP_RENEW_S)
+                continue
+            free = self._free()
             if free <= 0:
                 await self._slot_or_stop()
                 continue
@@ -225,9 +278,30 @@ class SubscriptionWorker:
                 await self._safely(self._adapter.release(deliveries))
                 break
             for delivery in deliveries:
-                task = asyncio.create_task(self._deliver(delivery))
+                if ordered:
+                    if not self._gate.admit(delivery):
+                        continue  # waits behind its key's delivery in progress
+                    task = asyncio.create_task(self._deliver_keyed(delivery))
+                else:
+                    task = asyncio.create_task(self._deliver(delivery))
                 self._tasks[task] = delivery
                 task.add_done_callback(self._forget)
+
+    def _free(self) -> int:
+        """Deliveries worth leasing now.
+
+        Unordered: free slots on the wire. Ordered: room under the hold bound, for leases
+        in progress, waiting for their retry, or queued behind their key; attempts then
+        queue for a slot on the wire (:meth:`_wire_slot`).
+        """
+        if self.ordered:
+            bound = hold_bound(self._subscription.max_in_flight)
+            room = bound - len(self._tasks) - self._gate.held
+            # Lease in chunks of at least a quarter of the bound: one lease call per
+            # finished message would cost a backend round trip (and, on SQLite, a scan past
+            # the held leases) per delivery.
+            return room if room >= bound // 4 else 0
+        return self._slots() - len(self._tasks)
 
     async def _idle(self) -> None:
         """Park until the adapter says there may be work, the safety timeout, or a stop."""
@@ -254,7 +328,7 @@ class SubscriptionWorker:
         (``asyncio.wait`` on every running attempt would cost O(max_in_flight)).
         """
         self._slot_freed.clear()
-        if self._stopping.is_set() or len(self._tasks) < self._slots():
+        if self._stopping.is_set() or self._free() > 0:
             return
         await self._slot_freed.wait()
         # Let attempts finishing in the same loop turn free their slots as well, so the
@@ -307,6 +381,119 @@ class SubscriptionWorker:
             return
         await self._record(subscription, delivery, outcome)
         self._observe(subscription, delivery, outcome, started, duration_ms)
+
+    # -- ordered delivery (ordering: key) ----------------------------------------------------
+
+    async def _deliver_keyed(self, delivery: Delivery) -> None:
+        """Deliver ``delivery``, then each delivery that waited behind its key, in order.
+
+        One task per busy key: it ends when the key has nothing more waiting, or on stop
+        (what is left is handed back by :meth:`stop`, in order).
+        """
+        task = asyncio.current_task()
+        current: Delivery | None = delivery
+        while current is not None:
+            if task is not None:
+                self._tasks[task] = current
+            if not await self._deliver_in_order(current):
+                return  # handed back whole (parked, stopping): nothing follows here
+            current = self._gate.finish(current)
+            self._slot_freed.set()  # one fewer held: the loop may lease again
+            if current is not None and self._stopping.is_set():
+                self._handback.append(current)
+                return
+
+    async def _deliver_in_order(self, delivery: Delivery) -> bool:
+        """Attempt until an outcome ends the lease; True when it did (the key moves on).
+
+        A keyed message's retry keeps its lease and waits here: rescheduling it through
+        ``retry_at`` would put it behind later messages of its key on a stream or queue.
+        Unkeyed messages are retried through the adapter as usual.
+        """
+        keyed = delivery.message.ordering_key is not None
+        while True:
+            subscription = self._subscription
+            if self._parking:
+                await self._park_key(subscription, delivery, None)
+                return False
+            if self._stopping.is_set() or not await self._wire.acquire():
+                self._handback.append(delivery)
+                return False
+            try:
+                started = now_ms()
+                clock = time.perf_counter()
+                self._mark(delivery, "in_flight", started)
+                outcome = _within_deadline(delivery, await self._attempt(subscription, delivery))
+                duration_ms = (time.perf_counter() - clock) * 1000
+            finally:
+                self._wire.release()
+            if self._parking and _endpoint_failure(outcome):
+                await self._park_key(subscription, delivery, (outcome, started, duration_ms))
+                return False
+            if not (keyed and isinstance(outcome, RetryLater)):
+                await self._record(subscription, delivery, outcome)
+                self._observe(subscription, delivery, outcome, started, duration_ms)
+                return True
+            self._metrics.retry_scheduled(subscription)
+            self._observe(subscription, delivery, outcome, started, duration_ms)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), outcome.delay_ms / 1000)
+            if self._stopping.is_set():
+                self._handback.append(delivery)
+                return False
+            delivery = Delivery(
+                delivery.subscription_id, delivery.message, delivery.attempt + 1, delivery.receipt
+            )
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks[task] = delivery
+
+    async def _park_key(
+        self,
+        subscription: Subscription,
+        delivery: Delivery,
+        tried: tuple[Outcome | Filtered | Expired, int, float] | None,
+    ) -> None:
+        """Auto-paused: hand the delivery back with everything waiting behind its key, in one
+        call, so the key is leased again in its order on resume.
+        """
+        waiting = self._gate.take_key(delivery)
+        await self._park(subscription, delivery, tried, waiting)
+        self._slot_freed.set()
+
+    async def _ownership_loop(self, ownership: OrderingPort) -> None:
+        """Keep (or try to take) the subscription's ownership while it is ordered.
+
+        Costs nothing while the subscription is unordered (waits for a change). Losing the
+        ownership (this process stalled past the lease) drops what waits behind busy keys,
+        unsettled: the new owner leases those again, in order.
+        """
+        while not self._stopping.is_set():
+            if not self.ordered:
+                self._ordering_changed.clear()
+                await self._ordering_changed.wait()
+                continue
+            try:
+                owned = await ownership.claim_order(self._subscription)
+            except Exception as exc:  # noqa: BLE001 - an outage: keep what we have, retry
+                logger.warning(
+                    "ownership check failed: %s", exc, extra={"subscription_id": self.sub_id}
+                )
+                owned = self._owner
+            if owned != self._owner:
+                logger.info(
+                    "ordered subscription %s here",
+                    "owned" if owned else "no longer owned",
+                    extra={"subscription_id": self.sub_id},
+                )
+                if not owned:
+                    self._gate.take_all()
+                self._owner = owned
+                self._owner_changed.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), OWNERSHIP_RENEW_S)
+        if self._owner and self.ordered:
+            await self._safely(ownership.release_order(self._subscription))
 
     # -- insight and auto-pause ------------------------------------------------------------
 
@@ -400,14 +587,20 @@ class SubscriptionWorker:
         subscription: Subscription,
         delivery: Delivery,
         tried: tuple[Outcome | Filtered | Expired, int, float] | None,
+        following: list[Delivery] | None = None,
     ) -> None:
-        """Auto-paused: hand the lease back untried (kept, not retried, not dead-lettered)."""
-        await self._safely(self._adapter.release([delivery]))
+        """Auto-paused: hand the lease back untried (kept, not retried, not dead-lettered),
+        with ``following`` (what waited behind its ordering key) after it.
+        """
+        await self._safely(self._adapter.release([delivery, *(following or [])]))
         self._metrics.parked(subscription)
         if tried is not None and not isinstance(tried[0], Filtered | Expired):
             self._log_attempt(delivery, tried[0], tried[1], tried[2], "parked")
         else:
             self._mark(delivery, "parked", now_ms())
+        for later in following or []:
+            self._metrics.parked(subscription)
+            self._mark(later, "parked", now_ms())
 
     async def _attempt(
         self, subscription: Subscription, delivery: Delivery

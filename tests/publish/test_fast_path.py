@@ -193,3 +193,34 @@ async def test_integers_beyond_64_bits_arrive_exact(hookline: Hookline, receiver
     [got] = await receiver.wait_for(1)
     assert got.json()["data"] == [big, 2**64]
     assert got.body.count(b"123456789012345678901234567890,18446744073709551616") == 1
+
+
+KEYED = {
+    "single": ("/v1/topics/fast/messages", b'{"data": 1, "ordering_key": "order-7"}'),
+    "batch": (
+        "/v1/topics/fast/messages/batch",
+        b'{"messages": [{"data": 1, "ordering_key": "order-7"}]}',
+    ),
+    "enqueue": ("/v1/enqueue", b'{"topic": "fast", "data": 1, "ordering_key": "order-7"}'),
+    "function": (
+        "/v1/functions/queue.enqueue",
+        b'{"topic": "fast", "data": 1, "ordering_key": "order-7"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("way", ["fast", "slow"])
+@pytest.mark.parametrize("route", list(KEYED))
+async def test_an_ordering_key_is_kept_either_way(
+    hookline: Hookline, receiver: Receiver, route: str, way: str
+) -> None:
+    """A keyed publish served by the fast path or the route stores the same key: the
+    receiver's envelope carries it."""
+    path, body = KEYED[route]
+    response = await hookline.client.post(
+        path, content=body, headers=FAST if way == "fast" else SLOW
+    )
+    assert response.status_code in (200, 202), response.text
+    assert fast_path(hookline).served == (1 if way == "fast" else 0)
+    [delivery] = await receiver.wait_for(1)
+    assert delivery.json()["ordering_key"] == "order-7"

@@ -163,6 +163,14 @@ class RabbitMQAdapter(BrokerFacade):
 
     # -- messages -----------------------------------------------------------------------
 
+    async def claim_order(self, subscription: Subscription) -> bool:
+        """See :class:`app.core.ports.OrderingPort` (the queue's exclusive consumer)."""
+        return await self.leases.claim_order(subscription)
+
+    async def release_order(self, subscription: Subscription) -> None:
+        """See :class:`app.core.ports.OrderingPort`."""
+        await self.leases.release_order(subscription)
+
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """One confirmed, persistent publish per message to the topic exchange."""
         if messages:

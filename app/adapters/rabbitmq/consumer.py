@@ -38,9 +38,19 @@ class Receipt:
 class SubscriptionConsumer:
     """A consumer on one subscription queue, feeding a local buffer."""
 
-    def __init__(self, subscription_id: str, queue: str, prefetch: int, generation: int) -> None:
-        """Not consuming until :meth:`start`."""
+    def __init__(
+        self,
+        subscription_id: str,
+        queue: str,
+        prefetch: int,
+        generation: int,
+        exclusive: bool = False,
+    ) -> None:
+        """Not consuming until :meth:`start`. ``exclusive``: the queue's only consumer
+        (an ordered subscription's owner); starting fails while another instance is.
+        """
         self.subscription_id = subscription_id
+        self.exclusive = exclusive
         self.queue = queue
         self.prefetch = prefetch
         self.generation = generation
@@ -83,7 +93,7 @@ class SubscriptionConsumer:
         self._underlay = underlay
         underlay.on_consumer_cancel_callbacks.add(self._on_cancel)
         await underlay.basic_qos(prefetch_count=self.prefetch)
-        ok = await underlay.basic_consume(self.queue, self._on_message)
+        ok = await underlay.basic_consume(self.queue, self._on_message, exclusive=self.exclusive)
         self._tag = ok.consumer_tag
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:

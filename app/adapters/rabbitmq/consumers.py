@@ -16,6 +16,8 @@ from typing import Any
 from app.adapters.rabbitmq.connection import Session
 from app.adapters.rabbitmq.consumer import SubscriptionConsumer
 from app.adapters.rabbitmq.registry import Registered
+from app.core.models import Subscription
+from app.core.ordering import hold_bound
 
 IDLE_CONSUMER_S = 30.0
 """A consumer nobody has received from (nor waits on) for this long hands its buffer back."""
@@ -52,9 +54,17 @@ class Consumers:
             current = self._live.get(sub_id)
             if current is not None and _usable(current, session, registered, prefetch):
                 return current
+            if registered.subscription.ordered and self.lingering(sub_id):
+                raise ConsumerBusyError(sub_id)
             if current is not None:
                 self.retire(current)
-            consumer = SubscriptionConsumer(sub_id, registered.queue, prefetch, session.generation)
+            consumer = SubscriptionConsumer(
+                sub_id,
+                registered.queue,
+                prefetch,
+                session.generation,
+                exclusive=registered.subscription.ordered,
+            )
             try:
                 await consumer.start(session)
             except BaseException:
@@ -74,6 +84,26 @@ class Consumers:
         self._retired.add(consumer)
         self.spawn(consumer.pause())
 
+    async def hand_back(self, consumer: SubscriptionConsumer) -> None:
+        """An ordered subscription's consumer after a release: everything pushed to it goes
+        back where it was, ahead of anything a later consumer gets.
+
+        With no lease left its channel is closed now (the broker requeues what was in
+        transit too, in place); otherwise it lingers, cancelled, and no new consumer of
+        the subscription starts in this process until it closed (:meth:`get`).
+        """
+        if self._live.get(consumer.subscription_id) is consumer:
+            del self._live[consumer.subscription_id]
+        if consumer.leased:
+            self._retired.add(consumer)
+            await consumer.pause()
+        else:
+            await consumer.stop()
+
+    def lingering(self, subscription_id: str) -> bool:
+        """True while a retired consumer of the subscription still has its channel open."""
+        return any(c.subscription_id == subscription_id and c.open for c in self._retired)
+
     def retire_subscription(self, subscription_id: str) -> None:
         """Retire the subscription's live consumer, if any (paused or deleted)."""
         consumer = self._live.get(subscription_id)
@@ -90,7 +120,11 @@ class Consumers:
         if consumer is None:
             return
         subscription = registered.subscription
-        if subscription.paused or consumer.prefetch != max(1, subscription.max_in_flight):
+        if (
+            subscription.paused
+            or consumer.prefetch != prefetch_of(subscription)
+            or consumer.exclusive != subscription.ordered
+        ):
             self.retire(consumer)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
@@ -123,6 +157,22 @@ class Consumers:
         self.forget_all()
 
 
+class ConsumerBusyError(RuntimeError):
+    """An ordered subscription's previous consumer still holds messages here: a new one
+    would get later messages before those went back.
+    """
+
+
+def prefetch_of(subscription: Subscription) -> int:
+    """Unacked messages the broker pushes to the subscription's consumer: ``max_in_flight``,
+    or an ordered subscription's hold bound (it keeps waiting and retrying keyed messages
+    unacked).
+    """
+    if subscription.ordered:
+        return hold_bound(subscription.max_in_flight)
+    return max(1, subscription.max_in_flight)
+
+
 def _usable(
     consumer: SubscriptionConsumer, session: Session, registered: Registered, prefetch: int
 ) -> bool:
@@ -132,4 +182,5 @@ def _usable(
         and consumer.generation == session.generation
         and consumer.queue == registered.queue
         and consumer.prefetch == prefetch
+        and consumer.exclusive == registered.subscription.ordered
     )

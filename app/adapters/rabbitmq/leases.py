@@ -34,7 +34,7 @@ from app.adapters.rabbitmq.connection import (
     unavailable,
 )
 from app.adapters.rabbitmq.consumer import Receipt, SubscriptionConsumer
-from app.adapters.rabbitmq.consumers import Consumers
+from app.adapters.rabbitmq.consumers import ConsumerBusyError, Consumers, prefetch_of
 from app.adapters.rabbitmq.dlq import DeadLetterStore
 from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.registry import Registered, SubscriptionRegistry
@@ -87,8 +87,8 @@ class Leases:
             await sleep_until(deadline)
             return []
         try:
-            consumer = await self._consumers.get(session, registered, subscription.max_in_flight)
-        except BROKER_ERRORS as exc:
+            consumer = await self._consumers.get(session, registered, prefetch_of(subscription))
+        except BROKER_ERRORS as exc:  # an ordered one: another instance may consume it
             logger.debug("cannot consume %s yet: %s", registered.queue, exc)
             await sleep_until(deadline)
             return []
@@ -103,6 +103,32 @@ class Leases:
                 await sleep_until(deadline)
                 break
         return out
+
+    async def claim_order(self, subscription: Subscription) -> bool:
+        """Own an ordered subscription: be its queue's exclusive consumer.
+
+        The broker refuses a second exclusive consumer, and when the owner's connection
+        dies it puts the owner's unacked messages back ahead of newer ones (a classic queue
+        where they were), so the next owner gets them first, in order.
+        """
+        registered = self._registry.get(subscription.id)
+        session = self._conn.current
+        if registered is None or session is None or registered.subscription.paused:
+            return False
+        try:
+            consumer = await self._consumers.get(session, registered, prefetch_of(subscription))
+        except ConsumerBusyError:
+            return True  # our previous consumer still holds its messages: still ours
+        except BROKER_ERRORS as exc:
+            logger.debug("%s is consumed elsewhere: %s", registered.queue, exc)
+            return False
+        return consumer.consuming and consumer.exclusive
+
+    async def release_order(self, subscription: Subscription) -> None:
+        """Stop consuming (its leases were handed back): another instance may take over."""
+        consumer = self._consumers.live(subscription.id)
+        if consumer is not None:
+            await self._consumers.hand_back(consumer)
 
     async def wait_for_work(self, subscription: Subscription, timeout_s: float) -> None:
         """Until the broker pushes a message to this subscription's consumer.
@@ -254,11 +280,21 @@ class Leases:
         return True
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Nack with requeue: RabbitMQ puts each back where it was, same attempt header."""
+        """Nack with requeue: RabbitMQ puts each back where it was, same attempt header.
+
+        On an ordered subscription the consumer's buffer goes back too: taken first, it
+        would overtake what was just released.
+        """
+        ordered: set[SubscriptionConsumer] = set()
         for delivery in deliveries:
             receipt = _owned(delivery)
             if receipt is not None:
                 await receipt.consumer.settle(receipt.delivery_tag, requeue=True)
+                registered = self._registry.get(receipt.consumer.subscription_id)
+                if registered is not None and registered.subscription.ordered:
+                    ordered.add(receipt.consumer)
+        for consumer in ordered:
+            await self._consumers.hand_back(consumer)
 
     async def _current(self, delivery: Delivery) -> Receipt | None:
         """The receipt, if the lease is ours and its subscription (incarnation) still exists.

@@ -155,6 +155,14 @@ class RedisAdapter(BrokerFacade):
 
     # -- messages -----------------------------------------------------------------------
 
+    async def claim_order(self, subscription: Subscription) -> bool:
+        """See :class:`app.core.ports.OrderingPort` (``SET NX PX``, renewed)."""
+        return await self.leases.ownership.claim(subscription)
+
+    async def release_order(self, subscription: Subscription) -> None:
+        """See :class:`app.core.ports.OrderingPort`."""
+        await self.leases.ownership.release(subscription)
+
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store for every current subscription; returns once Redis holds them."""
         if messages:

@@ -27,6 +27,7 @@ from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.groups import ConsumerGroups
 from app.adapters.redis.lua_messages import ACK, DEAD_LETTER, RECEIVE, RELEASE, RETRY
 from app.adapters.redis.names import NameSpace
+from app.adapters.redis.ownership import Ownership
 from app.adapters.redis.settings import RedisSettings
 from app.adapters.redis.timer import DueTimer
 from app.adapters.redis.wakeups import Wakeups
@@ -47,6 +48,9 @@ ACK_CHUNK = 1000
 """Ids per XACK script call (keeps Lua's argument unpacking well inside its limits)."""
 
 _HEADER = 5  # status, next due, stream cursor, queue cursor, claimed
+
+TAKEOVER_BATCH = 1000
+"""Pending entries claimed per call when an ordered subscription changes owner."""
 
 
 @dataclass(slots=True)
@@ -87,6 +91,7 @@ class Leases:
         """Topics with leases ended since maintenance last trimmed them."""
         self.touched: dict[str, str] = {}
         """Subscriptions this process leased from (id -> topic), to tidy up at close."""
+        self.ownership = Ownership(connection, keys, consumer)
 
     # -- receive -------------------------------------------------------------------------
 
@@ -99,10 +104,19 @@ class Leases:
         raised, so each receive loop resumes within one wait of Redis coming back.
         """
         deadline = time.monotonic() + wait_ms / 1000
-        if max_count <= 0:
+        ordered = subscription.ordered
+        if max_count <= 0 or (ordered and subscription.id not in self.ownership.owned):
             await sleep_until(deadline)
             return []
         self.touched[subscription.id] = subscription.topic
+        if ordered and subscription.id in self.ownership.takeover:
+            try:
+                taken = await self._take_over(subscription)
+            except BackendUnavailableError:
+                await sleep_until(deadline)
+                return []
+            if taken:
+                return taken
         recovered = False
         try:
             while True:
@@ -137,11 +151,50 @@ class Leases:
             timeout_s = min(timeout_s, self._settings.claim_interval_ms / 1000)
         await self._wakeups.wait(subscription.topic, subscription.id, timeout_s)
 
+    async def _take_over(self, subscription: Subscription) -> list[Delivery]:
+        """A new owner's first lease: every pending entry of the group, whoever holds it
+        and however recently, own stream first then topic stream, each in id order.
+
+        Released entries sit on the subscription's own stream and are older than anything
+        pending on the topic stream of their key, so this is publish order per key. It may
+        return more than the worker asked for (at most what the previous owner held).
+        """
+        tk = self._keys.topic(subscription.topic)
+        keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id)]
+        cursors = ("0-0", "0-0")
+        taken: list[Delivery] = []
+        while True:
+            args = [
+                subscription.id,
+                self.consumer,
+                TAKEOVER_BATCH,
+                now_ms(),
+                "1",
+                0,
+                cursors[0],
+                cursors[1],
+                0,
+                "0",
+            ]
+            async with self._lease_slots:
+                reply: list[str] = await self._conn.run(RECEIVE, keys, args)
+            if reply[0] == "nogroup":
+                break
+            if reply[0] == "ok":  # 'wait' carries a count where leases would be
+                taken += decode_leases(subscription.id, subscription.topic, reply, _HEADER)
+            cursors = (reply[2], reply[3])
+            if cursors == ("0-0", "0-0"):
+                break
+        self.ownership.takeover.discard(subscription.id)
+        return taken
+
     async def _lease(self, subscription: Subscription, max_count: int) -> list[str]:
         tk = self._keys.topic(subscription.topic)
         state = self._claims.setdefault(subscription.id, _ClaimState())
         started = time.monotonic()
-        claim = started >= state.next_at
+        # An ordered subscription's owner never claims: it holds every pending entry itself
+        # (a keyed retry waits with its lease), and took over the others' when it became owner.
+        claim = started >= state.next_at and not subscription.ordered
         args = [
             subscription.id,
             self.consumer,
@@ -152,6 +205,7 @@ class Leases:
             state.stream_cursor,
             state.queue_cursor,
             PROMOTE_LIMIT,
+            "1",
         ]
         keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id)]
         async with self._lease_slots:

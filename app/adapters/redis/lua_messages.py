@@ -87,7 +87,8 @@ RECEIVE = LuaScript(
     _PROMOTE
     + """
 -- KEYS: stream, queue (the subscription's own stream), schedule
--- ARGV: group, consumer, want, now, claim?, min idle, stream cursor, queue cursor, promote limit
+-- ARGV: group, consumer, want, now, claim?, min idle, stream cursor, queue cursor, promote limit,
+--       read new? ('0': only claim)
 -- Returns status ('ok' | 'wait' | 'nogroup'), next due, both claim cursors, claimed count,
 -- then one string per lease: kind, id, attempt, envelope joined by newlines ('wait' adds
 -- the number of leases other consumers hold instead).
@@ -143,8 +144,9 @@ if ARGV[5] == '1' then
 end
 
 -- new copies: the subscription's own stream first (released, retried, redriven), then the topic
+-- (not while an ordered subscription's new owner is still taking over: ARGV[10] = '0')
 for _, spec in ipairs({{queue, 'q'}, {stream, 't'}}) do
-  if want > 0 then
+  if want > 0 and ARGV[10] ~= '0' then
     local r = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want,
                           'STREAMS', spec[1], '>')
     if lost_group(r) then out[1] = 'nogroup'; return out end

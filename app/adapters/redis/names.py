@@ -69,6 +69,10 @@ class TopicKeys:
         """Lex index of one subscription's DLQ entry ids."""
         return f"{self.base}:dlq:sub:{subscription_id}"
 
+    def owner(self, subscription_id: str) -> str:
+        """Which instance delivers an ordered subscription (a lease with a TTL)."""
+        return f"{self.base}:owner:{subscription_id}"
+
     def rate(self, subscription_id: str) -> str:
         """A subscription's rate-limit token bucket."""
         return f"{self.base}:rate:{subscription_id}"

@@ -119,6 +119,20 @@ class SqliteAdapter(BrokerFacade):
 
     # -- messages -----------------------------------------------------------------------
 
+    async def claim_order(self, subscription: Subscription) -> bool:
+        """See :class:`app.core.ports.OrderingPort` (a lease row in ``owners``)."""
+        ownership = self.leases.ownership
+        before = ownership.owns(subscription.id)
+        owned = await ownership.claim(subscription)
+        if owned and not before:
+            # Taken over: the previous owner's leased copies are due for us now.
+            self.wakeups.subscription_changed(subscription.id)
+        return owned
+
+    async def release_order(self, subscription: Subscription) -> None:
+        """See :class:`app.core.ports.OrderingPort`."""
+        await self.leases.ownership.release(subscription)
+
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """A copy per current subscription of each topic, committed before this returns."""
         if not messages:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from app.adapters.kit import codec
 from app.adapters.kit.timing import sleep_until
 from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.ownership import Ownership
 from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.wakeups import NEVER, Wakeups, wait_s
 from app.core.errors import BackendUnavailableError
@@ -51,6 +52,7 @@ class Leases:
         self._settings = settings
         self._wakeups = wakeups
         self.owner = default_owner()
+        self.ownership = Ownership(database, self.owner)
 
     # -- receive -------------------------------------------------------------------------
 
@@ -65,7 +67,7 @@ class Leases:
         """
         deadline = time.monotonic() + wait_ms / 1000
         deadline_ms = now_ms() + wait_ms
-        if max_count <= 0:
+        if max_count <= 0 or (subscription.ordered and not self.ownership.owns(subscription.id)):
             await sleep_until(deadline)
             return []
         waiter = self._wakeups.waiter(subscription.id, subscription.topic)
@@ -108,8 +110,13 @@ class Leases:
         token = secrets.randbits(62)
         owner = self.owner
         sub_id = subscription.id
+        marker = self.ownership.markers.get(sub_id) if subscription.ordered else None
+        if marker is not None:
+            owner = marker
 
         def job(conn: sqlite3.Connection) -> tuple[list[_Row], int | None]:
+            if marker is not None:
+                return _lease_in_order(conn, sub_id, marker, now, until, token, max_count)
             rows: list[_Row] = conn.execute(
                 "SELECT id, attempt, body FROM copies WHERE sub_id = ? AND due_at <= ? "
                 "ORDER BY due_at LIMIT ?",
@@ -206,6 +213,37 @@ class Leases:
         await self._db.write(job)
         for sub_id in {d.subscription_id for d in deliveries}:
             self._wakeups.subscription_changed(sub_id)
+
+
+def _lease_in_order(
+    conn: sqlite3.Connection,
+    sub_id: str,
+    marker: str,
+    now: int,
+    until: int,
+    token: int,
+    max_count: int,
+) -> tuple[list[_Row], int | None]:
+    """An ordered subscription's lease, by its owner: copies in publish order (row id),
+    due ones and those leased by anyone but this ownership (a previous owner's, expired
+    or not: they come first again, in order); this ownership's own leases are skipped.
+    """
+    rows: list[_Row] = conn.execute(
+        "SELECT id, attempt, body FROM copies WHERE sub_id = ? AND CASE WHEN lease_token "
+        "IS NULL THEN due_at <= ? ELSE lease_owner IS NOT ? END ORDER BY id LIMIT ?",
+        (sub_id, now, marker, max_count),
+    ).fetchall()
+    if rows:
+        conn.executemany(
+            "UPDATE copies SET due_at = ?, lease_token = ?, lease_owner = ? WHERE id = ?",
+            [(until, token, marker, row[0]) for row in rows],
+        )
+    if len(rows) == max_count:
+        return rows, now
+    next_due = conn.execute(
+        "SELECT min(due_at) FROM copies WHERE sub_id = ? AND lease_token IS NULL", (sub_id,)
+    ).fetchone()[0]
+    return rows, next_due
 
 
 def _receipt(delivery: Delivery) -> Receipt:

@@ -3,7 +3,8 @@
 One row per subscription's copy of a message (``copies``), with its body inline: a lease is
 an UPDATE of that row (``due_at`` becomes the lease's expiry, ``lease_token`` names the
 lease), so an expired lease is simply due again, and one index on ``(sub_id, due_at)``
-serves receiving, waiting and counting.
+serves receiving, waiting and counting. Ordered subscriptions lease by ``(sub_id, id)``
+(publish order) instead, owned by one instance at a time (``owners``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ CREATE TABLE IF NOT EXISTS copies (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS copies_due ON copies (sub_id, due_at);
+CREATE INDEX IF NOT EXISTS copies_order ON copies (sub_id, id);
+CREATE TABLE IF NOT EXISTS owners (
+    sub_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dlq (
     id TEXT PRIMARY KEY,
     topic TEXT NOT NULL,

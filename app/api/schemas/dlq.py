@@ -33,6 +33,12 @@ class DlqEntryOut(BaseModel):
     failed_at: int
     published_at: int
     traceparent: str | None = None
+    ordering_key: str | None = Field(
+        None,
+        description="The message's ordering key: on an `ordering: key` subscription the key "
+        "did not wait for this entry, it moved on to its next message when this one was "
+        "dead-lettered (a redrive delivers it after those).",
+    )
 
 
 class DlqListOut(BaseModel):

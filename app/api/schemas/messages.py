@@ -45,7 +45,21 @@ class DeadlineFields(Strict):
     ttl_ms: TtlMs | None = Field(None, description=TTL_NOTE)
 
 
-class MessageIn(DeadlineFields):
+ORDERING_KEY_NOTE = (
+    "Messages sharing a key are delivered one at a time, in publish order, to subscriptions "
+    'with `ordering: "key"` (a retry holds back only its own key; a dead letter lets the '
+    "key move on). 1 to 255 characters. Without a key a message is unordered."
+)
+OrderingKey = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class DeliveryFields(DeadlineFields):
+    """What a publisher says about how a message is delivered: its deadline and order."""
+
+    ordering_key: OrderingKey | None = Field(None, description=ORDERING_KEY_NOTE)
+
+
+class MessageIn(DeliveryFields):
     """One message to publish."""
 
     data: Any = Field(description="Any JSON value; delivered as-is.")
@@ -73,7 +87,7 @@ class BatchIn(Strict):
     messages: list[BatchMessageIn] = Field(min_length=1)
 
 
-class EnqueueIn(DeadlineFields):
+class EnqueueIn(DeliveryFields):
     """The engine's ``queue.enqueue`` argument: ``{topic, data, traceparent?, baggage?}``."""
 
     topic: str = Field(pattern=TOPIC_PATTERN)

@@ -186,6 +186,12 @@ class SubscriptionFields(Strict):
         None, description="Signing secret (`whsec_...`); generated when absent, none if null."
     )
     payload: Literal["envelope", "data"] | None = None
+    ordering: Literal["none", "key"] | None = Field(
+        None,
+        description='`"key"`: messages sharing an `ordering_key` are delivered one at a time, '
+        "in publish order; a retry holds back only its own key, a dead letter lets the key "
+        'move on; messages without a key are unordered. `"none"` (default): no order.',
+    )
     paused: bool | None = None
     auto_pause: AutoPauseIn | None = Field(
         None,
@@ -299,6 +305,7 @@ class SubscriptionOut(BaseModel):
     headers: dict[str, str]
     secret: str | None
     payload: str
+    ordering: Literal["none", "key"] = "none"
     paused: bool
     metadata: dict[str, Any]
     created_at: int
