@@ -26,6 +26,7 @@ def app_from_env() -> Any:
     Runs in each worker process, so this is where a worker ties its life to the supervisor.
     """
     from app.api.http_server import server_options
+    from app.gc_tuning import settle_heap
     from app.main import create_app
     from app.observability.logging import setup_logging
     from app.observability.tracing import configure_tracing
@@ -37,7 +38,9 @@ def app_from_env() -> Any:
     exit_with_supervisor(grace_s=settings.delivery.shutdown_grace_ms / 1000 + 10)
     server_options(settings.limits)  # this worker's protocol class gets the configured bound
     configure_tracing()
-    return create_app(settings)
+    app = create_app(settings)
+    settle_heap()
+    return app
 
 
 def _fail(message: str) -> int:
@@ -56,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.api.http_server import server_options
+    from app.gc_tuning import settle_heap
     from app.main import create_app
     from app.observability.logging import setup_logging
     from app.observability.tracing import configure_tracing
@@ -90,7 +94,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     else:
         create_app(settings)  # fail fast on a bad static subscription, before binding
-        uvicorn.run(create_app(settings), **common)
+        app = create_app(settings)
+        settle_heap()
+        uvicorn.run(app, **common)
     return 0
 
 

@@ -475,11 +475,13 @@ async def _latency_point(
     ctx: Context, hookline: Hookline, path: str, bodies: list[bytes], rate: float, seconds: float
 ) -> dict[str, Any]:
     await ctx.receiver.reset(fail=False)
+    cpu_before = hookline.cpu()
     result = await open_loop(
         "127.0.0.1", hookline.port, path, lambda i: bodies[i % len(bodies)], rate, seconds
     )
     ids = list(result.sent_at)
     await ctx.receiver.wait_for(len(ids), 60)
+    cpu_s = hookline.cpu() - cpu_before
     dump = await ctx.receiver.dump()
     checked = check_delivered(dump, "lat", ids)
     latencies = []
@@ -507,6 +509,8 @@ async def _latency_point(
         "accept_p50_ms": percentile(accepts, 0.50),
         "accept_p99_ms": percentile(accepts, 0.99),
         "loadgen_lag_p99_ms": percentile(result.lag_ms, 0.99),
+        "cpu_ms_per_message": cpu_s * 1000 / len(ids) if ids else float("nan"),
+        "cpu_share": cpu_s / seconds,
         "connections": result.connections,
         "retried": retried,
         "duplicates": checked["duplicates"],
@@ -541,9 +545,12 @@ async def sweep(ctx: Context, kind: str) -> dict[str, Any]:
         points: list[dict[str, Any]] = []
         lost: list[str] = []
         for rate in sizes.sweep_rates:
-            point = await _latency_point(ctx, hookline, path, bodies, rate, sizes.sweep_seconds)
+            phase = f"sweep-{rate:.0f}"
+            async with ctx.profiled(hookline, phase):
+                point = await _latency_point(ctx, hookline, path, bodies, rate, sizes.sweep_seconds)
             lost += point.pop("lost")
             points.append(point)
+            ctx.profile_summary(hookline, phase, point)
             overloaded = point["accepted"] < point["sent"] or not point["p99_ms"] <= 1000
             if overloaded:
                 break
