@@ -9,8 +9,10 @@ fan-out topic, the rest one topic each), and these figures against the issue's t
 - fan-out of one message to 1,000 subscriptions: deliveries/s (>= 5,000 on builtin) and
   RSS afterwards against before (back within 50 MB).
 
-Options: ``--adapters builtin redis rabbitmq``, ``--subscriptions``, ``--fanout``,
-``--idle-s``. It prints a markdown table and one met/missed line per target.
+Options: ``--adapters builtin redis rabbitmq sqlite``, ``--subscriptions``, ``--fanout``,
+``--idle-s``, ``--profile DIR`` (py-spy summaries of the create, idle and fan-out phases),
+``--baseline DIR`` (measure another checkout's app first, adapter by adapter).
+It prints a markdown table and one met/missed line per target.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Processes, busy_fraction
-from bench.service import Hookline, adapter_setup, cleanup_backend
+from bench.profiling import sampled, summarize
+from bench.service import HOOKLINE_DIR, Hookline, adapter_setup, cleanup_backend
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
@@ -126,7 +129,9 @@ async def settle(hookline: Hookline, within_s: float = 180.0) -> None:
             return
 
 
-async def measure(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+async def measure(
+    kind: str, args: argparse.Namespace, workdir: Path, label: str = ""
+) -> dict[str, Any]:
     arrivals = Arrivals()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Protocol(arrivals), "127.0.0.1", 0, backlog=1024)
@@ -139,12 +144,25 @@ async def measure(kind: str, args: argparse.Namespace, workdir: Path) -> dict[st
     try:
         await first.start()
         started = time.monotonic()
-        await create_subscriptions(first, base, args.subscriptions, args.fanout)
+        raw = workdir / f"{kind}-create.raw"
+        async with sampled(first.pid, raw, args.profile is not None):
+            await create_subscriptions(first, base, args.subscriptions, args.fanout)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            (args.profile / f"{kind}{label}-create.txt".replace(" ", "")).write_text(
+                summarize(raw, 40)
+            )
         result["create_s"] = time.monotonic() - started
         await settle(first)
         before = first.cpu()
         window = time.monotonic()
-        await asyncio.sleep(args.idle_s)  # the measurement window
+        raw = workdir / f"{kind}-idle.raw"
+        async with sampled(first.pid, raw, args.profile is not None):
+            await asyncio.sleep(args.idle_s)  # the measurement window
+        if args.profile is not None:
+            (args.profile / f"{kind}{label}-idle.txt".replace(" ", "")).write_text(
+                summarize(raw, 40)
+            )
         result["idle_cpu"] = (first.cpu() - before) / (time.monotonic() - window)
         result["rss_idle_mb"] = first.memory()[0]
 
@@ -167,10 +185,17 @@ async def measure(kind: str, args: argparse.Namespace, workdir: Path) -> dict[st
         rss_before = first.memory()[0]
         arrivals.fanout, arrivals.fanout_goal = 0, args.fanout
         arrivals.fanout_done.clear()
-        sent = time.monotonic()
-        await first.call("POST", "/v1/topics/fan/messages", json={"data": {"fan": True}})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(arrivals.fanout_done.wait(), 60)
+        raw = workdir / f"{kind}-fanout.raw"
+        async with sampled(first.pid, raw, args.profile is not None):
+            sent = time.monotonic()
+            await first.call("POST", "/v1/topics/fan/messages", json={"data": {"fan": True}})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrivals.fanout_done.wait(), 60)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            (args.profile / f"{kind}{label}-fanout.txt".replace(" ", "")).write_text(
+                summarize(raw, 40)
+            )
         result["fanout_delivered"] = arrivals.fanout
         elapsed = max(arrivals.fanout_last - sent, 1e-6)
         result["fanout_per_s"] = arrivals.fanout / elapsed
@@ -228,10 +253,10 @@ def report(results: list[dict[str, Any]], subscriptions: int, fanout: int) -> st
     lines = [head]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['adapter']} | error: {r['error']} |")
+            lines.append(f"| {r['run']} | error: {r['error']} |")
             continue
         lines.append(
-            f"| {r['adapter']} | {r['create_s']:.1f} | {r['idle_cpu']:.1%} "
+            f"| {r['run']} | {r['create_s']:.1f} | {r['idle_cpu']:.1%} "
             f"| {r['rss_idle_mb']:.0f} | {r['latency_p50_ms']:.0f}/{r['latency_max_ms']:.0f} "
             f"| {r['second_ready_s']:.1f} | {r['fanout_per_s']:.0f} | {r['fanout_delivered']} "
             f"| {r['rss_delta_mb']:+.0f} |"
@@ -241,32 +266,52 @@ def report(results: list[dict[str, Any]], subscriptions: int, fanout: int) -> st
         if "error" in r:
             continue
         for name, met, figure in targets(r):
-            lines.append(f"- {r['adapter']}: {name}: {'met' if met else 'MISSED'} ({figure})")
+            lines.append(f"- {r['run']}: {name}: {'met' if met else 'MISSED'} ({figure})")
     return "\n".join(lines)
 
 
 async def main_async(args: argparse.Namespace) -> int:
     results = []
+    checkouts: list[tuple[str, Path | None]] = [("", None)]
+    if args.baseline is not None:  # baseline first, then this checkout, adapter by adapter
+        checkouts.insert(0, (" (baseline)", args.baseline.resolve()))
     with tempfile.TemporaryDirectory(prefix="hookline-many-") as tmp:
         for kind in args.adapters:
-            print(f"[many-subscriptions] {kind} ...", file=sys.stderr, flush=True)
-            if await busy_fraction() > 0.5:
-                print("[many-subscriptions] note: the machine is busy", file=sys.stderr)
-            try:
-                results.append(await measure(kind, args, Path(tmp)))
-            except Exception as exc:  # report the adapter, run the next
-                results.append({"adapter": kind, "error": f"{type(exc).__name__}: {exc}"})
+            for label, checkout in checkouts:
+                HOOKLINE_DIR["path"] = checkout
+                print(f"[many-subscriptions] {kind}{label} ...", file=sys.stderr, flush=True)
+                if await busy_fraction() > 0.5:
+                    print("[many-subscriptions] note: the machine is busy", file=sys.stderr)
+                try:
+                    result = await measure(kind, args, Path(tmp), label)
+                except Exception as exc:  # report the adapter, run the next
+                    result = {"adapter": kind, "error": f"{type(exc).__name__}: {exc}"}
+                result["run"] = f"{kind}{label}"
+                results.append(result)
     print(report(results, args.subscriptions, args.fanout))
     return 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--adapters", nargs="+", default=["builtin", "redis", "rabbitmq"])
+    parser.add_argument("--adapters", nargs="+", default=["builtin", "redis", "rabbitmq", "sqlite"])
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=1_000)
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy summaries of the create, idle and fan-out phases into this directory",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a `git archive` of main): each adapter is measured "
+        "with its app first, then with this one, for side-by-side figures",
+    )
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
 
