@@ -59,7 +59,7 @@ from app.adapters.rabbitmq.topology import (
 from app.core.errors import BackendUnavailableError, SubscriptionExistsError
 from app.core.insight import InsightSettings
 from app.core.models import Envelope, Subscription, TopicStats
-from app.core.ports import OutgoingMessage
+from app.core.ports import OutgoingMessage, RegistryChanges
 
 logger = logging.getLogger("hookline.rabbitmq")
 
@@ -222,7 +222,11 @@ class RabbitMQAdapter(BrokerFacade):
 
     async def registry_version(self) -> str:
         """How many registry events this instance applied (it follows the stream live)."""
-        return str(self.registry.version)
+        return str(self.registry.changes.version)
+
+    async def registry_changes(self, since: str) -> RegistryChanges | None:
+        """From the local log of applied registry events."""
+        return self.registry.changes.since(since)
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Record the deletion, then delete the queue (its pending messages go with it)."""
