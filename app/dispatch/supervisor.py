@@ -21,6 +21,7 @@ import time
 from app.core.models import Subscription
 from app.core.ports import RegistryChanges
 from app.dispatch.context import DeliveryContext
+from app.dispatch.heap import HeapFreezer
 from app.dispatch.worker import OnTrip, SubscriptionWorker
 
 logger = logging.getLogger("hookline.dispatch")
@@ -53,6 +54,7 @@ class Dispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self.heap = HeapFreezer()
 
     def start(self) -> None:
         """Begin following the registry."""
@@ -123,11 +125,12 @@ class Dispatcher:
         wanted = {s.id: s for s in subscriptions if not s.paused}
         for sub_id in [i for i in self._workers if i not in wanted]:
             self._retire(sub_id)
-        for subscription in wanted.values():
-            self._run(subscription)
+        started = sum(self._run(subscription) for subscription in wanted.values())
+        self.heap.grew(started)
 
     async def _apply_changes(self, subscription_ids: list[str]) -> None:
         """Bring the workers of these subscriptions in line with what the registry holds."""
+        started = 0
         for sub_id in subscription_ids:
             subscription = await self._adapter.get_subscription(sub_id)
             if self._stopping:
@@ -140,17 +143,20 @@ class Dispatcher:
             if subscription.paused:
                 self._retire(sub_id)
             else:
-                self._run(subscription)
+                started += self._run(subscription)
+        self.heap.grew(started)
 
-    def _run(self, subscription: Subscription) -> None:
-        """Start the subscription's worker, or hand it a changed definition."""
+    def _run(self, subscription: Subscription) -> bool:
+        """Start the subscription's worker (True), or hand it a changed definition."""
         existing = self._workers.get(subscription.id)
         if existing is None:
             worker = SubscriptionWorker(subscription, self._context, on_trip=self.on_trip)
             self._workers[subscription.id] = worker
             worker.start()
-        elif existing.subscription != subscription:
+            return True
+        if existing.subscription != subscription:
             existing.update(subscription)
+        return False
 
     def _retire(self, sub_id: str) -> None:
         """Paused or deleted: let its in-flight attempts finish in the background, so a
