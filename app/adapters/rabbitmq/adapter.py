@@ -80,7 +80,7 @@ class RabbitMQAdapter(BrokerFacade):
         self.registry = SubscriptionRegistry(self.names, self._on_updated, self._on_deleted)
         self.keys = IdempotencyKeys(self.names, settings.idempotency_retention)
         self.dlq = DeadLetterStore(self.connection, self.names, settings.queue_type, self.registry)
-        self.consumers = Consumers()
+        self.consumers = Consumers(self._heal)
         self.scheduled = ScheduledCounts()
         self.leases = Leases(
             self.connection, self.names, self.registry, self.consumers, self.dlq, self.scheduled
@@ -136,15 +136,21 @@ class RabbitMQAdapter(BrokerFacade):
         await self.registry.log.catch_up(session)
         if self.insight is not None:
             await self.insight.attach(session)
-        for registered in self.registry.all():
-            try:
-                admin = await session.admin_channel()
-                await declare_subscription_queue(admin, registered.queue, self.settings.queue_type)
-                await bind_subscription_queue(
-                    admin, self.names, registered.queue, registered.subscription.topic
-                )
-            except aiormq.exceptions.AMQPChannelError as exc:
-                logger.warning("could not re-declare queue %s: %s", registered.queue, exc)
+        # Subscription queues are healed one by one before their first consumer here
+        # (Consumers.healed), not all now: ten thousand of them took over 30 s.
+
+    async def _heal(self, session: Session, registered: Registered) -> None:
+        """Declare and bind the subscription's queue again (idempotent): it may be gone,
+        or unbound by a crash between registering and binding. A queue that cannot be
+        declared as configured (its type changed) is used as it is, with a warning.
+        """
+        queue = registered.queue
+        try:
+            admin = await session.admin_channel()
+            await declare_subscription_queue(admin, queue, self.settings.queue_type)
+            await bind_subscription_queue(admin, self.names, queue, registered.subscription.topic)
+        except aiormq.exceptions.AMQPChannelError as exc:
+            logger.warning("could not re-declare queue %s: %s", queue, exc)
 
     def _on_lost(self, session: Session) -> None:  # noqa: ARG002 - OnLost signature
         """Everything bound to the dead connections is void; the broker requeued it."""
@@ -186,6 +192,7 @@ class RabbitMQAdapter(BrokerFacade):
             await bind_subscription_queue(
                 await session.admin_channel(), self.names, queue, subscription.topic
             )
+            self.consumers.known_healthy(session, queue)
         except BROKER_ERRORS as exc:
             raise unavailable("create subscription", exc) from exc
 
