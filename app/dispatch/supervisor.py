@@ -26,8 +26,10 @@ from app.dispatch.worker import OnTrip, SubscriptionWorker
 
 logger = logging.getLogger("hookline.dispatch")
 
-FULL_RESYNC_S = 60.0
-"""The registry is read in full at least this often, whatever its version token says."""
+FULL_RESYNC_S = 300.0
+"""The registry is read in full at least this often, whatever its version token says (a
+safety net: the change log names every change; a full read of 10,000 subscriptions
+holds the event loop for a few hundred milliseconds)."""
 
 
 class Dispatcher:
