@@ -11,7 +11,9 @@ fan-out topic, the rest one topic each), and these figures against the issue's t
 
 Options: ``--adapters builtin redis rabbitmq sqlite``, ``--subscriptions``, ``--fanout``,
 ``--idle-s``, ``--profile DIR`` (py-spy summaries of the create, idle and fan-out phases),
-``--baseline DIR`` (measure another checkout's app first, adapter by adapter).
+``--baseline DIR`` (measure another checkout's app first, adapter by adapter),
+``--isolation N`` (a healthy subscription's rate over N messages, twice alone and once
+beside a hung receiver holding 1,000 in flight; 0 skips it).
 It prints a markdown table and one met/missed line per target.
 """
 
@@ -45,10 +47,18 @@ class Arrivals:
         self.fanout_last = 0.0
         self.fanout_goal = 0
         self.fanout_done = asyncio.Event()
+        self.iso = 0
+        self.iso_goal = 0
+        self.iso_done = asyncio.Event()
         self._waiters: dict[str, asyncio.Future[float]] = {}
 
     def arrived(self, path: str) -> None:
         now = time.monotonic()
+        if path.startswith("/h/iso"):
+            self.iso += 1
+            if self.iso >= self.iso_goal:
+                self.iso_done.set()
+            return
         if path.startswith("/h/fan"):
             self.fanout += 1
             self.fanout_last = now
@@ -117,6 +127,66 @@ async def create_subscriptions(hookline: Hookline, base: str, total: int, fanout
             await hookline.call("POST", "/v1/subscriptions", json=body)
 
     await asyncio.gather(*(one(i) for i in range(total)))
+
+
+async def _hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A receiver that reads requests and never answers."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(65536):
+            pass
+    writer.close()
+
+
+async def healthy_rate(hookline: Hookline, arrivals: Arrivals, count: int) -> float:
+    """Deliveries/s of ``count`` messages to the healthy isolation subscription."""
+    arrivals.iso, arrivals.iso_goal = 0, count
+    arrivals.iso_done.clear()
+    started = time.monotonic()
+    messages = [{"data": {"i": i}} for i in range(count)]
+    await hookline.call(
+        "POST", "/v1/topics/iso.healthy/messages/batch", json={"messages": messages}
+    )
+    await asyncio.wait_for(arrivals.iso_done.wait(), 120)
+    return count / (time.monotonic() - started)
+
+
+async def isolation(
+    hookline: Hookline, arrivals: Arrivals, base: str, count: int
+) -> dict[str, Any]:
+    """A healthy subscription's rate alone (twice: the noise) and beside a hung receiver
+    holding 1,000 messages in flight (60 s timeout): the issue wants the change < 10 %.
+    """
+    hung_server = await asyncio.start_server(_hang, "127.0.0.1", 0)
+    hung_url = f"http://127.0.0.1:{hung_server.sockets[0].getsockname()[1]}/hung"
+    healthy = {"id": "iso-healthy", "topic": "iso.healthy", "url": f"{base}/h/iso"}
+    hung = {
+        "id": "iso-hung",
+        "topic": "iso.hung",
+        "url": hung_url,
+        "max_in_flight": 1000,
+        "timeout_ms": 60000,
+    }
+    try:
+        await hookline.call("POST", "/v1/subscriptions", json={**healthy, "max_in_flight": 10})
+        await healthy_rate(hookline, arrivals, 50)  # warm-up: worker, connections
+        alone = [await healthy_rate(hookline, arrivals, count) for _ in range(2)]
+        await hookline.call("POST", "/v1/subscriptions", json=hung)
+        messages = [{"data": {"i": i}} for i in range(1000)]
+        await hookline.call(
+            "POST", "/v1/topics/iso.hung/messages/batch", json={"messages": messages}
+        )
+        await asyncio.sleep(1.0)  # let the hung subscription fill its connections
+        beside = await healthy_rate(hookline, arrivals, count)
+        await hookline.call("DELETE", "/v1/subscriptions/iso-hung")
+    finally:
+        hung_server.close()
+    mean = sum(alone) / 2
+    return {
+        "iso_alone": mean,
+        "iso_noise": abs(alone[0] - alone[1]) / mean,
+        "iso_beside": beside,
+        "iso_change": abs(beside - mean) / mean,
+    }
 
 
 async def settle(hookline: Hookline, within_s: float = 180.0) -> None:
@@ -201,6 +271,8 @@ async def measure(
         result["fanout_per_s"] = arrivals.fanout / elapsed
         await settle(first, 30)
         result["rss_delta_mb"] = first.memory()[0] - rss_before
+        if args.isolation:
+            result.update(await isolation(first, arrivals, base, args.isolation))
     finally:
         await second.stop()
         await first.stop()
@@ -233,6 +305,17 @@ def targets(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"{result['rss_delta_mb']:+.0f} MB",
         ),
     ]
+    if "iso_change" in result:
+        rows.append(
+            (
+                "hung receiver changes a healthy rate < 10 %",
+                result["iso_change"] < 0.10,
+                (
+                    f"{result['iso_change']:.1%}: {result['iso_alone']:.0f}/s alone (runs "
+                    f"{result['iso_noise']:.0%} apart), {result['iso_beside']:.0f}/s beside it"
+                ),
+            )
+        )
     if kind == "builtin":
         rows.append(
             (
@@ -299,6 +382,12 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=1_000)
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument(
+        "--isolation",
+        type=int,
+        default=500,
+        help="messages per healthy-rate measurement beside a hung receiver (0: skip)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
