@@ -6,8 +6,9 @@ fan-out topic, the rest one topic each), and these figures against the issue's t
 - idle CPU of the process, as a fraction of one core (target < 5 %);
 - publish -> delivery latency to one of them, median and worst of a few (target < 100 ms);
 - a second instance on the same backend ready (``/readyz`` 200) after start (< 10 s);
-- fan-out of one message to 1,000 subscriptions: deliveries/s (>= 5,000 on builtin) and
-  RSS afterwards against before (back within 50 MB).
+- fan-out of one message to 1,000 subscriptions: deliveries/s (>= 5,000 on builtin; the
+  first, then a second one warm) and RSS after both against before (back within 50 MB);
+- a healthy subscription's delivery rate beside a hung receiver (changed by < 10 %).
 
 Options: ``--adapters builtin redis rabbitmq sqlite``, ``--subscriptions``, ``--fanout``,
 ``--idle-s``, ``--profile DIR`` (py-spy summaries of the create, idle and fan-out phases),
@@ -270,6 +271,17 @@ async def measure(
         elapsed = max(arrivals.fanout_last - sent, 1e-6)
         result["fanout_per_s"] = arrivals.fanout / elapsed
         await settle(first, 30)
+        # Again, warm: the first delivery to each subscription also creates its metric
+        # series and connection-pool entries, once in the life of the process.
+        arrivals.fanout = 0
+        arrivals.fanout_done.clear()
+        sent = time.monotonic()
+        await first.call("POST", "/v1/topics/fan/messages", json={"data": {"fan": 2}})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrivals.fanout_done.wait(), 60)
+        elapsed = max(arrivals.fanout_last - sent, 1e-6)
+        result["fanout_warm_per_s"] = arrivals.fanout / elapsed
+        await settle(first, 30)
         result["rss_delta_mb"] = first.memory()[0] - rss_before
         if args.isolation:
             result.update(await isolation(first, arrivals, base, args.isolation))
@@ -321,7 +333,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
             (
                 "fan-out >= 5,000 deliveries/s",
                 result["fanout_per_s"] >= 5000,
-                f"{result['fanout_per_s']:.0f}/s",
+                f"{result['fanout_per_s']:.0f}/s first, {result['fanout_warm_per_s']:.0f}/s warm",
             )
         )
     return rows
@@ -331,7 +343,7 @@ def report(results: list[dict[str, Any]], subscriptions: int, fanout: int) -> st
     head = (
         f"## many subscriptions ({subscriptions} on one instance, fan-out to {fanout})\n\n"
         "| adapter | create s | idle CPU | RSS idle MB | latency p50/max ms | 2nd ready s "
-        "| fan-out /s | delivered | RSS delta MB |\n|---|---|---|---|---|---|---|---|---|"
+        "| fan-out /s (warm) | delivered | RSS delta MB |\n|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in results:
@@ -341,7 +353,8 @@ def report(results: list[dict[str, Any]], subscriptions: int, fanout: int) -> st
         lines.append(
             f"| {r['run']} | {r['create_s']:.1f} | {r['idle_cpu']:.1%} "
             f"| {r['rss_idle_mb']:.0f} | {r['latency_p50_ms']:.0f}/{r['latency_max_ms']:.0f} "
-            f"| {r['second_ready_s']:.1f} | {r['fanout_per_s']:.0f} | {r['fanout_delivered']} "
+            f"| {r['second_ready_s']:.1f} | {r['fanout_per_s']:.0f} ({r['fanout_warm_per_s']:.0f}) "
+            f"| {r['fanout_delivered']} "
             f"| {r['rss_delta_mb']:+.0f} |"
         )
     lines.append("")
