@@ -63,6 +63,9 @@ from app.core.ports import OutgoingMessage, RegistryChanges
 
 logger = logging.getLogger("hookline.rabbitmq")
 
+HEAL_CONCURRENCY = 16
+"""Subscription queues healed at once (each on its own short-lived channel)."""
+
 
 class RabbitMQAdapter(BrokerFacade):
     """Stores and moves hookline messages in RabbitMQ; shared by any number of instances."""
@@ -88,6 +91,7 @@ class RabbitMQAdapter(BrokerFacade):
         self.writer = MessageWriter(self.connection, self.names)
         self._housekeeping: asyncio.Task[None] | None = None
         self.insight: StreamInsightStore | None = None
+        self._heal_slots = asyncio.Semaphore(HEAL_CONCURRENCY)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RabbitMQAdapter:
@@ -119,8 +123,9 @@ class RabbitMQAdapter(BrokerFacade):
         if session is None or not self.registry.log.caught_up:
             return False
         try:
-            async with asyncio.timeout(2):
-                channel = await session.admin_channel()
+            # A channel of its own: the shared admin channel may be queued behind the
+            # heals of thousands of subscription queues right after a start.
+            async with asyncio.timeout(2), session.scratch_channel() as channel:
                 await channel.exchange_declare(self.names.topics, passive=True)
         except UNAVAILABLE:
             return False
@@ -143,12 +148,17 @@ class RabbitMQAdapter(BrokerFacade):
         """Declare and bind the subscription's queue again (idempotent): it may be gone,
         or unbound by a crash between registering and binding. A queue that cannot be
         declared as configured (its type changed) is used as it is, with a warning.
+
+        On a channel of its own, at most ``HEAL_CONCURRENCY`` at once: ten thousand
+        consumers starting together heal in parallel without exhausting channels.
         """
         queue = registered.queue
         try:
-            admin = await session.admin_channel()
-            await declare_subscription_queue(admin, queue, self.settings.queue_type)
-            await bind_subscription_queue(admin, self.names, queue, registered.subscription.topic)
+            async with self._heal_slots, session.scratch_channel(consume=True) as channel:
+                await declare_subscription_queue(channel, queue, self.settings.queue_type)
+                await bind_subscription_queue(
+                    channel, self.names, queue, registered.subscription.topic
+                )
         except aiormq.exceptions.AMQPChannelError as exc:
             logger.warning("could not re-declare queue %s: %s", queue, exc)
 
