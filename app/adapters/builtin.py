@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.adapters.builtin_settings import BuiltinSettings
+from app.adapters.kit.change_log import ChangeLog
 from app.adapters.kit.dlq import DlqFilter, first_page
 from app.adapters.kit.insight_memory import MemoryInsightStore
 from app.core.codec import encode_json
@@ -32,7 +33,7 @@ from app.core.models import (
     TopicStats,
     now_ms,
 )
-from app.core.ports import DlqPage, OutgoingMessage
+from app.core.ports import DlqPage, OutgoingMessage, RegistryChanges
 
 
 @dataclass(slots=True)
@@ -68,7 +69,7 @@ class BuiltinQueueAdapter:
         self._subscriptions: dict[str, Subscription] = {}
         self._queues: dict[str, _SubscriptionQueue] = {}
         self._by_topic: dict[str, dict[str, _SubscriptionQueue]] = {}
-        self._version = 0
+        self._changes = ChangeLog()
         self._dlq: dict[str, dict[str, DlqEntry]] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._topics: set[str] = set()
@@ -339,14 +340,14 @@ class BuiltinQueueAdapter:
         self._queues[subscription.id] = queue
         self._by_topic.setdefault(subscription.topic, {})[subscription.id] = queue
         self._topics.add(subscription.topic)
-        self._version += 1
+        self._changes.record(subscription.id)
 
     async def update_subscription(self, subscription: Subscription) -> None:
         """Replace the stored definition; its queue is kept."""
         self._subscriptions[subscription.id] = subscription
         queue = self._queues.setdefault(subscription.id, _SubscriptionQueue(subscription.topic))
         self._by_topic.setdefault(queue.topic, {})[subscription.id] = queue
-        self._version += 1
+        self._changes.record(subscription.id)
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         """Look one up."""
@@ -359,13 +360,17 @@ class BuiltinQueueAdapter:
 
     async def registry_version(self) -> str:
         """A counter bumped by every registry change (in-process)."""
-        return str(self._version)
+        return str(self._changes.version)
+
+    async def registry_changes(self, since: str) -> RegistryChanges | None:
+        """From the in-process change log."""
+        return self._changes.since(since)
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Drop it and everything queued for it (its DLQ entries stay)."""
         if self._subscriptions.pop(subscription_id, None) is None:
             return False
-        self._version += 1
+        self._changes.record(subscription_id)
         queue = self._queues.pop(subscription_id, None)
         if queue is not None:
             self._by_topic.get(queue.topic, {}).pop(subscription_id, None)

@@ -25,7 +25,7 @@ dispatcher logs it and leaves the lease to be handed out again.
 Idle cost must not grow with the number of subscriptions: the dispatcher leases with
 ``wait_ms=0`` and, when nothing came, parks on :meth:`QueueAdapter.wait_for_work` (a local
 event the adapter sets when the subscription's topic or own queue gets work), and follows
-the registry through :meth:`QueueAdapter.registry_version`, re-reading it only on change.
+the registry through :meth:`QueueAdapter.registry_version`, reading only what changed.
 """
 
 from __future__ import annotations
@@ -51,6 +51,16 @@ class OutgoingMessage:
 
     envelope: Envelope
     deliver_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChanges:
+    """The subscriptions changed (created, updated or deleted) after some registry version,
+    up to and including ``version``: what an instance re-reads instead of the whole registry.
+    """
+
+    version: str
+    subscription_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +210,15 @@ class RegistryPort(Protocol):
     async def registry_version(self) -> str:
         """A cheap token that changes whenever any instance changes the registry.
 
-        The dispatcher polls it each second and calls :meth:`list_subscriptions` only when
-        it changed, so following the registry costs O(1) per poll, not O(subscriptions).
+        The dispatcher polls it each second and, when it changed, asks
+        :meth:`registry_changes`, so following the registry costs O(1) per poll and O(1)
+        per change, not O(subscriptions).
+        """
+
+    async def registry_changes(self, since: str) -> RegistryChanges | None:
+        """The ids changed after version ``since`` (each id once is enough), and the
+        version they lead to; None when the adapter cannot tell (``since`` is unknown or
+        older than the change log it keeps): the caller then reads the whole registry.
         """
 
 

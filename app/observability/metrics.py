@@ -190,7 +190,15 @@ class DispatchMetrics:
         for subscription in subscriptions:
             current.add(subscription.id)
             self._topics.label(subscription.topic)
-        gone = self._subscriptions.admitted - current
+        self.forget(self._subscriptions.admitted - current)
+
+    def follow(self, subscription: Subscription) -> None:
+        """One subscription created or changed: its topic may be labelled."""
+        self._topics.label(subscription.topic)
+
+    def forget(self, gone: set[str]) -> None:
+        """Deleted subscriptions give their series and their label slot back."""
+        gone = gone & self._subscriptions.admitted
         if not gone:
             return
         self._subscriptions.admitted -= gone

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import Counter
 
+from app.adapters.sqlite.wakeups import SEEK_EACH_UP_TO
 from app.core.models import Delivery
 from tests.adapter_helpers import make_msg, make_sub, publish
 from tests.backends import unique
@@ -51,3 +52,30 @@ async def test_two_adapters_never_lease_the_same_copy(open_sqlite: OpenAdapter) 
         await asyncio.wait_for(asyncio.gather(drain(first), drain(second)), 60)
         assert seen == Counter(range(500))  # each exactly once
         assert all(share > 0 for share in shares), shares
+
+
+async def test_with_many_waiters_another_process_wakes_just_the_one_with_work(
+    open_sqlite: OpenAdapter,
+) -> None:
+    """Past SEEK_EACH_UP_TO waiters, the watcher walks the subscriptions that have copies
+    instead of seeking each waiter (issue 11: 10,000 subscriptions in one process).
+    """
+    subs = [make_sub(unique("many")) for _ in range(SEEK_EACH_UP_TO * 3)]
+    async with open_sqlite() as publisher, open_sqlite() as consumer:
+        for sub in subs:
+            await publisher.create_subscription(sub)
+        for sub in subs:  # every one now waits, with nothing due
+            assert await consumer.receive(sub, 1, 0) == []
+        target = subs[len(subs) // 2]
+        waiting = asyncio.create_task(consumer.receive(target, 1, 5_000))
+        others = [asyncio.create_task(consumer.receive(s, 1, 5_000)) for s in subs[:3]]
+        await asyncio.sleep(0.1)  # the receivers are parked on their waits
+        started = time.monotonic()
+        await publish(publisher, make_msg(target.topic, "only you"))
+        [got] = await waiting
+        assert got.message.data == "only you"
+        assert time.monotonic() - started < 1.0  # one poll interval, not the whole wait
+        assert not any(task.done() for task in others)  # nobody else was woken with work
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)

@@ -44,6 +44,9 @@ class MemoryInsightStore:
         self._settings = settings
         self._messages: OrderedDict[str, _Message] = OrderedDict()
         self._logs: dict[str, deque[tuple[int, AttemptRecord]]] = {}
+        self._log_order: OrderedDict[str, int] = OrderedDict()
+        """Subscription ids by their log's last append (and its start time): expiry pops
+        from the stale end instead of visiting every subscription's log per batch."""
         self._seq = itertools.count(1)
 
     async def open(self) -> None:
@@ -74,6 +77,8 @@ class MemoryInsightStore:
                     maxlen=self._settings.max_attempts_per_subscription
                 )
             log.append((next(self._seq), record))
+            self._log_order[record.subscription_id] = record.started_at
+            self._log_order.move_to_end(record.subscription_id)
         for mark in batch.marks:
             self._touch(mark.message_id, now).marks[mark.subscription_id] = mark
         self._expire(now)
@@ -88,6 +93,9 @@ class MemoryInsightStore:
         return entry
 
     def _expire(self, now: int) -> None:
+        """Forget what is past retention; costs what it forgets, not what is held (it runs
+        on every batch, and thousands of subscriptions may each have a log).
+        """
         horizon = now - self._settings.retention_ms
         messages = self._messages
         while messages:
@@ -95,12 +103,23 @@ class MemoryInsightStore:
             if oldest.touched_at >= horizon and len(messages) <= self._settings.max_messages:
                 break
             messages.popitem(last=False)
-        for sub_id in list(self._logs):
-            log = self._logs[sub_id]
-            while log and log[0][1].started_at < horizon:
-                log.popleft()
-            if not log:
-                del self._logs[sub_id]
+        order = self._log_order
+        while order:
+            sub_id, newest = next(iter(order.items()))
+            if newest >= horizon:
+                break
+            del order[sub_id]
+            self._logs.pop(sub_id, None)
+
+    def _log(self, subscription_id: str) -> deque[tuple[int, AttemptRecord]]:
+        """One subscription's log without its attempts past retention (trimmed on read)."""
+        log = self._logs.get(subscription_id)
+        if log is None:
+            return deque()
+        horizon = now_ms() - self._settings.retention_ms
+        while log and log[0][1].started_at < horizon:
+            log.popleft()
+        return log
 
     @property
     def message_count(self) -> int:
@@ -130,7 +149,7 @@ class MemoryInsightStore:
     ) -> AttemptPage:
         """Newest first; the cursor is the sequence number of the last attempt returned."""
         self._expire(now_ms())
-        log = self._logs.get(subscription_id, deque())
+        log = self._log(subscription_id)
         before = int(cursor) if cursor and cursor.isdigit() else None
         page: list[tuple[int, AttemptRecord]] = []
         for seq, record in reversed(log):
@@ -152,5 +171,5 @@ class MemoryInsightStore:
         limit: int,
     ) -> list[AttemptRecord]:
         """Newest first."""
-        log = self._logs.get(subscription_id, deque())
+        log = self._log(subscription_id)
         return [r for _, r in itertools.islice(reversed(log), limit)]

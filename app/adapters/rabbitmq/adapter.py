@@ -59,9 +59,12 @@ from app.adapters.rabbitmq.topology import (
 from app.core.errors import BackendUnavailableError, SubscriptionExistsError
 from app.core.insight import InsightSettings
 from app.core.models import Envelope, Subscription, TopicStats
-from app.core.ports import OutgoingMessage
+from app.core.ports import OutgoingMessage, RegistryChanges
 
 logger = logging.getLogger("hookline.rabbitmq")
+
+HEAL_CONCURRENCY = 16
+"""Subscription queues healed at once (each on its own short-lived channel)."""
 
 
 class RabbitMQAdapter(BrokerFacade):
@@ -80,7 +83,7 @@ class RabbitMQAdapter(BrokerFacade):
         self.registry = SubscriptionRegistry(self.names, self._on_updated, self._on_deleted)
         self.keys = IdempotencyKeys(self.names, settings.idempotency_retention)
         self.dlq = DeadLetterStore(self.connection, self.names, settings.queue_type, self.registry)
-        self.consumers = Consumers()
+        self.consumers = Consumers(self._heal)
         self.scheduled = ScheduledCounts()
         self.leases = Leases(
             self.connection, self.names, self.registry, self.consumers, self.dlq, self.scheduled
@@ -88,6 +91,7 @@ class RabbitMQAdapter(BrokerFacade):
         self.writer = MessageWriter(self.connection, self.names)
         self._housekeeping: asyncio.Task[None] | None = None
         self.insight: StreamInsightStore | None = None
+        self._heal_slots = asyncio.Semaphore(HEAL_CONCURRENCY)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RabbitMQAdapter:
@@ -119,8 +123,9 @@ class RabbitMQAdapter(BrokerFacade):
         if session is None or not self.registry.log.caught_up:
             return False
         try:
-            async with asyncio.timeout(2):
-                channel = await session.admin_channel()
+            # A channel of its own: the shared admin channel may be queued behind the
+            # heals of thousands of subscription queues right after a start.
+            async with asyncio.timeout(2), session.scratch_channel() as channel:
                 await channel.exchange_declare(self.names.topics, passive=True)
         except UNAVAILABLE:
             return False
@@ -136,15 +141,26 @@ class RabbitMQAdapter(BrokerFacade):
         await self.registry.log.catch_up(session)
         if self.insight is not None:
             await self.insight.attach(session)
-        for registered in self.registry.all():
-            try:
-                admin = await session.admin_channel()
-                await declare_subscription_queue(admin, registered.queue, self.settings.queue_type)
+        # Subscription queues are healed one by one before their first consumer here
+        # (Consumers.healed), not all now: ten thousand of them took over 30 s.
+
+    async def _heal(self, session: Session, registered: Registered) -> None:
+        """Declare and bind the subscription's queue again (idempotent): it may be gone,
+        or unbound by a crash between registering and binding. A queue that cannot be
+        declared as configured (its type changed) is used as it is, with a warning.
+
+        On a channel of its own, at most ``HEAL_CONCURRENCY`` at once: ten thousand
+        consumers starting together heal in parallel without exhausting channels.
+        """
+        queue = registered.queue
+        try:
+            async with self._heal_slots, session.scratch_channel(consume=True) as channel:
+                await declare_subscription_queue(channel, queue, self.settings.queue_type)
                 await bind_subscription_queue(
-                    admin, self.names, registered.queue, registered.subscription.topic
+                    channel, self.names, queue, registered.subscription.topic
                 )
-            except aiormq.exceptions.AMQPChannelError as exc:
-                logger.warning("could not re-declare queue %s: %s", registered.queue, exc)
+        except aiormq.exceptions.AMQPChannelError as exc:
+            logger.warning("could not re-declare queue %s: %s", queue, exc)
 
     def _on_lost(self, session: Session) -> None:  # noqa: ARG002 - OnLost signature
         """Everything bound to the dead connections is void; the broker requeued it."""
@@ -194,6 +210,7 @@ class RabbitMQAdapter(BrokerFacade):
             await bind_subscription_queue(
                 await session.admin_channel(), self.names, queue, subscription.topic
             )
+            self.consumers.known_healthy(session, queue)
         except BROKER_ERRORS as exc:
             raise unavailable("create subscription", exc) from exc
 
@@ -230,7 +247,11 @@ class RabbitMQAdapter(BrokerFacade):
 
     async def registry_version(self) -> str:
         """How many registry events this instance applied (it follows the stream live)."""
-        return str(self.registry.version)
+        return str(self.registry.changes.version)
+
+    async def registry_changes(self, since: str) -> RegistryChanges | None:
+        """From the local log of applied registry events."""
+        return self.registry.changes.since(since)
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Record the deletion, then delete the queue (its pending messages go with it)."""

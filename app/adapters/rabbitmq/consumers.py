@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from app.adapters.rabbitmq.connection import Session
@@ -24,12 +24,25 @@ IDLE_CONSUMER_S = 30.0
 
 HOUSEKEEPING_S = 5.0
 
+Heal = Callable[[Session, Registered], Awaitable[None]]
+"""Make sure a subscription's queue exists and is bound (idempotent)."""
+
 
 class Consumers:
-    """Consumers by subscription, and the background tasks that settle and retire them."""
+    """Consumers by subscription, and the background tasks that settle and retire them.
 
-    def __init__(self) -> None:
-        """No consumer until the first ``receive``."""
+    A subscription's queue is healed (declared if missing, bound again) the first time
+    this instance consumes it on a connection, instead of every queue at connect: a
+    second instance with ten thousand subscriptions is ready at once, and each queue is
+    still checked before anyone here waits on it.
+    """
+
+    def __init__(self, heal: Heal | None = None) -> None:
+        """No consumer until the first ``receive``; ``heal`` runs before the first one
+        of each queue on each connection.
+        """
+        self._heal = heal
+        self._healed: set[tuple[int, str]] = set()
         self._live: dict[str, SubscriptionConsumer] = {}
         self._retired: set[SubscriptionConsumer] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -58,6 +71,7 @@ class Consumers:
                 raise ConsumerBusyError(sub_id)
             if current is not None:
                 self.retire(current)
+            await self.healed(session, registered)
             consumer = SubscriptionConsumer(
                 sub_id,
                 registered.queue,
@@ -72,6 +86,18 @@ class Consumers:
                 raise
             self._live[sub_id] = consumer
             return consumer
+
+    async def healed(self, session: Session, registered: Registered) -> None:
+        """Heal the queue unless done on this connection already."""
+        key = (session.generation, registered.queue)
+        if self._heal is None or key in self._healed:
+            return
+        await self._heal(session, registered)
+        self._healed.add(key)
+
+    def known_healthy(self, session: Session, queue: str) -> None:
+        """``queue`` was just declared and bound on ``session`` (no heal needed)."""
+        self._healed.add((session.generation, queue))
 
     def live(self, subscription_id: str) -> SubscriptionConsumer | None:
         """The subscription's live consumer, if one is running."""
@@ -137,6 +163,7 @@ class Consumers:
         """The connection died: every consumer's channel is void (the broker requeued)."""
         self._live.clear()
         self._retired.clear()
+        self._healed.clear()
 
     def housekeep(self) -> None:
         """Hand back buffers of consumers nobody receives from; drop closed retired ones."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from app.adapters.kit.change_log import ChangeLog
 from app.adapters.rabbitmq.connection import Session
 from app.adapters.rabbitmq.names import NameSpace
 from app.adapters.rabbitmq.streamlog import StreamLog
@@ -49,8 +50,8 @@ class SubscriptionRegistry:
         self._on_deleted = on_deleted
         self._subscriptions: dict[str, Registered] = {}
         self._dlq_topics: set[str] = set()
-        self.version = 0
-        """Bumped by every applied create, update or delete (the dispatcher polls it)."""
+        self.changes = ChangeLog()
+        """Every applied create, update or delete, by local version (the dispatcher polls it)."""
         self.log = StreamLog(names.registry, self._apply)
 
     # -- reading (local state) -----------------------------------------------------------
@@ -95,8 +96,10 @@ class SubscriptionRegistry:
 
     def _apply(self, event: dict[str, Any], live: bool) -> Any:
         op = event.get("op")
-        if op in ("create", "update", "delete"):
-            self.version += 1
+        if op in ("create", "update"):
+            self.changes.record(str(event["sub"].get("id", "")))
+        elif op == "delete":
+            self.changes.record(str(event["id"]))
         if op == "create":
             subscription = Subscription.from_dict(event["sub"])
             if subscription.id in self._subscriptions:

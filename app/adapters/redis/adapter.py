@@ -40,7 +40,7 @@ from app.adapters.redis.wakeups import Wakeups
 from app.core.errors import BackendUnavailableError, SubscriptionExistsError
 from app.core.insight import InsightSettings
 from app.core.models import Envelope, Subscription, TopicStats, now_ms
-from app.core.ports import OutgoingMessage
+from app.core.ports import OutgoingMessage, RegistryChanges
 
 logger = logging.getLogger("hookline.redis")
 
@@ -198,8 +198,12 @@ class RedisAdapter(BrokerFacade):
         return subscriptions
 
     async def registry_version(self) -> str:
-        """The registry's version token (one GET): replaced by every registry change."""
+        """The registry's version counter (one GET): bumped by every registry change."""
         return await self.registry.version()
+
+    async def registry_changes(self, since: str) -> RegistryChanges | None:
+        """From the registry's change log (one script call)."""
+        return await self.registry.changes(since)
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Unregister, then drop its groups, pending and scheduled copies (DLQ stays)."""
@@ -209,6 +213,7 @@ class RedisAdapter(BrokerFacade):
         await self.groups.drop(subscription.topic, subscription_id)
         self.leases.settled_topics.add(subscription.topic)
         self.timer.forget(subscription.topic, subscription_id)
+        self.wakeups.forget(subscription_id)
         return True
 
     # -- rate limits (the optional RateLimiter role) --------------------------------------

@@ -160,27 +160,61 @@ return out
 """,
 )
 
+_BUMP = """
+-- The registry's version is a counter (an older random token counts as 0); each change
+-- is also logged in a sorted set, trimmed to the newest ones, so an instance can read
+-- only what changed since the version it saw (registry_changes).
+local function bump(version_key, changes_key, id, keep)
+  local version = (tonumber(redis.call('GET', version_key)) or 0) + 1
+  redis.call('SET', version_key, version)
+  redis.call('ZADD', changes_key, version, version .. ':' .. id)
+  redis.call('ZREMRANGEBYSCORE', changes_key, '-inf', '(' .. (version - tonumber(keep)))
+end
+"""
+
 REGISTER = LuaScript(
     "register",
-    """
--- KEYS: registry, version, topics; ARGV: id, JSON, new version, topic, 'create' | 'put'
+    _BUMP
+    + """
+-- KEYS: registry, version, topics, changes; ARGV: id, JSON, topic, 'create' | 'put', keep
 -- Returns -1 when 'create' finds the id taken, else 1 if it existed before, 0 if not.
 local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
-if ARGV[5] == 'create' and existed == 1 then return -1 end
+if ARGV[4] == 'create' and existed == 1 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[4])
+bump(KEYS[2], KEYS[4], ARGV[1], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[3])
 return existed
 """,
 )
 
 UNREGISTER = LuaScript(
     "unregister",
-    """
--- KEYS: registry, version; ARGV: id, new version
+    _BUMP
+    + """
+-- KEYS: registry, version, changes; ARGV: id, keep
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
+bump(KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 return 1
+""",
+)
+
+REGISTRY_CHANGES = LuaScript(
+    "registry_changes",
+    """
+-- KEYS: version, changes; ARGV: the version the caller saw
+-- Returns {version, 1, "<v>:<id>"...} with the changes after it, or {version, 0} when they
+-- are not known (an unknown or a trimmed-away version: the caller reads everything).
+local version = redis.call('GET', KEYS[1]) or '0'
+local now, since = tonumber(version), tonumber(ARGV[1])
+if not now or not since or since > now then return {version, 0} end
+if since == now then return {version, 1} end
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if not oldest[2] or tonumber(oldest[2]) > since + 1 then return {version, 0} end
+local out = {version, 1}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, '+inf')) do
+  out[#out + 1] = member
+end
+return out
 """,
 )
 

@@ -17,7 +17,8 @@ Layout for prefix ``hookline`` and topic ``orders``::
     hookline:{orders}:idem:<key>       string: idempotency key -> first message id (PX TTL)
     hookline:{orders}:rate:<sub>       hash: one subscription's rate-limit bucket (PX TTL)
     hookline:{_}:subscriptions         hash: subscription id -> subscription JSON
-    hookline:{_}:version               string: changes whenever the registry changes
+    hookline:{_}:version               string: a counter bumped by every registry change
+    hookline:{_}:changes               zset: "<version>:<id>" per recent change, scored by version
     hookline:{_}:topics                set: topics that ever had a subscription
 """
 
@@ -101,8 +102,13 @@ class NameSpace:
 
     @property
     def registry_version(self) -> str:
-        """Token replaced on every registry change (cheap polling)."""
+        """A counter bumped by every registry change (cheap polling)."""
         return f"{self.prefix}:{{_}}:version"
+
+    @property
+    def registry_changes(self) -> str:
+        """The newest registry changes: ``<version>:<subscription id>`` scored by version."""
+        return f"{self.prefix}:{{_}}:changes"
 
     @property
     def topics(self) -> str:

@@ -1,19 +1,21 @@
 """The subscription registry: one Redis hash shared by every hookline instance.
 
-The dispatcher polls :meth:`SubscriptionRegistry.list` about once a second in every
-process, so a version token changes with each write and a poll that finds it unchanged
-costs one tiny script call instead of reading every subscription again.
+The dispatcher polls :meth:`SubscriptionRegistry.version` about once a second in every
+process; the version is a counter bumped by each write, and each write is logged by
+version, so a poll that finds it changed reads only the changed subscriptions
+(:meth:`SubscriptionRegistry.changes`) instead of every subscription again.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 
+from app.adapters.kit.change_log import KEEP_CHANGES
 from app.adapters.redis.connection import RedisConnection
-from app.adapters.redis.lua_admin import LIST_REGISTRY, REGISTER, UNREGISTER
+from app.adapters.redis.lua_admin import LIST_REGISTRY, REGISTER, REGISTRY_CHANGES, UNREGISTER
 from app.adapters.redis.names import NameSpace
 from app.core.models import Subscription
+from app.core.ports import RegistryChanges
 
 
 class SubscriptionRegistry:
@@ -31,8 +33,9 @@ class SubscriptionRegistry:
 
     async def _register(self, subscription: Subscription, mode: str) -> int:
         raw = json.dumps(subscription.to_dict(), separators=(",", ":"))
-        args = [subscription.id, raw, secrets.token_hex(8), subscription.topic, mode]
-        return int(await self._conn.run(REGISTER, self._registry_keys(), args))
+        keys = [*self._registry_keys(), self._keys.registry_changes]
+        args = [subscription.id, raw, subscription.topic, mode, str(KEEP_CHANGES)]
+        return int(await self._conn.run(REGISTER, keys, args))
 
     async def create(self, subscription: Subscription) -> bool:
         """Store a new subscription; False when the id is taken."""
@@ -44,8 +47,8 @@ class SubscriptionRegistry:
 
     async def remove(self, subscription_id: str) -> bool:
         """Forget a subscription; False when there was none."""
-        keys = self._registry_keys()[:2]
-        return bool(await self._conn.run(UNREGISTER, keys, [subscription_id, secrets.token_hex(8)]))
+        keys = [*self._registry_keys()[:2], self._keys.registry_changes]
+        return bool(await self._conn.run(UNREGISTER, keys, [subscription_id, str(KEEP_CHANGES)]))
 
     async def get(self, subscription_id: str) -> Subscription | None:
         """Read one, always fresh."""
@@ -70,7 +73,16 @@ class SubscriptionRegistry:
         """The version token alone: what the dispatcher polls each second."""
         with self._conn.translate():
             token = await self._conn.client.get(self._keys.registry_version)
-        return "" if token is None else str(token)
+        return "0" if token is None else str(token)
+
+    async def changes(self, since: str) -> RegistryChanges | None:
+        """Ids changed after version ``since`` (one script call), or None when not known."""
+        keys = [self._keys.registry_version, self._keys.registry_changes]
+        reply = await self._conn.run(REGISTRY_CHANGES, keys, [since or "-"])
+        if not int(reply[1]):
+            return None
+        ids = [str(member).partition(":")[2] for member in reply[2:]]
+        return RegistryChanges(str(reply[0]), list(dict.fromkeys(ids)))
 
     async def topics(self) -> set[str]:
         """Topics that ever had a subscription."""

@@ -87,13 +87,20 @@ class Wakeups:
     def retain(self, subscription_ids: set[str]) -> None:
         """Forget the events of subscriptions that no longer exist."""
         for sub_id in [s for s in self._events if s not in subscription_ids]:
-            self._events.pop(sub_id).set()
-            topic = self._topic_of.pop(sub_id, "")
-            members = self._by_topic.get(topic)
-            if members is not None:
-                members.discard(sub_id)
-                if not members:
-                    del self._by_topic[topic]
+            self.forget(sub_id)
+
+    def forget(self, subscription_id: str) -> None:
+        """Drop one subscription's event (deleted), waking whoever still waits on it."""
+        event = self._events.pop(subscription_id, None)
+        if event is None:
+            return
+        event.set()
+        topic = self._topic_of.pop(subscription_id, "")
+        members = self._by_topic.get(topic)
+        if members is not None:
+            members.discard(subscription_id)
+            if not members:
+                del self._by_topic[topic]
 
     def wake(self, topic: str, subscription_id: str | None = None) -> None:
         """Set one subscription's event, or (coalesced per loop turn) all of a topic's."""

@@ -31,7 +31,7 @@ from app.adapters.sqlite.wakeups import Wakeups
 from app.core.errors import BackendUnavailableError, ConfigError, SubscriptionExistsError
 from app.core.insight import InsightSettings
 from app.core.models import Envelope, Subscription, TopicStats, now_ms
-from app.core.ports import OutgoingMessage
+from app.core.ports import OutgoingMessage, RegistryChanges
 
 logger = logging.getLogger("hookline.sqlite")
 
@@ -219,6 +219,10 @@ class SqliteAdapter(BrokerFacade):
     async def registry_version(self) -> str:
         """A counter every registry change bumps, shared through the file."""
         return await self.registry.version()
+
+    async def registry_changes(self, since: str) -> RegistryChanges | None:
+        """From the change table, written in the same transaction as each change."""
+        return await self.registry.changes(since)
 
     async def list_subscriptions(self, topic: str | None = None) -> list[Subscription]:
         """All subscriptions (of one topic), oldest first."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import sqlite3
 
 from app.adapters.kit import codec
+from app.adapters.kit.change_log import KEEP_CHANGES
 from app.adapters.sqlite.database import Database
 from app.core.models import Subscription
+from app.core.ports import RegistryChanges
 
 
 class SubscriptionRegistry:
@@ -32,7 +34,7 @@ class SubscriptionRegistry:
             )
             if cursor.rowcount != 1:
                 return False
-            _bump(conn)
+            _bump(conn, subscription.id)
             return True
 
         return await self._db.write(job)
@@ -47,7 +49,7 @@ class SubscriptionRegistry:
                 "ON CONFLICT (id) DO UPDATE SET topic = excluded.topic, body = excluded.body",
                 row,
             )
-            _bump(conn)
+            _bump(conn, subscription.id)
 
         await self._db.write(job)
 
@@ -59,7 +61,7 @@ class SubscriptionRegistry:
             if cursor.rowcount != 1:
                 return False
             conn.execute("DELETE FROM copies WHERE sub_id = ?", (subscription_id,))
-            _bump(conn)
+            _bump(conn, subscription_id)
             return True
 
         return await self._db.write(job)
@@ -72,6 +74,32 @@ class SubscriptionRegistry:
             return 0 if row is None else int(row[0])
 
         return str(await self._db.read(job))
+
+    async def changes(self, since: str) -> RegistryChanges | None:
+        """Ids changed after version ``since``, from the change table (one read)."""
+        if not since.isdigit():
+            return None
+        seen = int(since)
+
+        def job(conn: sqlite3.Connection) -> RegistryChanges | None:
+            (version,) = conn.execute(
+                "SELECT version FROM registry_version WHERE id = 1"
+            ).fetchone()
+            if seen > version:
+                return None
+            if seen == version:
+                return RegistryChanges(str(version))
+            (oldest,) = conn.execute("SELECT MIN(version) FROM registry_changes").fetchone()
+            if oldest is None or oldest > seen + 1:
+                return None
+            rows = conn.execute(
+                "SELECT sub_id FROM registry_changes WHERE version > ? AND version <= ? "
+                "ORDER BY version",
+                (seen, version),
+            ).fetchall()
+            return RegistryChanges(str(version), list(dict.fromkeys(r[0] for r in rows)))
+
+        return await self._db.read(job)
 
     async def get(self, subscription_id: str) -> Subscription | None:
         """One subscription, read fresh."""
@@ -103,8 +131,15 @@ class SubscriptionRegistry:
         return [Subscription.from_dict(codec.decode(raw)) for raw in await self._db.read(job)]
 
 
-def _bump(conn: sqlite3.Connection) -> None:
+def _bump(conn: sqlite3.Connection, subscription_id: str) -> None:
+    """Bump the version and log the change under it (the newest changes are kept)."""
     conn.execute("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+    (version,) = conn.execute("SELECT version FROM registry_version WHERE id = 1").fetchone()
+    conn.execute(
+        "INSERT OR REPLACE INTO registry_changes (version, sub_id) VALUES (?, ?)",
+        (version, subscription_id),
+    )
+    conn.execute("DELETE FROM registry_changes WHERE version <= ?", (version - KEEP_CHANGES,))
 
 
 def _row(subscription: Subscription) -> tuple[str, str, int, bytes]:

@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS registry_version (
     version INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO registry_version (id, version) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS registry_changes (
+    version INTEGER PRIMARY KEY,
+    sub_id TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS subscriptions_topic ON subscriptions (topic);
 CREATE TABLE IF NOT EXISTS copies (
     id INTEGER PRIMARY KEY,

@@ -50,19 +50,21 @@ class Wakeups:
         self._db = database
         self._interval_s = interval_ms / 1000
         self._waiters: dict[str, Waiter] = {}
+        self._by_topic: dict[str, dict[str, Waiter]] = {}
+        """The same waiters by topic: a publish wakes its topic's, not a scan of all."""
 
     def waiter(self, subscription_id: str, topic: str) -> Waiter:
         """The subscription's waiter, created (due now) on first use."""
         waiter = self._waiters.get(subscription_id)
         if waiter is None:
             waiter = self._waiters[subscription_id] = Waiter(topic)
+            self._by_topic.setdefault(topic, {})[subscription_id] = waiter
         return waiter
 
     def topic_changed(self, topic: str) -> None:
         """A publish of this process to ``topic``: its receivers look at once."""
-        for waiter in self._waiters.values():
-            if waiter.topic == topic:
-                waiter.due(0)
+        for waiter in self._by_topic.get(topic, {}).values():
+            waiter.due(0)
 
     def subscription_changed(self, subscription_id: str, due_at_ms: float = 0) -> None:
         """A copy of the subscription becomes due at ``due_at_ms`` (a retry, a release)."""
@@ -75,6 +77,10 @@ class Wakeups:
         waiter = self._waiters.pop(subscription_id, None)
         if waiter is not None:
             waiter.event.set()
+            same_topic = self._by_topic.get(waiter.topic, {})
+            same_topic.pop(subscription_id, None)
+            if not same_topic:
+                self._by_topic.pop(waiter.topic, None)
 
     async def run(self) -> None:
         """Watch the file until cancelled."""
@@ -96,6 +102,11 @@ class Wakeups:
                     waiter.due(NEVER if at is None else at)
 
 
+SEEK_EACH_UP_TO = 64
+"""Up to this many waiters, each one's next due copy is one index seek; beyond, one walk
+over the subscriptions that have copies at all (idle ones cost nothing)."""
+
+
 def _changes(
     conn: sqlite3.Connection, *, seen: int | None, ids: list[str]
 ) -> tuple[int, dict[str, int | None]]:
@@ -105,15 +116,36 @@ def _changes(
         return version, {}
     conn.execute("BEGIN")
     try:
-        due = {
-            sub_id: conn.execute(
-                "SELECT min(due_at) FROM copies WHERE sub_id = ?", (sub_id,)
-            ).fetchone()[0]
-            for sub_id in ids
-        }
+        if len(ids) <= SEEK_EACH_UP_TO:
+            due = {
+                sub_id: conn.execute(
+                    "SELECT min(due_at) FROM copies WHERE sub_id = ?", (sub_id,)
+                ).fetchone()[0]
+                for sub_id in ids
+            }
+        else:
+            due = dict.fromkeys(ids)
+            due.update((k, v) for k, v in _earliest_per_subscription(conn) if k in due)
     finally:
         conn.execute("COMMIT")
     return version, due
+
+
+def _earliest_per_subscription(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(subscription, earliest due) of every subscription with copies: a skip-scan of the
+    ``(sub_id, due_at)`` index, one seek per such subscription.
+    """
+    found: list[tuple[str, int]] = []
+    after = ""
+    while True:
+        row = conn.execute(
+            "SELECT sub_id, due_at FROM copies WHERE sub_id > ? ORDER BY sub_id, due_at LIMIT 1",
+            (after,),
+        ).fetchone()
+        if row is None:
+            return found
+        after = str(row[0])
+        found.append((after, int(row[1])))
 
 
 def wait_s(waiter: Waiter, deadline_ms: float) -> float:
