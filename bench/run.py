@@ -217,6 +217,8 @@ async def main_async(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else FULL
     if args.backlog:
         sizes = dataclasses.replace(sizes, backlog_n=args.backlog)
+    if args.drain:
+        sizes = dataclasses.replace(sizes, drain_n=args.drain)
     QUIET["within_s"] = 0.0 if args.quick else args.wait_quiet
     QUIET["check"] = 0.0 if args.quick else 1.0
     adapters = [a for a in args.adapters.split(",") if a]
@@ -389,6 +391,12 @@ def main() -> None:
     parser.add_argument("--output", help="also write the markdown here")
     parser.add_argument(
         "--backlog", type=int, default=0, help="messages of the backlog scenario (default 100,000)"
+    )
+    parser.add_argument(
+        "--drain",
+        type=int,
+        default=0,
+        help="messages of the drain and insight scenarios (default 50,000)",
     )
     parser.add_argument(
         "--hookline-dir",

@@ -85,6 +85,15 @@ CREATE INDEX IF NOT EXISTS ins_log_sub ON ins_log (topic, sub_id, seq);
 CREATE INDEX IF NOT EXISTS ins_log_at ON ins_log (at);
 """
 
+_UPSERT_MESSAGE = (
+    "INSERT INTO ins_messages (id, touched_at, body) VALUES (?,?,?) "
+    "ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at, "
+    "body = coalesce(excluded.body, ins_messages.body)"
+)
+
+MAX_RECORDED = 200_000
+"""Ids of published messages awaiting the recorder's flush, at most."""
+
 SWEEP_BATCH = 1000
 """Rows one sweeping job deletes at most (one short commit each)."""
 
@@ -110,6 +119,10 @@ class SqliteInsightStore:
         self._created = False
         self._written_logs: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._recorded: set[str] = set()
+        """Ids whose rows a publish wrote (:meth:`record_messages`): the recorder's copy of
+        those envelopes is not written again (bounded by ``MAX_RECORDED``).
+        """
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -137,6 +150,20 @@ class SqliteInsightStore:
 
     # -- writing --------------------------------------------------------------------------
 
+    def record_messages(self, conn: sqlite3.Connection, rows: list[tuple[str, int, bytes]]) -> None:
+        """Store ``(id, now, envelope bytes)`` rows inside the caller's job (the writer thread):
+        a publish keeps its messages for lookup in the commit that accepts them, and the
+        envelope is encoded and written once.
+        """
+        self._ensure(conn)
+        conn.executemany(_UPSERT_MESSAGE, rows)
+
+    def recorded(self, message_ids: list[str]) -> None:
+        """Those messages' rows are committed (called on the event loop after the publish)."""
+        if len(self._recorded) > MAX_RECORDED:
+            self._recorded.clear()  # facts the recorder dropped: at worst a second write
+        self._recorded.update(message_ids)
+
     async def write(self, batch: InsightBatch) -> None:
         """The whole batch in one job of the next group commit."""
         if not len(batch):
@@ -147,8 +174,12 @@ class SqliteInsightStore:
             touched.setdefault(record.message_id, None)
         for mark in batch.marks:
             touched.setdefault(mark.message_id, None)
+        recorded = self._recorded
         for envelope in batch.messages:
-            touched[envelope.id] = codec.encode_envelope(envelope)
+            if envelope.id in recorded:
+                recorded.discard(envelope.id)
+            else:
+                touched[envelope.id] = codec.encode_envelope(envelope)
         attempts = []
         log = []
         pairs: set[tuple[str, str]] = set()
@@ -159,17 +190,16 @@ class SqliteInsightStore:
             log.append((record.topic, record.subscription_id, record.started_at, ok, raw))
             pairs.add((record.message_id, record.subscription_id))
         marks = [(m.message_id, m.subscription_id, encode_json(m.to_dict())) for m in batch.marks]
+        if not touched:
+            return  # only messages, which their publishes wrote already
         cap = self._settings.max_attempts_per_message
 
         def job(conn: sqlite3.Connection) -> None:
             self._room.check(conn)
             self._ensure(conn)
-            conn.executemany(
-                "INSERT INTO ins_messages (id, touched_at, body) VALUES (?,?,?) "
-                "ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at, "
-                "body = coalesce(excluded.body, ins_messages.body)",
-                [(message_id, now, body) for message_id, body in touched.items()],
-            )
+            if touched:
+                rows = [(message_id, now, body) for message_id, body in touched.items()]
+                conn.executemany(_UPSERT_MESSAGE, rows)
             if attempts:
                 conn.executemany(
                     "INSERT INTO ins_attempts (message_id, sub_id, body) VALUES (?,?,?)", attempts
@@ -189,7 +219,7 @@ class SqliteInsightStore:
                     marks,
                 )
 
-        await self._db.write(job)
+        await self._db.write(job, durable=False)
         self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
 
     # -- reading --------------------------------------------------------------------------
@@ -293,16 +323,17 @@ class SqliteInsightStore:
     async def sweep(self) -> None:
         """Delete what retention and the caps no longer keep, in short commits."""
         settings = self._settings
-        while await self._db.write(_forget_messages(now_ms() - settings.retention_ms)):
+        write = self._db.write
+        while await write(_forget_messages(now_ms() - settings.retention_ms), durable=False):
             pass
-        while await self._db.write(_forget_excess_messages(settings.max_messages)):
+        while await self._db.write(_forget_excess_messages(settings.max_messages), durable=False):
             pass
-        while await self._db.write(_expire_log(now_ms() - settings.retention_ms)):
+        while await self._db.write(_expire_log(now_ms() - settings.retention_ms), durable=False):
             pass
         logs, self._written_logs = self._written_logs, set()
         cap = settings.max_attempts_per_subscription
         for topic, sub_id in logs:
-            await self._db.write(_cap_log(topic, sub_id, cap))
+            await self._db.write(_cap_log(topic, sub_id, cap), durable=False)
 
 
 Job = Callable[[sqlite3.Connection], bool]
