@@ -28,7 +28,7 @@ from app.adapters.sqlite.settings import SqliteSettings
 
 logger = logging.getLogger("hookline.sqlite")
 
-INTERVAL_S = 0.1
+INTERVAL_S = 0.25
 """Pause between two checkpoints while commits keep coming (more pages coalesce per run)."""
 
 MAX_WAL_FRAMES = 8_000

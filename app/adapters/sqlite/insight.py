@@ -182,42 +182,29 @@ class SqliteInsightStore:
                 touched[envelope.id] = codec.encode_envelope(envelope)
         attempts = []
         log = []
+        cap = self._settings.max_attempts_per_message
         pairs: set[tuple[str, str]] = set()
         for record in batch.attempts:
             raw = encode_json(record.to_dict())
             attempts.append((record.message_id, record.subscription_id, raw))
             ok = record.outcome == "succeeded"
             log.append((record.topic, record.subscription_id, record.started_at, ok, raw))
-            pairs.add((record.message_id, record.subscription_id))
+            if record.attempt > cap:
+                # Only a series longer than the cap can overflow it (a resent message's
+                # earlier series stay until retention forgets the message: reads show the
+                # newest ``cap``).
+                pairs.add((record.message_id, record.subscription_id))
         marks = [(m.message_id, m.subscription_id, encode_json(m.to_dict())) for m in batch.marks]
         if not touched:
             return  # only messages, which their publishes wrote already
-        cap = self._settings.max_attempts_per_message
+
+        rows = [(message_id, now, body) for message_id, body in touched.items()]
+        trims = [(message_id, sub_id, cap) for message_id, sub_id in pairs]
 
         def job(conn: sqlite3.Connection) -> None:
             self._room.check(conn)
             self._ensure(conn)
-            if touched:
-                rows = [(message_id, now, body) for message_id, body in touched.items()]
-                conn.executemany(_UPSERT_MESSAGE, rows)
-            if attempts:
-                conn.executemany(
-                    "INSERT INTO ins_attempts (message_id, sub_id, body) VALUES (?,?,?)", attempts
-                )
-                conn.executemany(
-                    "INSERT INTO ins_log (topic, sub_id, at, ok, body) VALUES (?,?,?,?,?)", log
-                )
-                conn.executemany(
-                    "DELETE FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 AND seq <= "
-                    "(SELECT seq FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 "
-                    "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
-                    [(message_id, sub_id, cap) for message_id, sub_id in pairs],
-                )
-            if marks:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body) VALUES (?,?,?)",
-                    marks,
-                )
+            _write_rows(conn, rows, attempts, log, trims, marks)
 
         await self._db.write(job, durable=False)
         self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
@@ -337,6 +324,36 @@ class SqliteInsightStore:
 
 
 Job = Callable[[sqlite3.Connection], bool]
+
+
+def _write_rows(
+    conn: sqlite3.Connection,
+    messages: list[tuple[str, int, bytes | None]],
+    attempts: list[tuple[str, str, bytes]],
+    log: list[tuple[str, str, int, bool, bytes]],
+    trims: list[tuple[str, str, int]],
+    marks: list[tuple[str, str, bytes]],
+) -> None:
+    """One flush of the recorder, in the writer thread."""
+    conn.executemany(_UPSERT_MESSAGE, messages)
+    if attempts:
+        conn.executemany(
+            "INSERT INTO ins_attempts (message_id, sub_id, body) VALUES (?,?,?)", attempts
+        )
+        conn.executemany(
+            "INSERT INTO ins_log (topic, sub_id, at, ok, body) VALUES (?,?,?,?,?)", log
+        )
+    if trims:
+        conn.executemany(
+            "DELETE FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 AND seq <= "
+            "(SELECT seq FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 "
+            "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+            trims,
+        )
+    if marks:
+        conn.executemany(
+            "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body) VALUES (?,?,?)", marks
+        )
 
 
 def _forget(conn: sqlite3.Connection, ids: list[str]) -> None:
