@@ -31,8 +31,9 @@ logger = logging.getLogger("hookline.sqlite")
 INTERVAL_S = 0.25
 """Pause between two checkpoints while commits keep coming (more pages coalesce per run)."""
 
-MAX_WAL_FRAMES = 8_000
-"""About 32 MB of WAL: past it one RESTART checkpoint makes the WAL start over."""
+MAX_WAL_FRAMES = 1_000
+"""About 4 MB of WAL (SQLite's own auto-checkpoint size): past it one RESTART checkpoint
+makes the WAL start over, so a small or nearly full disk is not eaten by the WAL."""
 
 
 class Checkpointer:

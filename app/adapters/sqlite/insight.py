@@ -16,8 +16,9 @@ leases, off the event loop); reads run on the reader connection, one snapshot ea
 Bounds, as on Redis: a message is forgotten ``retention_ms`` after its last write (reads
 hide it at once, a periodic delete removes it), the oldest-touched messages beyond
 ``max_messages`` go too; each (message, subscription) keeps its newest
-``max_attempts_per_message`` attempts (trimmed as they are written); a subscription's log
-loses entries older than ``retention_ms`` and beyond its newest
+``max_attempts_per_message`` attempts (trimmed when a series passes it; reads show the
+newest that many); a subscription's log loses entries older than ``retention_ms`` and
+beyond its newest
 ``max_attempts_per_subscription`` (periodic deletes, in bounded batches so that no commit
 holds the write lock long). Cost per delivered message (one attempt): the envelope once,
 one mark (~120 bytes), the attempt twice (~200 bytes each) and their index entries, in the

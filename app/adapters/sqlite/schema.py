@@ -59,7 +59,7 @@ CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 
 PAGE_SIZE = 4096
 
-JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 """Bytes of WAL file kept after the WAL restarts (the rest is truncated)."""
 
 
