@@ -3,10 +3,12 @@
 Publishers and workers hand facts over synchronously (an append to a list); a background
 task writes whatever accumulated every ``flush_interval_ms`` as one batch, so a busy
 dispatcher pays one round trip per few milliseconds, not one per attempt. Marks are
-reduced to the newest per (message, subscription) within a batch (a lease immediately
-followed by its outcome writes only the outcome). When the store fails or falls behind
-by ``MAX_PENDING`` facts, facts are dropped and counted: insight is a log, never a
-reason to slow or stop delivery.
+reduced to the newest per (message, subscription) within a batch, and an ``in_flight``
+mark waits up to ``IN_FLIGHT_HOLD_MS`` for its attempt's outcome: a delivery that ends
+sooner (nearly all) writes only its outcome, and a slow one shows ``in_flight`` after that
+delay. An explicit :meth:`InsightRecorder.flush` writes everything at once. When the store
+fails or falls behind by ``MAX_PENDING`` facts, facts are dropped and counted: insight is a
+log, never a reason to slow or stop delivery.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
+from app.core.models import now_ms
 
 if TYPE_CHECKING:
     from app.core.models import Envelope
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hookline.insight")
 
 MAX_PENDING = 100_000
+
+IN_FLIGHT_HOLD_MS = 500
+"""How long an ``in_flight`` mark waits for the attempt's outcome before it is written."""
 
 
 class InsightRecorder:
@@ -44,6 +50,7 @@ class InsightRecorder:
         self._messages: list[Envelope] = []
         self._attempts: list[AttemptRecord] = []
         self._marks: dict[tuple[str, str], StateMark] = {}
+        self._in_flight: dict[tuple[str, str], StateMark] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._writing: asyncio.Lock = asyncio.Lock()
@@ -54,7 +61,7 @@ class InsightRecorder:
         return self.store is not None
 
     def _pending(self) -> int:
-        return len(self._messages) + len(self._attempts) + len(self._marks)
+        return len(self._messages) + len(self._attempts) + len(self._marks) + len(self._in_flight)
 
     def _room(self) -> bool:
         if self._pending() < MAX_PENDING:
@@ -72,14 +79,21 @@ class InsightRecorder:
     def mark(self, mark: StateMark) -> None:
         """A copy changed state (leased, filtered, parked...)."""
         if self.store is not None and self._room():
-            self._marks[(mark.message_id, mark.subscription_id)] = mark
-            self._wakeup.set()
+            key = (mark.message_id, mark.subscription_id)
+            if mark.state == "in_flight":
+                self._in_flight[key] = mark  # held: its outcome usually follows at once
+            else:
+                self._in_flight.pop(key, None)
+                self._marks[key] = mark
+                self._wakeup.set()
 
     def attempt(self, record: AttemptRecord) -> None:
         """An attempt ended; its mark follows from it."""
         if self.store is not None and self._room():
             self._attempts.append(record)
-            self._marks[(record.message_id, record.subscription_id)] = record.mark()
+            key = (record.message_id, record.subscription_id)
+            self._in_flight.pop(key, None)
+            self._marks[key] = record.mark()
             self._wakeup.set()
 
     def start(self) -> None:
@@ -98,12 +112,27 @@ class InsightRecorder:
 
     async def flush(self) -> None:
         """Write everything collected so far (tests call it to read their own writes)."""
+        await self._flush(hold=False)
+
+    def _due_in_flight(self, hold: bool) -> list[StateMark]:
+        """``in_flight`` marks to write now: all, or those held ``IN_FLIGHT_HOLD_MS``."""
+        if not hold:
+            due, self._in_flight = list(self._in_flight.values()), {}
+            return due
+        horizon = now_ms() - IN_FLIGHT_HOLD_MS
+        keys = [key for key, mark in self._in_flight.items() if mark.at <= horizon]
+        return [self._in_flight.pop(key) for key in keys]
+
+    async def _flush(self, *, hold: bool) -> None:
         if self.store is None:
             return
         async with self._writing:
-            if not self._pending():
+            in_flight = self._due_in_flight(hold)
+            if not (self._messages or self._attempts or self._marks or in_flight):
                 return
-            batch = InsightBatch(self._messages, list(self._marks.values()), self._attempts)
+            # A held in_flight mark is newer than any mark of its key still collected.
+            marks = [*self._marks.values(), *in_flight]
+            batch = InsightBatch(self._messages, marks, self._attempts)
             self._messages, self._attempts, self._marks = [], [], {}
             try:
                 await self.store.write(batch)
@@ -115,7 +144,11 @@ class InsightRecorder:
     async def _run(self) -> None:
         interval = self._settings.flush_interval_ms / 1000
         while True:
-            await self._wakeup.wait()
+            if self._in_flight:  # come back for held marks even if nothing else arrives
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), IN_FLIGHT_HOLD_MS / 1000)
+            else:
+                await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(interval)  # let facts accumulate into one batch
-            await self.flush()
+            await self._flush(hold=True)

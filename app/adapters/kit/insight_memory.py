@@ -32,7 +32,9 @@ from app.core.models import Envelope, now_ms
 class _Message:
     envelope: Envelope | None = None
     marks: dict[str, StateMark] = field(default_factory=dict)
-    attempts: dict[str, deque[AttemptRecord]] = field(default_factory=dict)
+    attempts: dict[str, list[AttemptRecord]] = field(default_factory=dict)
+    """Newest last, at most ``max_attempts_per_message`` (a list: most hold one attempt,
+    and an empty deque alone costs over 600 bytes)."""
     touched_at: int = 0
 
 
@@ -69,8 +71,11 @@ class MemoryInsightStore:
             entry = self._touch(record.message_id, now)
             kept = entry.attempts.get(record.subscription_id)
             if kept is None:
-                kept = entry.attempts[record.subscription_id] = deque(maxlen=cap)
-            kept.append(record)
+                entry.attempts[record.subscription_id] = [record]
+            else:
+                kept.append(record)
+                if len(kept) > cap:
+                    del kept[: len(kept) - cap]
             log = self._logs.get(record.subscription_id)
             if log is None:
                 log = self._logs[record.subscription_id] = deque(

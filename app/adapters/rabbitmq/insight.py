@@ -5,7 +5,9 @@ shared state (registry, idempotency keys) on streams every instance replays
 (:mod:`.streamlog`). The recorder appends one event per flush (a whole batch of facts,
 so one confirmed publish per few milliseconds however busy the dispatcher is); every
 instance applies every batch, in stream order, to a :class:`MemoryInsightStore`, so each
-answers ``GET /v1/messages/{id}`` from memory with what every instance attempted.
+answers ``GET /v1/messages/{id}`` from memory with what every instance attempted. A batch
+this instance appended is applied from the objects it already holds (at its place in the
+stream), not rebuilt from its JSON.
 
 Bounds: the stream keeps ``retention_ms`` of history (``x-max-age``, in 8 MB segments)
 and at most ``max_stream_bytes``; the memory store forgets by the same retention and
@@ -17,6 +19,7 @@ and about 400 bytes of attempt and mark, in the stream and in each instance's me
 from __future__ import annotations
 
 import contextlib
+import uuid
 from typing import Any
 
 from app.adapters.kit.insight_memory import MemoryInsightStore
@@ -45,6 +48,10 @@ class StreamInsightStore:
         self._memory = MemoryInsightStore(settings)
         self._attached = False
         self._opened = False
+        self._own: dict[str, InsightBatch] = {}
+        """Batches this instance appended and has not applied yet, by batch id: applied as
+        they are (at their place in the stream) instead of rebuilt from their JSON.
+        """
         self.log = StreamLog(
             name,
             self._apply,
@@ -84,13 +91,21 @@ class StreamInsightStore:
 
     def _apply(self, event: dict[str, Any], live: bool) -> Any:  # noqa: ARG002 - Apply signature
         if event.get("op") == "batch":
-            self._memory.apply(InsightBatch.from_dict(event["b"]), int(event["at"]))
+            own = self._own.pop(str(event.get("bid")), None)
+            batch = own if own is not None else InsightBatch.from_dict(event["b"])
+            self._memory.apply(batch, int(event["at"]))
         return None
 
     async def write(self, batch: InsightBatch) -> None:
         """Append the batch; returns once this instance has applied it."""
         session = await self._conn.session()
-        await self.log.append(session, {"op": "batch", "at": now_ms(), "b": batch.to_dict()})
+        batch_id = uuid.uuid4().hex
+        self._own[batch_id] = batch
+        try:
+            event = {"op": "batch", "at": now_ms(), "bid": batch_id, "b": batch.to_dict()}
+            await self.log.append(session, event)
+        finally:
+            self._own.pop(batch_id, None)
 
     async def _caught_up(self) -> None:
         """Apply what other instances appended so far (one round trip)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import aiormq
 import aiormq.abc
 from aio_pika.abc import AbstractChannel
 
+from app.adapters.kit import codec
 from app.adapters.rabbitmq.codec import properties
 from app.adapters.rabbitmq.connection import BROKER_ERRORS, Outbound, Session
 from app.adapters.rabbitmq.topology import declare_stream
@@ -84,7 +84,7 @@ class StreamLog:
     async def append(self, session: Session, event: dict[str, Any]) -> Any:
         """Append ``event`` and return what applying it gave, once this instance applied it."""
         event_id = uuid.uuid4().hex
-        body = json.dumps({**event, "eid": event_id}, separators=(",", ":")).encode()
+        body = codec.encode({**event, "eid": event_id})
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[event_id] = waiter
         try:
@@ -129,7 +129,7 @@ class StreamLog:
 
     def _handle(self, body: bytes) -> None:
         try:
-            event = json.loads(body)
+            event = codec.decode(body)
         except ValueError:
             logger.warning("ignoring an undecodable event in stream %s", self.name)
             return

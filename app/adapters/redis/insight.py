@@ -16,17 +16,22 @@ forgotten ``retention_ms`` after its last event); lists are trimmed to
 ``max_attempts_per_message``; a log is capped with ``XADD MAXLEN ~`` and trimmed by
 ``XTRIM MINID ~`` to the retention window, and expires as a whole when idle.
 Cost per delivered message (one attempt): the envelope once, one mark (~120 bytes), one
-attempt in the list and one in the log (~200 bytes each), written by one pipelined
-round trip per flush of the recorder, whatever the number of facts in it.
+attempt in the list and one in the log (~200 bytes each), written by one Lua call per
+message and one per subscription log (:mod:`.lua_insight`), all pipelined in one round trip
+per flush of the recorder.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from app.adapters.redis.connection import RedisConnection
+from redis.asyncio import Redis
+
+from app.adapters.redis import lua_insight
+from app.adapters.redis.connection import LuaScript, RedisConnection
 from app.adapters.redis.names import NameSpace
 from app.core.codec import encode_json
 from app.core.insight import (
@@ -43,6 +48,14 @@ from app.core.models import Envelope, now_ms
 _SCAN_PAGE = 200
 _MAX_SCANNED = 20_000
 """A filtered page (``outcome=``) reads at most this many log entries."""
+
+
+@dataclass(slots=True)
+class _MessageFacts:
+    """What one flush writes about one message: hash fields and attempts per subscription."""
+
+    fields: list[Any] = field(default_factory=list)
+    attempts: dict[str, list[bytes]] = field(default_factory=dict)
 
 
 class RedisInsightStore:
@@ -69,44 +82,70 @@ class RedisInsightStore:
         """The adapter owns the connection."""
 
     async def write(self, batch: InsightBatch) -> None:
-        """One pipelined round trip for the whole batch."""
-        ttl = self._settings.retention_ms
-        cap = self._settings.max_attempts_per_message
-        horizon = now_ms() - ttl
-        expire: set[str] = set()
-        logs: set[str] = set()
+        """Two script calls per message (its facts, its subscriptions' logs), pipelined in
+        one round trip for the whole batch.
+        """
+        settings = self._settings
+        ttl = settings.retention_ms
+        messages: dict[str, _MessageFacts] = {}
+
+        def facts(message_id: str) -> _MessageFacts:
+            found = messages.get(message_id)
+            if found is None:
+                found = messages[message_id] = _MessageFacts()
+            return found
+
+        logs: dict[str, list[bytes]] = {}
+        for envelope in batch.messages:
+            facts(envelope.id).fields += ["m", encode_json(envelope.to_dict())]
+        for record in batch.attempts:
+            raw = encode_json(record.to_dict())
+            entry = facts(record.message_id)
+            attempts = entry.attempts.get(record.subscription_id)
+            if attempts is None:
+                entry.attempts[record.subscription_id] = [raw]
+                entry.fields += [f"a:{record.subscription_id}", "1"]
+            else:
+                attempts.append(raw)
+            logs.setdefault(self._log_key(record.topic, record.subscription_id), []).append(raw)
+        for mark in batch.marks:
+            mark_raw = encode_json(mark.to_dict())
+            facts(mark.message_id).fields += [f"s:{mark.subscription_id}", mark_raw]
+        calls: list[tuple[LuaScript, list[str], list[Any]]] = []
+        cap = settings.max_attempts_per_message
+        for message_id, entry in messages.items():
+            key = self._message_key(message_id)
+            keys = [key]
+            args: list[Any] = [ttl, cap, len(entry.fields) // 2, *entry.fields]
+            for sub_id, raws in entry.attempts.items():
+                keys.append(f"{key}:a:{sub_id}")
+                args += [len(raws), *raws]
+            calls.append((lua_insight.MESSAGE, keys, args))
+        minid = f"{max(0, now_ms() - ttl)}-0"
+        maxlen = settings.max_attempts_per_subscription
+        for log, raws in logs.items():
+            calls.append((lua_insight.LOG, [log], [maxlen, minid, ttl, *raws]))
+        await self._run_all(calls)
+
+    async def _run_all(self, calls: list[tuple[LuaScript, list[str], list[Any]]]) -> None:
+        """One pipeline; a call Redis did not know the script of (``NOSCRIPT``) runs again
+        alone through :meth:`RedisConnection.run` (which loads it). A cluster client runs
+        them one by one (each call's keys pin it to one slot).
+        """
+        if not calls:
+            return
+        if not isinstance(self._conn.client, Redis):
+            for script, keys, args in calls:
+                await self._conn.run(script, keys, args)
+            return
         with self._conn.translate():
             pipe = self._conn.client.pipeline(transaction=False)
-            for envelope in batch.messages:
-                key = self._message_key(envelope.id)
-                pipe.hset(key, "m", encode_json(envelope.to_dict()))
-                expire.add(key)
-            for record in batch.attempts:
-                key = self._message_key(record.message_id)
-                raw = encode_json(record.to_dict())
-                attempts = f"{key}:a:{record.subscription_id}"
-                pipe.rpush(attempts, raw)
-                pipe.ltrim(attempts, -cap, -1)
-                pipe.hset(key, f"a:{record.subscription_id}", "1")
-                expire.update((key, attempts))
-                log = self._log_key(record.topic, record.subscription_id)
-                pipe.xadd(
-                    log,
-                    {"r": raw},
-                    maxlen=self._settings.max_attempts_per_subscription,
-                    approximate=True,
-                )
-                logs.add(log)
-            for mark in batch.marks:
-                key = self._message_key(mark.message_id)
-                pipe.hset(key, f"s:{mark.subscription_id}", encode_json(mark.to_dict()))
-                expire.add(key)
-            for key in expire:
-                pipe.pexpire(key, ttl)
-            for log in logs:
-                pipe.xtrim(log, minid=f"{max(0, horizon)}-0", approximate=True)
-                pipe.pexpire(log, ttl)
-            await pipe.execute()
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        for (script, keys, args), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                await self._conn.run(script, keys, args)
 
     async def get_message(self, message_id: str) -> MessageInsight | None:
         """The message hash, then the attempt list of each subscription it names."""

@@ -60,6 +60,8 @@ class SqliteAdapter(BrokerFacade):
         self.room = Room(settings)
         self._tasks: list[asyncio.Task[None]] = []
         self._insight_stores: list[SqliteInsightStore] = []
+        self._insight: SqliteInsightStore | None = None
+        """The store whose message rows each publish writes itself (same bytes, same commit)."""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SqliteAdapter:
@@ -114,7 +116,9 @@ class SqliteAdapter(BrokerFacade):
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             with contextlib.suppress(BackendUnavailableError):
-                while await self.database.write(_sweep_job(now_ms())) == _SWEEP_BATCH:
+                while (
+                    await self.database.write(_sweep_job(now_ms()), durable=False) == _SWEEP_BATCH
+                ):
                     pass
 
     # -- messages -----------------------------------------------------------------------
@@ -138,14 +142,16 @@ class SqliteAdapter(BrokerFacade):
         if not messages:
             return
         now = now_ms()
+        bodies = [codec.encode_envelope(m.envelope) for m in messages]
         rows = [
             (
                 m.deliver_at_ms if m.deliver_at_ms is not None and m.deliver_at_ms > now else now,
-                codec.encode_envelope(m.envelope),
+                body,
                 m.envelope.topic,
             )
-            for m in messages
+            for m, body in zip(messages, bodies, strict=True)
         ]
+        insight = self._insight
 
         def job(conn: sqlite3.Connection) -> None:
             self.room.check(conn)
@@ -154,8 +160,14 @@ class SqliteAdapter(BrokerFacade):
                 "SELECT id, 1, ?, ? FROM subscriptions WHERE topic = ?",
                 rows,
             )
+            if insight is not None:
+                insight.record_messages(
+                    conn, [(m.envelope.id, now, b) for m, b in zip(messages, bodies, strict=True)]
+                )
 
         await self.database.write(job)
+        if insight is not None:
+            insight.recorded([m.envelope.id for m in messages])
         for topic in {m.envelope.topic for m in messages}:
             self.wakeups.topic_changed(topic)
 
@@ -165,6 +177,10 @@ class SqliteAdapter(BrokerFacade):
         """Insight in the same file: every process sharing it sees every other's."""
         store = SqliteInsightStore(self.database, settings, self.room)
         self._insight_stores.append(store)
+        if self._insight is None:
+            # Publishes write the message rows of this store in their own job: the envelope
+            # is encoded once and lookup sees a message as soon as its 202 is sent.
+            self._insight = store
         return store
 
     async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
@@ -196,7 +212,7 @@ class SqliteAdapter(BrokerFacade):
                 args,
             ).rowcount
 
-        moved = await self.database.write(job)
+        moved = await self.database.write(job, durable=False)
         if moved:
             self.wakeups.subscription_changed(subscription.id, now)
         return moved

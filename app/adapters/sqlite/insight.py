@@ -16,8 +16,9 @@ leases, off the event loop); reads run on the reader connection, one snapshot ea
 Bounds, as on Redis: a message is forgotten ``retention_ms`` after its last write (reads
 hide it at once, a periodic delete removes it), the oldest-touched messages beyond
 ``max_messages`` go too; each (message, subscription) keeps its newest
-``max_attempts_per_message`` attempts (trimmed as they are written); a subscription's log
-loses entries older than ``retention_ms`` and beyond its newest
+``max_attempts_per_message`` attempts (trimmed when a series passes it; reads show the
+newest that many); a subscription's log loses entries older than ``retention_ms`` and
+beyond its newest
 ``max_attempts_per_subscription`` (periodic deletes, in bounded batches so that no commit
 holds the write lock long). Cost per delivered message (one attempt): the envelope once,
 one mark (~120 bytes), the attempt twice (~200 bytes each) and their index entries, in the
@@ -85,6 +86,15 @@ CREATE INDEX IF NOT EXISTS ins_log_sub ON ins_log (topic, sub_id, seq);
 CREATE INDEX IF NOT EXISTS ins_log_at ON ins_log (at);
 """
 
+_UPSERT_MESSAGE = (
+    "INSERT INTO ins_messages (id, touched_at, body) VALUES (?,?,?) "
+    "ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at, "
+    "body = coalesce(excluded.body, ins_messages.body)"
+)
+
+MAX_RECORDED = 200_000
+"""Ids of published messages awaiting the recorder's flush, at most."""
+
 SWEEP_BATCH = 1000
 """Rows one sweeping job deletes at most (one short commit each)."""
 
@@ -110,6 +120,10 @@ class SqliteInsightStore:
         self._created = False
         self._written_logs: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._recorded: set[str] = set()
+        """Ids whose rows a publish wrote (:meth:`record_messages`): the recorder's copy of
+        those envelopes is not written again (bounded by ``MAX_RECORDED``).
+        """
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -137,6 +151,20 @@ class SqliteInsightStore:
 
     # -- writing --------------------------------------------------------------------------
 
+    def record_messages(self, conn: sqlite3.Connection, rows: list[tuple[str, int, bytes]]) -> None:
+        """Store ``(id, now, envelope bytes)`` rows inside the caller's job (the writer thread):
+        a publish keeps its messages for lookup in the commit that accepts them, and the
+        envelope is encoded and written once.
+        """
+        self._ensure(conn)
+        conn.executemany(_UPSERT_MESSAGE, rows)
+
+    def recorded(self, message_ids: list[str]) -> None:
+        """Those messages' rows are committed (called on the event loop after the publish)."""
+        if len(self._recorded) > MAX_RECORDED:
+            self._recorded.clear()  # facts the recorder dropped: at worst a second write
+        self._recorded.update(message_ids)
+
     async def write(self, batch: InsightBatch) -> None:
         """The whole batch in one job of the next group commit."""
         if not len(batch):
@@ -147,49 +175,39 @@ class SqliteInsightStore:
             touched.setdefault(record.message_id, None)
         for mark in batch.marks:
             touched.setdefault(mark.message_id, None)
+        recorded = self._recorded
         for envelope in batch.messages:
-            touched[envelope.id] = codec.encode_envelope(envelope)
+            if envelope.id in recorded:
+                recorded.discard(envelope.id)
+            else:
+                touched[envelope.id] = codec.encode_envelope(envelope)
         attempts = []
         log = []
+        cap = self._settings.max_attempts_per_message
         pairs: set[tuple[str, str]] = set()
         for record in batch.attempts:
             raw = encode_json(record.to_dict())
             attempts.append((record.message_id, record.subscription_id, raw))
             ok = record.outcome == "succeeded"
             log.append((record.topic, record.subscription_id, record.started_at, ok, raw))
-            pairs.add((record.message_id, record.subscription_id))
+            if record.attempt > cap:
+                # Only a series longer than the cap can overflow it (a resent message's
+                # earlier series stay until retention forgets the message: reads show the
+                # newest ``cap``).
+                pairs.add((record.message_id, record.subscription_id))
         marks = [(m.message_id, m.subscription_id, encode_json(m.to_dict())) for m in batch.marks]
-        cap = self._settings.max_attempts_per_message
+        if not touched:
+            return  # only messages, which their publishes wrote already
+
+        rows = [(message_id, now, body) for message_id, body in touched.items()]
+        trims = [(message_id, sub_id, cap) for message_id, sub_id in pairs]
 
         def job(conn: sqlite3.Connection) -> None:
             self._room.check(conn)
             self._ensure(conn)
-            conn.executemany(
-                "INSERT INTO ins_messages (id, touched_at, body) VALUES (?,?,?) "
-                "ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at, "
-                "body = coalesce(excluded.body, ins_messages.body)",
-                [(message_id, now, body) for message_id, body in touched.items()],
-            )
-            if attempts:
-                conn.executemany(
-                    "INSERT INTO ins_attempts (message_id, sub_id, body) VALUES (?,?,?)", attempts
-                )
-                conn.executemany(
-                    "INSERT INTO ins_log (topic, sub_id, at, ok, body) VALUES (?,?,?,?,?)", log
-                )
-                conn.executemany(
-                    "DELETE FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 AND seq <= "
-                    "(SELECT seq FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 "
-                    "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
-                    [(message_id, sub_id, cap) for message_id, sub_id in pairs],
-                )
-            if marks:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body) VALUES (?,?,?)",
-                    marks,
-                )
+            _write_rows(conn, rows, attempts, log, trims, marks)
 
-        await self._db.write(job)
+        await self._db.write(job, durable=False)
         self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
 
     # -- reading --------------------------------------------------------------------------
@@ -293,19 +311,50 @@ class SqliteInsightStore:
     async def sweep(self) -> None:
         """Delete what retention and the caps no longer keep, in short commits."""
         settings = self._settings
-        while await self._db.write(_forget_messages(now_ms() - settings.retention_ms)):
+        write = self._db.write
+        while await write(_forget_messages(now_ms() - settings.retention_ms), durable=False):
             pass
-        while await self._db.write(_forget_excess_messages(settings.max_messages)):
+        while await self._db.write(_forget_excess_messages(settings.max_messages), durable=False):
             pass
-        while await self._db.write(_expire_log(now_ms() - settings.retention_ms)):
+        while await self._db.write(_expire_log(now_ms() - settings.retention_ms), durable=False):
             pass
         logs, self._written_logs = self._written_logs, set()
         cap = settings.max_attempts_per_subscription
         for topic, sub_id in logs:
-            await self._db.write(_cap_log(topic, sub_id, cap))
+            await self._db.write(_cap_log(topic, sub_id, cap), durable=False)
 
 
 Job = Callable[[sqlite3.Connection], bool]
+
+
+def _write_rows(
+    conn: sqlite3.Connection,
+    messages: list[tuple[str, int, bytes | None]],
+    attempts: list[tuple[str, str, bytes]],
+    log: list[tuple[str, str, int, bool, bytes]],
+    trims: list[tuple[str, str, int]],
+    marks: list[tuple[str, str, bytes]],
+) -> None:
+    """One flush of the recorder, in the writer thread."""
+    conn.executemany(_UPSERT_MESSAGE, messages)
+    if attempts:
+        conn.executemany(
+            "INSERT INTO ins_attempts (message_id, sub_id, body) VALUES (?,?,?)", attempts
+        )
+        conn.executemany(
+            "INSERT INTO ins_log (topic, sub_id, at, ok, body) VALUES (?,?,?,?,?)", log
+        )
+    if trims:
+        conn.executemany(
+            "DELETE FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 AND seq <= "
+            "(SELECT seq FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 "
+            "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+            trims,
+        )
+    if marks:
+        conn.executemany(
+            "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body) VALUES (?,?,?)", marks
+        )
 
 
 def _forget(conn: sqlite3.Connection, ids: list[str]) -> None:

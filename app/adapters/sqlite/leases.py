@@ -134,7 +134,7 @@ class Leases:
             ).fetchone()[0]
             return rows, next_due
 
-        rows, next_due = await self._db.write(job)
+        rows, next_due = await self._db.write(job, durable=False)
         deliveries = []
         broken: list[tuple[Delivery, DlqEntry]] = []
         for copy_id, attempt, body in rows:
@@ -160,7 +160,7 @@ class Leases:
             cursor = conn.executemany("DELETE FROM copies WHERE id = ? AND lease_token = ?", keys)
             return cursor.rowcount
 
-        return await self._db.write(job) == len(keys)
+        return await self._db.write(job, durable=False) == len(keys)
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
         """Turn the leased copy into attempt + 1, due at ``due_at_ms``, in one UPDATE."""
@@ -175,7 +175,7 @@ class Leases:
             )
             return cursor.rowcount == 1
 
-        done = await self._db.write(job)
+        done = await self._db.write(job, durable=False)
         if done:
             self._wakeups.subscription_changed(delivery.subscription_id, due_at_ms)
         return done
@@ -197,7 +197,7 @@ class Leases:
             )
             return True
 
-        return await self._db.write(job)
+        return await self._db.write(job, durable=False)
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand copies back untried: same attempt, first in line on the next receive."""
@@ -210,7 +210,7 @@ class Leases:
                 keys,
             )
 
-        await self._db.write(job)
+        await self._db.write(job, durable=False)
         for sub_id in {d.subscription_id for d in deliveries}:
             self._wakeups.subscription_changed(sub_id)
 

@@ -70,6 +70,9 @@ CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 
 PAGE_SIZE = 4096
 
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""Bytes of WAL file kept after the WAL restarts (the rest is truncated)."""
+
 
 def connect(settings: SqliteSettings) -> sqlite3.Connection:
     """A connection in WAL mode, autocommit (transactions are explicit), waiting on locks.
@@ -87,6 +90,7 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {settings.busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         if settings.max_bytes:
             conn.execute(f"PRAGMA max_page_count = {max(1, settings.max_bytes // PAGE_SIZE)}")
     except BaseException:

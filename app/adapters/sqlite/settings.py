@@ -27,8 +27,11 @@ class SqliteSettings:
     """Where the database lives and how hard each commit is pushed to disk.
 
     ``synchronous: normal`` (WAL) keeps every commit through a crash of any hookline
-    process; ``full`` also through a power loss or an OS crash, at the price of an fsync per
-    commit (group commit shares it among every message of the commit).
+    process; ``full`` keeps every accepted message (and registry change) also through a
+    power loss or an OS crash, at the price of an fsync per commit that accepts something
+    (group commit shares it among every message of the commit). Commits that only settle
+    deliveries (leases, acks, retries) are synced by the next such fsync or checkpoint: a
+    power loss may repeat a delivery, never lose a message.
     ``visibility_timeout_ms`` is the floor of a lease: a copy leased by a process that died
     is handed out again once its lease expires, never before the subscription's own
     ``timeout_ms + lease_margin_ms``, so a slow but live delivery is never stolen.
