@@ -53,7 +53,7 @@ TARGETS: list[tuple[str, str, str, dict[str, float]]] = [
         {"builtin": 5, "redis": 10, "rabbitmq": 15, "sqlite": 10, "sqlite-full": 10},
     ),
     (
-        "hookline RSS with a 100,000 x 1 KB backlog",
+        "hookline RSS with the backlog (N x 1 KB, targets for N = 100,000)",
         "<=",
         "MB",
         {"builtin": 400, "redis": 200, "rabbitmq": 200, "sqlite": 200, "sqlite-full": 200},
@@ -88,7 +88,7 @@ TARGETS_12: list[tuple[str, str, str, dict[str, float]]] = [
     ),
     ("p99 at 1,000 msg/s (sweep)", "<=", "ms", {"builtin": 5, "redis": 10, "rabbitmq": 25}),
     (
-        "hookline RSS with a 100,000 x 1 KB backlog",
+        "hookline RSS with the backlog (N x 1 KB, targets for N = 100,000)",
         "<=",
         "MB",
         {"builtin": 300, "redis": 150, "rabbitmq": 150},
@@ -154,7 +154,7 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 else ("Celery not measured" if drain_rate is not None else _why(drain))
             ),
             "latency p99 at 1,000 msg/s, first attempts": lat["p99_ms"] if _ok(lat) else _why(lat),
-            "hookline RSS with a 100,000 x 1 KB backlog": (
+            "hookline RSS with the backlog (N x 1 KB, targets for N = 100,000)": (
                 back["peak_rss_mb"] if _ok(back) else _why(back)
             ),
             "highest rate with p99 <= 20 ms": sweep["best_rate"] if _ok(sweep) else _why(sweep),
