@@ -10,11 +10,14 @@ newest ``max_attempts_per_message`` attempts, each subscription's log its newest
 ``max_attempts_per_subscription`` attempts younger than ``retention_ms``.
 
 Layout (issue 12): up to ``max_messages`` messages are held for a day, so what is held
-must cost a full garbage collection nothing. Every record is a tuple of atomic values
-(str, int, float, None, bytes) or of such tuples, which CPython's collector stops tracking
-at the first collection that sees it; an envelope's JSON ``data`` (and ``dead_letter``)
-is kept pickled unless atomic. Containers are one per store (the message index) or one
-per subscription (its log), never one per message; the API's objects are built on read.
+must cost a full garbage collection nothing. Every record is one flat tuple of atomic
+values (str, int, float, bool, None, bytes), which CPython's collector stops tracking at
+the first collection that sees it (a nested tuple would take one collection per level):
+per message its touch time, its envelope (JSON ``data`` and ``dead_letter`` pickled unless
+atomic, headers appended as name, value...), its marks and its attempts, each in a dict
+keyed by message id; per subscription its log, as two deques in step (sequence numbers,
+rows). Containers are per store or per subscription, never per message, and the API's
+objects are built on read.
 """
 
 from __future__ import annotations
