@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 
 from app.adapters.kit.insight_memory import MemoryInsightStore
-from app.core.insight import AttemptRecord, InsightBatch, InsightSettings
+from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
 from app.core.models import Envelope, now_ms
 
 
@@ -99,3 +99,24 @@ async def test_held_messages_cost_a_full_collection_nothing() -> None:
     assert found.message.dead_letter == {"reason": "x"}
     assert [a.response_excerpt for a in found.attempts["s2"]] == ["oops"]
     assert found.marks["s1"].state == "scheduled"
+
+
+async def test_a_wide_fan_out_keeps_every_subscriptions_marks_and_newest_attempts() -> None:
+    # Past 16 subscriptions a message's facts change layout; what reads back must not.
+    store = MemoryInsightStore(InsightSettings(max_attempts_per_message=2))
+    start = now_ms()
+    subs = [f"s{i:02d}" for i in range(40)]
+    for n in (1, 2, 3):
+        attempts = [
+            AttemptRecord("m", "t", sub, n, start + n, 1.0, 500, "http 500", "scheduled")
+            for sub in subs
+        ]
+        store.apply(InsightBatch(attempts=attempts, marks=[a.mark() for a in attempts]))
+    store.apply(InsightBatch(marks=[StateMark("m", "t", "s05", "parked", start + 9, 3)]))
+    found = await store.get_message("m")
+    assert found is not None
+    assert list(found.marks) == subs
+    assert list(found.attempts) == subs
+    assert all([a.attempt for a in found.attempts[sub]] == [2, 3] for sub in subs)
+    assert found.marks["s05"] == StateMark("m", "t", "s05", "parked", start + 9, 3)
+    assert found.marks["s06"].state == "scheduled"

@@ -116,12 +116,17 @@ def _unpack_envelope(row: _Row) -> Envelope:
     )
 
 
-def _add_attempt(runs: _Row, record: AttemptRecord, cap: int) -> _Row:
-    """``runs`` (per subscription in first-seen order: its id, its count, its attempts
-    oldest first) with ``record`` appended to its subscription's run, which keeps its
-    newest ``cap``.
-    """
-    fields = (
+_Spread = _Row | dict[str, _Row]
+"""A message's marks or attempts: flat, or, once it reaches ``_SPREAD`` subscriptions, a
+dict of each subscription's flat rows (so a fan-out's update costs one row, not a rebuild
+of them all)."""
+_SPREAD = 16
+"""Subscriptions at which a message's marks and attempts become dicts: two tracked objects
+for at least this many deliveries, where a flat tuple is rebuilt whole on each update."""
+
+
+def _attempt_fields(record: AttemptRecord) -> _Row:
+    return (
         record.topic,
         record.attempt,
         record.started_at,
@@ -132,30 +137,79 @@ def _add_attempt(runs: _Row, record: AttemptRecord, cap: int) -> _Row:
         record.response_excerpt,
         record.next_attempt_at,
     )
-    i = 0
+
+
+def _add_attempt(runs: _Spread, record: AttemptRecord, cap: int) -> _Spread:
+    """``runs`` (flat: per subscription in first-seen order its id, its count, its attempts
+    oldest first; or a dict of each subscription's attempts) with ``record`` appended to
+    its subscription's, which keeps its newest ``cap`` (>= 1, as the config requires).
+    """
+    fields = _attempt_fields(record)
+    sub_id = record.subscription_id
+    if isinstance(runs, dict):
+        rows = (*runs.get(sub_id, ()), *fields)
+        runs[sub_id] = rows[_ATTEMPT:] if len(rows) > cap * _ATTEMPT else rows
+        return runs
+    i = seen = 0
     while i < len(runs):
         count = runs[i + 1]
         end = i + 2 + count * _ATTEMPT
-        if runs[i] == record.subscription_id:
-            first = i + 2 + (_ATTEMPT if count >= cap else 0)  # cap >= 1 (config)
+        if runs[i] == sub_id:
+            first = i + 2 + (_ATTEMPT if count >= cap else 0)
             kept = (count - (first - i - 2) // _ATTEMPT) + 1
-            return (*runs[:i], runs[i], kept, *runs[first:end], *fields, *runs[end:])
+            return (*runs[:i], sub_id, kept, *runs[first:end], *fields, *runs[end:])
         i = end
-    return (*runs, record.subscription_id, 1, *fields)
+        seen += 1
+    runs = (*runs, sub_id, 1, *fields)
+    return _spread_attempts(runs) if seen + 1 >= _SPREAD else runs
 
 
-def _read_attempts(message_id: str, runs: _Row) -> dict[str, list[AttemptRecord]]:
-    out: dict[str, list[AttemptRecord]] = {}
+def _spread_attempts(runs: _Row) -> dict[str, _Row]:
+    out: dict[str, _Row] = {}
     i = 0
     while i < len(runs):
-        sub, count = runs[i], runs[i + 1]
-        base = i + 2
-        out[sub] = [
-            AttemptRecord(message_id, runs[j], sub, *runs[j + 1 : j + _ATTEMPT])
-            for j in range(base, base + count * _ATTEMPT, _ATTEMPT)
-        ]
-        i = base + count * _ATTEMPT
+        end = i + 2 + runs[i + 1] * _ATTEMPT
+        out[runs[i]] = runs[i + 2 : end]
+        i = end
     return out
+
+
+def _read_attempts(message_id: str, runs: _Spread) -> dict[str, list[AttemptRecord]]:
+    spread = runs if isinstance(runs, dict) else _spread_attempts(runs)
+    return {
+        sub: [
+            AttemptRecord(message_id, rows[j], sub, *rows[j + 1 : j + _ATTEMPT])
+            for j in range(0, len(rows), _ATTEMPT)
+        ]
+        for sub, rows in spread.items()
+    }
+
+
+def _set_mark(marks: _Spread, mark: StateMark) -> _Spread:
+    """``marks`` (flat, stride ``_MARK``, or a dict of each subscription's) with ``mark``
+    replacing its subscription's (in place) or added last.
+    """
+    fields = (mark.topic, mark.state, mark.at, mark.attempt, mark.next_attempt_at)
+    sub_id = mark.subscription_id
+    if isinstance(marks, dict):
+        marks[sub_id] = fields
+        return marks
+    for i in range(0, len(marks), _MARK):
+        if marks[i] == sub_id:
+            return (*marks[:i], sub_id, *fields, *marks[i + _MARK :])
+    marks = (*marks, sub_id, *fields)
+    if len(marks) >= _SPREAD * _MARK:
+        return {marks[i]: marks[i + 1 : i + _MARK] for i in range(0, len(marks), _MARK)}
+    return marks
+
+
+def _read_marks(message_id: str, marks: _Spread) -> dict[str, StateMark]:
+    if isinstance(marks, dict):
+        return {sub: StateMark(message_id, r[0], sub, *r[1:]) for sub, r in marks.items()}
+    return {
+        marks[i]: StateMark(message_id, marks[i + 1], marks[i], *marks[i + 2 : i + _MARK])
+        for i in range(0, len(marks), _MARK)
+    }
 
 
 class MemoryInsightStore:
@@ -167,9 +221,9 @@ class MemoryInsightStore:
         self._messages: OrderedDict[str, int] = OrderedDict()
         """When each message was last touched, least recently touched first."""
         self._envelopes: dict[str, _Row] = {}
-        self._marks: dict[str, _Row] = {}
+        self._marks: dict[str, _Spread] = {}
         """Per message: its newest mark per subscription, flat (stride ``_MARK``)."""
-        self._attempts: dict[str, _Row] = {}
+        self._attempts: dict[str, _Spread] = {}
         """Per message: its attempts per subscription, flat (see :func:`_add_attempt`)."""
         self._logs: dict[str, tuple[deque[int], deque[_Row]]] = {}
         """Per subscription: sequence numbers and log rows, oldest first, in step."""
@@ -211,22 +265,7 @@ class MemoryInsightStore:
             self._log_order.move_to_end(sub_id)
         for mark in batch.marks:
             self._touch(mark.message_id, now)
-            row = (
-                mark.subscription_id,
-                mark.topic,
-                mark.state,
-                mark.at,
-                mark.attempt,
-                mark.next_attempt_at,
-            )
-            marks = self._marks.get(mark.message_id, ())
-            for i in range(0, len(marks), _MARK):
-                if marks[i] == mark.subscription_id:
-                    marks = (*marks[:i], *row, *marks[i + _MARK :])
-                    break
-            else:
-                marks = (*marks, *row)
-            self._marks[mark.message_id] = marks
+            self._marks[mark.message_id] = _set_mark(self._marks.get(mark.message_id, ()), mark)
         self._expire(now)
 
     def _touch(self, message_id: str, now: int) -> None:
@@ -280,13 +319,9 @@ class MemoryInsightStore:
         if message_id not in self._messages:
             return None
         packed = self._envelopes.get(message_id)
-        marks = self._marks.get(message_id, ())
         return MessageInsight(
             None if packed is None else _unpack_envelope(packed),
-            {
-                marks[i]: StateMark(message_id, marks[i + 1], marks[i], *marks[i + 2 : i + _MARK])
-                for i in range(0, len(marks), _MARK)
-            },
+            _read_marks(message_id, self._marks.get(message_id, ())),
             _read_attempts(message_id, self._attempts.get(message_id, ())),
         )
 
