@@ -14,10 +14,11 @@ must cost a full garbage collection nothing. Every record is one flat tuple of a
 values (str, int, float, bool, None, bytes), which CPython's collector stops tracking at
 the first collection that sees it (a nested tuple would take one collection per level):
 per message its touch time, its envelope (JSON ``data`` and ``dead_letter`` pickled unless
-atomic, headers appended as name, value...), its marks and its attempts, each in a dict
-keyed by message id; per subscription its log, as two deques in step (sequence numbers,
-rows). Containers are per store or per subscription, never per message, and the API's
-objects are built on read.
+atomic, headers appended as name, value...), its marks and its attempts (past
+``_SPREAD`` subscriptions, dicts of flat rows), each in a dict keyed by message id; per
+subscription its log, as two deques in step (sequence numbers, rows). Containers are per
+store or per subscription (or per widely fanned-out message), never per message, and the
+API's objects are built on read.
 """
 
 from __future__ import annotations
