@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import gc
+
 from app.adapters.kit.insight_memory import MemoryInsightStore
-from app.core.insight import AttemptRecord, InsightBatch, InsightSettings
-from app.core.models import now_ms
+from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
+from app.core.models import Envelope, now_ms
 
 
 def record(sub: str, at: int, n: int = 1) -> AttemptRecord:
@@ -42,3 +44,79 @@ async def test_a_log_read_before_the_next_batch_shows_nothing_past_retention() -
     store.apply(InsightBatch(attempts=[record("s", old, 1)]), at=old)
     store.apply(InsightBatch(attempts=[record("s", old + 4500, 2)]), at=old + 4500)
     assert [a.attempt for a in await store.recent_attempts("t", "s", 10)] == [2]
+
+
+def tracked_objects_held(store: MemoryInsightStore) -> int:
+    """GC-tracked objects reachable from the store (what a full collection must visit)."""
+    seen: set[int] = set()
+    todo: list[object] = list(vars(store).values())
+    tracked = 0
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        tracked += gc.is_tracked(obj)
+        todo.extend(gc.get_referents(obj))
+    return tracked
+
+
+async def test_held_messages_cost_a_full_collection_nothing() -> None:
+    # Issue 12: ~9 tracked objects per held message made full collections the p99 of the
+    # builtin adapter (1.4 s at 100,000 messages). Records must be untracked once a
+    # collection has seen them: what stays tracked is per store or per subscription.
+    store = MemoryInsightStore(InsightSettings())
+    n = 2000
+    start = now_ms()
+    for i in range(n):
+        envelope = Envelope(
+            id=f"m{i}",
+            topic="t",
+            data={"order": i, "items": [{"sku": "a", "qty": 2}]},
+            published_at=start,
+            headers={"x-tenant": "acme"},
+            dead_letter={"reason": "x"} if i % 2 else None,
+        )
+        attempts = [
+            AttemptRecord(f"m{i}", "t", sub, 1, start, 1.5, 500, "http 500", "scheduled", "oops")
+            for sub in ("s1", "s2")
+        ]
+        store.apply(
+            InsightBatch(
+                messages=[envelope], attempts=attempts, marks=[a.mark() for a in attempts]
+            ),
+            at=start,
+        )
+    gc.collect()
+    assert store.message_count == n
+    assert tracked_objects_held(store) < 50
+    # ...and what is read back is what was written.
+    found = await store.get_message("m7")
+    assert found is not None
+    assert found.message is not None
+    assert found.message.data == {"order": 7, "items": [{"sku": "a", "qty": 2}]}
+    assert found.message.headers == {"x-tenant": "acme"}
+    assert found.message.dead_letter == {"reason": "x"}
+    assert [a.response_excerpt for a in found.attempts["s2"]] == ["oops"]
+    assert found.marks["s1"].state == "scheduled"
+
+
+async def test_a_wide_fan_out_keeps_every_subscriptions_marks_and_newest_attempts() -> None:
+    # Past 16 subscriptions a message's facts change layout; what reads back must not.
+    store = MemoryInsightStore(InsightSettings(max_attempts_per_message=2))
+    start = now_ms()
+    subs = [f"s{i:02d}" for i in range(40)]
+    for n in (1, 2, 3):
+        attempts = [
+            AttemptRecord("m", "t", sub, n, start + n, 1.0, 500, "http 500", "scheduled")
+            for sub in subs
+        ]
+        store.apply(InsightBatch(attempts=attempts, marks=[a.mark() for a in attempts]))
+    store.apply(InsightBatch(marks=[StateMark("m", "t", "s05", "parked", start + 9, 3)]))
+    found = await store.get_message("m")
+    assert found is not None
+    assert list(found.marks) == subs
+    assert list(found.attempts) == subs
+    assert all([a.attempt for a in found.attempts[sub]] == [2, 3] for sub in subs)
+    assert found.marks["s05"] == StateMark("m", "t", "s05", "parked", start + 9, 3)
+    assert found.marks["s06"].state == "scheduled"

@@ -8,13 +8,25 @@ Bounds: a message not touched for ``retention_ms`` is forgotten, and so is the l
 recently touched one beyond ``max_messages``; each (message, subscription) keeps its
 newest ``max_attempts_per_message`` attempts, each subscription's log its newest
 ``max_attempts_per_subscription`` attempts younger than ``retention_ms``.
+
+Layout (issue 12): up to ``max_messages`` messages are held for a day, so what is held
+must cost a full garbage collection nothing. Every record is one flat tuple of atomic
+values (str, int, float, bool, None, bytes), which CPython's collector stops tracking at
+the first collection that sees it (a nested tuple would take one collection per level):
+per message its touch time, its envelope (JSON ``data`` and ``dead_letter`` pickled unless
+atomic, headers appended as name, value...), its marks and its attempts (past
+``_SPREAD`` subscriptions, dicts of flat rows), each in a dict keyed by message id; per
+subscription its log, as two deques in step (sequence numbers, rows). Containers are per
+store or per subscription (or per widely fanned-out message), never per message, and the
+API's objects are built on read.
 """
 
 from __future__ import annotations
 
 import itertools
+import pickle
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from typing import Any
 
 from app.core.insight import (
     AttemptOutcome,
@@ -27,15 +39,178 @@ from app.core.insight import (
 )
 from app.core.models import Envelope, now_ms
 
+_Row = tuple[Any, ...]
+"""A flat tuple of atomic values: nested tuples would need one collection per level
+before the collector stops tracking them (it untracks inner ones last)."""
 
-@dataclass(slots=True)
-class _Message:
-    envelope: Envelope | None = None
-    marks: dict[str, StateMark] = field(default_factory=dict)
-    attempts: dict[str, list[AttemptRecord]] = field(default_factory=dict)
-    """Newest last, at most ``max_attempts_per_message`` (a list: most hold one attempt,
-    and an empty deque alone costs over 600 bytes)."""
-    touched_at: int = 0
+_ATOMIC = (str, int, float, bool, type(None))
+_MARK = 6
+"""Stride of a message's marks: subscription, topic, state, at, attempt, next_attempt_at."""
+_ATTEMPT = 9
+"""Stride of a message's attempts: topic, attempt, started_at, duration_ms, status, reason,
+next_step, response_excerpt, next_attempt_at (each subscription's run of them follows its
+id and its count)."""
+_STARTED_AT = 4
+"""Index of ``started_at`` in a log row (an :class:`AttemptRecord`'s fields in order)."""
+_STATUS = 6
+"""Index of ``status`` in a log row."""
+
+
+def _log_row(r: AttemptRecord) -> _Row:
+    return (
+        r.message_id,
+        r.topic,
+        r.subscription_id,
+        r.attempt,
+        r.started_at,
+        r.duration_ms,
+        r.status,
+        r.reason,
+        r.next_step,
+        r.response_excerpt,
+        r.next_attempt_at,
+    )
+
+
+def _outcome(row: _Row) -> AttemptOutcome:
+    status = row[_STATUS]
+    return "succeeded" if status is not None and 200 <= status < 300 else "failed"
+
+
+def _pack_json(value: Any) -> Any:
+    """Atomic JSON values as they are, containers pickled (bytes: never a JSON value)."""
+    return value if isinstance(value, _ATOMIC) else pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack_json(value: Any) -> Any:
+    return pickle.loads(value) if isinstance(value, bytes) else value  # noqa: S301 - our own
+
+
+def _pack_envelope(e: Envelope) -> _Row:
+    """The envelope's fields, then its headers as name, value, name, value..."""
+    return (
+        e.id,
+        e.topic,
+        _pack_json(e.data),
+        e.published_at,
+        e.traceparent,
+        e.baggage,
+        None if e.dead_letter is None else _pack_json(e.dead_letter),
+        e.expires_at,
+        e.ordering_key,
+        *itertools.chain.from_iterable(e.headers.items()),
+    )
+
+
+def _unpack_envelope(row: _Row) -> Envelope:
+    return Envelope(
+        id=row[0],
+        topic=row[1],
+        data=_unpack_json(row[2]),
+        published_at=row[3],
+        headers=dict(zip(row[9::2], row[10::2], strict=True)),
+        traceparent=row[4],
+        baggage=row[5],
+        dead_letter=None if row[6] is None else _unpack_json(row[6]),
+        expires_at=row[7],
+        ordering_key=row[8],
+    )
+
+
+_Spread = _Row | dict[str, _Row]
+"""A message's marks or attempts: flat, or, once it reaches ``_SPREAD`` subscriptions, a
+dict of each subscription's flat rows (so a fan-out's update costs one row, not a rebuild
+of them all)."""
+_SPREAD = 16
+"""Subscriptions at which a message's marks and attempts become dicts: two tracked objects
+for at least this many deliveries, where a flat tuple is rebuilt whole on each update."""
+
+
+def _attempt_fields(record: AttemptRecord) -> _Row:
+    return (
+        record.topic,
+        record.attempt,
+        record.started_at,
+        record.duration_ms,
+        record.status,
+        record.reason,
+        record.next_step,
+        record.response_excerpt,
+        record.next_attempt_at,
+    )
+
+
+def _add_attempt(runs: _Spread, record: AttemptRecord, cap: int) -> _Spread:
+    """``runs`` (flat: per subscription in first-seen order its id, its count, its attempts
+    oldest first; or a dict of each subscription's attempts) with ``record`` appended to
+    its subscription's, which keeps its newest ``cap`` (>= 1, as the config requires).
+    """
+    fields = _attempt_fields(record)
+    sub_id = record.subscription_id
+    if isinstance(runs, dict):
+        rows = (*runs.get(sub_id, ()), *fields)
+        runs[sub_id] = rows[_ATTEMPT:] if len(rows) > cap * _ATTEMPT else rows
+        return runs
+    i = seen = 0
+    while i < len(runs):
+        count = runs[i + 1]
+        end = i + 2 + count * _ATTEMPT
+        if runs[i] == sub_id:
+            first = i + 2 + (_ATTEMPT if count >= cap else 0)
+            kept = (count - (first - i - 2) // _ATTEMPT) + 1
+            return (*runs[:i], sub_id, kept, *runs[first:end], *fields, *runs[end:])
+        i = end
+        seen += 1
+    runs = (*runs, sub_id, 1, *fields)
+    return _spread_attempts(runs) if seen + 1 >= _SPREAD else runs
+
+
+def _spread_attempts(runs: _Row) -> dict[str, _Row]:
+    out: dict[str, _Row] = {}
+    i = 0
+    while i < len(runs):
+        end = i + 2 + runs[i + 1] * _ATTEMPT
+        out[runs[i]] = runs[i + 2 : end]
+        i = end
+    return out
+
+
+def _read_attempts(message_id: str, runs: _Spread) -> dict[str, list[AttemptRecord]]:
+    spread = runs if isinstance(runs, dict) else _spread_attempts(runs)
+    return {
+        sub: [
+            AttemptRecord(message_id, rows[j], sub, *rows[j + 1 : j + _ATTEMPT])
+            for j in range(0, len(rows), _ATTEMPT)
+        ]
+        for sub, rows in spread.items()
+    }
+
+
+def _set_mark(marks: _Spread, mark: StateMark) -> _Spread:
+    """``marks`` (flat, stride ``_MARK``, or a dict of each subscription's) with ``mark``
+    replacing its subscription's (in place) or added last.
+    """
+    fields = (mark.topic, mark.state, mark.at, mark.attempt, mark.next_attempt_at)
+    sub_id = mark.subscription_id
+    if isinstance(marks, dict):
+        marks[sub_id] = fields
+        return marks
+    for i in range(0, len(marks), _MARK):
+        if marks[i] == sub_id:
+            return (*marks[:i], sub_id, *fields, *marks[i + _MARK :])
+    marks = (*marks, sub_id, *fields)
+    if len(marks) >= _SPREAD * _MARK:
+        return {marks[i]: marks[i + 1 : i + _MARK] for i in range(0, len(marks), _MARK)}
+    return marks
+
+
+def _read_marks(message_id: str, marks: _Spread) -> dict[str, StateMark]:
+    if isinstance(marks, dict):
+        return {sub: StateMark(message_id, r[0], sub, *r[1:]) for sub, r in marks.items()}
+    return {
+        marks[i]: StateMark(message_id, marks[i + 1], marks[i], *marks[i + 2 : i + _MARK])
+        for i in range(0, len(marks), _MARK)
+    }
 
 
 class MemoryInsightStore:
@@ -44,8 +219,15 @@ class MemoryInsightStore:
     def __init__(self, settings: InsightSettings) -> None:
         """Bounds come from ``settings``."""
         self._settings = settings
-        self._messages: OrderedDict[str, _Message] = OrderedDict()
-        self._logs: dict[str, deque[tuple[int, AttemptRecord]]] = {}
+        self._messages: OrderedDict[str, int] = OrderedDict()
+        """When each message was last touched, least recently touched first."""
+        self._envelopes: dict[str, _Row] = {}
+        self._marks: dict[str, _Spread] = {}
+        """Per message: its newest mark per subscription, flat (stride ``_MARK``)."""
+        self._attempts: dict[str, _Spread] = {}
+        """Per message: its attempts per subscription, flat (see :func:`_add_attempt`)."""
+        self._logs: dict[str, tuple[deque[int], deque[_Row]]] = {}
+        """Per subscription: sequence numbers and log rows, oldest first, in step."""
         self._log_order: OrderedDict[str, int] = OrderedDict()
         """Subscription ids by their log's last append (and its start time): expiry pops
         from the stale end instead of visiting every subscription's log per batch."""
@@ -65,37 +247,33 @@ class MemoryInsightStore:
         """Apply one batch synchronously (the RabbitMQ follower calls this per event)."""
         now = now_ms() if at is None else at
         for envelope in batch.messages:
-            self._touch(envelope.id, now).envelope = envelope
+            self._touch(envelope.id, now)
+            self._envelopes[envelope.id] = _pack_envelope(envelope)
         cap = self._settings.max_attempts_per_message
         for record in batch.attempts:
-            entry = self._touch(record.message_id, now)
-            kept = entry.attempts.get(record.subscription_id)
-            if kept is None:
-                entry.attempts[record.subscription_id] = [record]
-            else:
-                kept.append(record)
-                if len(kept) > cap:
-                    del kept[: len(kept) - cap]
-            log = self._logs.get(record.subscription_id)
+            self._touch(record.message_id, now)
+            self._attempts[record.message_id] = _add_attempt(
+                self._attempts.get(record.message_id, ()), record, cap
+            )
+            sub_id = record.subscription_id
+            log = self._logs.get(sub_id)
             if log is None:
-                log = self._logs[record.subscription_id] = deque(
-                    maxlen=self._settings.max_attempts_per_subscription
-                )
-            log.append((next(self._seq), record))
-            self._log_order[record.subscription_id] = record.started_at
-            self._log_order.move_to_end(record.subscription_id)
+                size = self._settings.max_attempts_per_subscription
+                log = self._logs[sub_id] = (deque(maxlen=size), deque(maxlen=size))
+            log[0].append(next(self._seq))
+            log[1].append(_log_row(record))
+            self._log_order[sub_id] = record.started_at
+            self._log_order.move_to_end(sub_id)
         for mark in batch.marks:
-            self._touch(mark.message_id, now).marks[mark.subscription_id] = mark
+            self._touch(mark.message_id, now)
+            self._marks[mark.message_id] = _set_mark(self._marks.get(mark.message_id, ()), mark)
         self._expire(now)
 
-    def _touch(self, message_id: str, now: int) -> _Message:
-        entry = self._messages.get(message_id)
-        if entry is None:
-            entry = self._messages[message_id] = _Message()
-        else:
-            self._messages.move_to_end(message_id)
-        entry.touched_at = now
-        return entry
+    def _touch(self, message_id: str, now: int) -> None:
+        messages = self._messages
+        if message_id in messages:
+            messages.move_to_end(message_id)
+        messages[message_id] = now
 
     def _expire(self, now: int) -> None:
         """Forget what is past retention; costs what it forgets, not what is held (it runs
@@ -104,10 +282,13 @@ class MemoryInsightStore:
         horizon = now - self._settings.retention_ms
         messages = self._messages
         while messages:
-            oldest = next(iter(messages.values()))
-            if oldest.touched_at >= horizon and len(messages) <= self._settings.max_messages:
+            message_id, touched_at = next(iter(messages.items()))
+            if touched_at >= horizon and len(messages) <= self._settings.max_messages:
                 break
-            messages.popitem(last=False)
+            del messages[message_id]
+            self._envelopes.pop(message_id, None)
+            self._marks.pop(message_id, None)
+            self._attempts.pop(message_id, None)
         order = self._log_order
         while order:
             sub_id, newest = next(iter(order.items()))
@@ -116,14 +297,16 @@ class MemoryInsightStore:
             del order[sub_id]
             self._logs.pop(sub_id, None)
 
-    def _log(self, subscription_id: str) -> deque[tuple[int, AttemptRecord]]:
+    def _log(self, subscription_id: str) -> tuple[deque[int], deque[_Row]]:
         """One subscription's log without its attempts past retention (trimmed on read)."""
         log = self._logs.get(subscription_id)
         if log is None:
-            return deque()
+            return deque(), deque()
+        seqs, rows = log
         horizon = now_ms() - self._settings.retention_ms
-        while log and log[0][1].started_at < horizon:
-            log.popleft()
+        while rows and rows[0][_STARTED_AT] < horizon:
+            rows.popleft()
+            seqs.popleft()
         return log
 
     @property
@@ -134,13 +317,13 @@ class MemoryInsightStore:
     async def get_message(self, message_id: str) -> MessageInsight | None:
         """What is known of one message."""
         self._expire(now_ms())
-        entry = self._messages.get(message_id)
-        if entry is None:
+        if message_id not in self._messages:
             return None
+        packed = self._envelopes.get(message_id)
         return MessageInsight(
-            entry.envelope,
-            dict(entry.marks),
-            {sub: list(records) for sub, records in entry.attempts.items()},
+            None if packed is None else _unpack_envelope(packed),
+            _read_marks(message_id, self._marks.get(message_id, ())),
+            _read_attempts(message_id, self._attempts.get(message_id, ())),
         )
 
     async def list_attempts(
@@ -154,20 +337,22 @@ class MemoryInsightStore:
     ) -> AttemptPage:
         """Newest first; the cursor is the sequence number of the last attempt returned."""
         self._expire(now_ms())
-        log = self._log(subscription_id)
+        seqs, rows = self._log(subscription_id)
         before = int(cursor) if cursor and cursor.isdigit() else None
-        page: list[tuple[int, AttemptRecord]] = []
-        for seq, record in reversed(log):
+        page: list[tuple[int, _Row]] = []
+        for seq, row in zip(reversed(seqs), reversed(rows), strict=True):
             if before is not None and seq >= before:
                 continue
-            if outcome is not None and record.outcome != outcome:
+            if outcome is not None and _outcome(row) != outcome:
                 continue
-            page.append((seq, record))
+            page.append((seq, row))
             if len(page) > limit:
                 break
         more = len(page) > limit
         page = page[:limit]
-        return AttemptPage([r for _, r in page], str(page[-1][0]) if more and page else None)
+        return AttemptPage(
+            [AttemptRecord(*row) for _, row in page], str(page[-1][0]) if more and page else None
+        )
 
     async def recent_attempts(
         self,
@@ -176,5 +361,5 @@ class MemoryInsightStore:
         limit: int,
     ) -> list[AttemptRecord]:
         """Newest first."""
-        log = self._log(subscription_id)
-        return [r for _, r in itertools.islice(reversed(log), limit)]
+        _, rows = self._log(subscription_id)
+        return [AttemptRecord(*row) for row in itertools.islice(reversed(rows), limit)]
