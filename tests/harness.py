@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,41 @@ async def running_hookline(kind: str = "builtin", **settings: Any) -> AsyncItera
     async with isolated_adapter_config(kind) as adapter_config:
         adapter = {"class": kind, "config": {**adapter_config, **settings.pop("adapter", {})}}
         app = create_app(Settings(adapter=adapter, **settings))  # type: ignore[arg-type]
-        async with app.router.lifespan_context(app):
+        async with _stopped_within(app.router.lifespan_context(app), STOP_DEADLINE_S):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://hookline") as client:
                 yield Hookline(app=app, client=client, kind=kind)
+
+
+STOP_DEADLINE_S = 60.0
+"""A graceful stop takes the delivery grace period at most; past this it hangs."""
+
+
+@asynccontextmanager
+async def _stopped_within(
+    lifespan: AbstractAsyncContextManager[Any], deadline_s: float
+) -> AsyncIterator[None]:
+    """Run ``lifespan``; if its shutdown hangs, print every task's stack and fail.
+
+    A hung shutdown otherwise shows up as pytest-timeout's traceback of the idle selector,
+    which names nothing.
+    """
+    await lifespan.__aenter__()
+    exc_info: tuple[Any, Any, Any] = (None, None, None)
+    try:
+        yield
+    except BaseException as exc:
+        exc_info = (type(exc), exc, exc.__traceback__)
+        raise
+    finally:
+        try:
+            async with asyncio.timeout(deadline_s):
+                await lifespan.__aexit__(*exc_info)
+        except TimeoutError:
+            current = asyncio.current_task()
+            for task in asyncio.all_tasks():
+                if task is not current:
+                    task.print_stack(limit=12, file=sys.stderr)
+            raise AssertionError(
+                f"hookline did not stop within {deadline_s:.0f} s: task stacks on stderr"
+            ) from None
