@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml sdk/pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hookline serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
+	exec $(BIN)/hookline serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
 
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
