@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from app.adapters.factory import build_adapter
 from app.core.ids import new_dlq_id, new_message_id
 from app.core.models import Delivery, DlqEntry, Envelope, LastError, Subscription, now_ms
 from app.core.ports import OutgoingMessage, QueueAdapter
-from tests.backends import unique
+from tests.backends import isolated_adapter_config, unique
 
 
 def make_sub(topic: str, **fields: object) -> Subscription:
@@ -56,3 +59,17 @@ def dlq_entry(
         last_error=LastError(reason=reason, status=500, body_excerpt=body_excerpt),
         failed_at=now_ms(),
     )
+
+
+@asynccontextmanager
+async def two_adapters(kind: str) -> AsyncIterator[tuple[QueueAdapter, QueueAdapter]]:
+    """Two started adapters on one isolated backend, as two hookline processes would have."""
+    async with isolated_adapter_config(kind) as config:
+        first, second = build_adapter(kind, config), build_adapter(kind, config)
+        await first.start()
+        await second.start()
+        try:
+            yield first, second
+        finally:
+            await second.close()
+            await first.close()

@@ -10,6 +10,7 @@ from app.adapters.factory import build_adapter
 from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
 from app.core.models import Envelope, now_ms
 from app.core.ports import InsightAdapter, InsightStore, QueueAdapter
+from tests.adapter_helpers import two_adapters
 from tests.backends import ADAPTER_KINDS, isolated_adapter_config, unique
 from tests.harness import eventually
 
@@ -121,16 +122,8 @@ async def two_instances(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[QueueAdapter, QueueAdapter]]:
     """Two adapters on one backend, as two hookline instances would be."""
-    kind = str(request.param)
-    async with isolated_adapter_config(kind) as config:
-        first, second = build_adapter(kind, config), build_adapter(kind, config)
-        await first.start()
-        await second.start()
-        try:
-            yield first, second
-        finally:
-            await second.close()
-            await first.close()
+    async with two_adapters(str(request.param)) as pair:
+        yield pair
 
 
 async def test_instances_sharing_a_backend_see_each_others_attempts(

@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.adapters.factory import build_adapter
 from app.core.models import Envelope
 from app.core.ports import OrderingPort, QueueAdapter
-from tests.adapter_helpers import make_msg, make_sub, publish, receive_n
-from tests.backends import isolated_adapter_config, unique
+from tests.adapter_helpers import make_msg, make_sub, publish, receive_n, two_adapters
+from tests.backends import unique
 
 
 def _keyed(topic: str, n: int) -> list[Envelope]:
@@ -59,16 +58,8 @@ async def two_instances(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[QueueAdapter, QueueAdapter]]:
     """Two adapters on one backend, as two hookline processes would have."""
-    kind = str(request.param)
-    async with isolated_adapter_config(kind) as config:
-        first, second = build_adapter(kind, config), build_adapter(kind, config)
-        await first.start()
-        await second.start()
-        try:
-            yield first, second
-        finally:
-            await second.close()
-            await first.close()
+    async with two_adapters(str(request.param)) as pair:
+        yield pair
 
 
 async def test_one_owner_and_a_takeover_in_order(
