@@ -21,8 +21,8 @@ PAD = "x" * 4000
 
 
 async def test_disk_full_answers_503_and_keeps_draining(tmp_path: Path, receiver: Receiver) -> None:
-    with tmpfs(tmp_path / "disk", "16m") as disk:
-        adapter = {"path": str(disk / "hookline.db"), "min_free_disk_bytes": 8 * 1024 * 1024}
+    with tmpfs(tmp_path / "disk", "32m") as disk:
+        adapter = {"path": str(disk / "hookline.db"), "min_free_disk_bytes": 16 * 1024 * 1024}
         config = write_config(tmp_path / "config.yaml", "modules::queue::SqliteAdapter", adapter)
         process = ServeProcess(config, tmp_path / "serve.log")
         try:
