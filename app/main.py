@@ -124,7 +124,7 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
         insight=recorder if store is not None else None,
     )
     dispatcher = Dispatcher(context, shutdown_grace_s=settings.delivery.shutdown_grace_ms / 1000)
-    service = SubscriptionService(adapter, on_change=dispatcher.poke)
+    service = SubscriptionService(adapter, on_change=dispatcher.changed_here)
     insight_service = InsightService(insight_adapter, store, service, publisher, metrics)
     service.on_paused_changed = insight_service.paused_changed
     dispatcher.on_trip = insight_service.pause_automatically

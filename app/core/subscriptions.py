@@ -23,6 +23,9 @@ from app.core.signing import DEFAULT_ROTATION_GRACE_MS
 logger = logging.getLogger("hookline.subscriptions")
 
 PausedHook = Callable[[Subscription, LastError | None], Awaitable[None]]
+ChangeHook = Callable[[str, Subscription | None], None]
+"""Told of each change made through this process: the id and the new definition (None:
+deleted)."""
 
 
 class SubscriptionNotFoundError(HooklineError):
@@ -69,10 +72,12 @@ class DestinationPolicy(Protocol):
 class SubscriptionService:
     """Create, change and remove subscriptions through the adapter's registry."""
 
-    def __init__(self, adapter: RegistryPort, on_change: Callable[[], None] | None = None) -> None:
-        """``on_change`` is called after every successful change."""
+    def __init__(self, adapter: RegistryPort, on_change: ChangeHook | None = None) -> None:
+        """``on_change`` is called after every successful change, with the subscription's
+        id and its new definition (``None`` once deleted).
+        """
         self._adapter = adapter
-        self._on_change = on_change or (lambda: None)
+        self._on_change: ChangeHook = on_change or (lambda _id, _subscription: None)
         self.on_paused_changed: PausedHook | None = None
         """Awaited after a pause or resume (parking, events: :mod:`app.core.insight_service`)."""
 
@@ -118,7 +123,7 @@ class SubscriptionService:
         if not await self._adapter.delete_subscription(subscription_id):
             raise SubscriptionNotFoundError(subscription_id)
         logger.info("subscription deleted", extra={"subscription_id": subscription_id})
-        self._on_change()
+        self._on_change(subscription_id, None)
 
     async def set_paused(
         self,
@@ -202,7 +207,7 @@ class SubscriptionService:
                 "paused": subscription.paused,
             },
         )
-        self._on_change()
+        self._on_change(subscription.id, subscription)
 
 
 def _definition(subscription: Subscription) -> dict[str, object]:

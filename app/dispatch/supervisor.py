@@ -68,6 +68,18 @@ class Dispatcher:
         """Look at the registry now (a subscription changed in this process)."""
         self._wakeup.set()
 
+    def changed_here(self, subscription_id: str, subscription: Subscription | None) -> None:
+        """A subscription was changed through this process (``None``: deleted).
+
+        A pause or a delete halts its worker before the request is answered, so no attempt
+        starts here once the client has its answer (a redrive right after a pause waits
+        instead of failing again). Everything else follows at the registry look this asks
+        for; other instances follow at their next poll.
+        """
+        if not self._stopping and (subscription is None or subscription.paused):
+            self._retire(subscription_id)
+        self.poke()
+
     def in_flight(self, subscription_id: str) -> int:
         """Attempts running in this process for one subscription."""
         worker = self._workers.get(subscription_id)
@@ -173,6 +185,7 @@ class Dispatcher:
         worker = self._workers.pop(sub_id, None)
         if worker is None:
             return
+        worker.halt()
         retiring = asyncio.create_task(worker.stop(self._shutdown_grace_s))
         self._retiring.add(retiring)
         retiring.add_done_callback(self._retiring.discard)

@@ -201,14 +201,20 @@ class SubscriptionWorker:
         """The subscription's id."""
         return self._subscription.id
 
-    async def stop(self, grace_s: float) -> None:
-        """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
+    def halt(self) -> None:
+        """Lease nothing more, from now on (synchronous: a pause answered by this process
+        means no new attempt starts here after the answer). :meth:`stop` finishes the job.
+        """
         self._stopping.set()
         self._slot_freed.set()
         self._owner_changed.set()
         self._ordering_changed.set()
         if self._idle_task is not None:
             self._idle_task.cancel()  # wait_for_work is cancel-safe: it holds no lease
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop leasing; let running attempts finish within ``grace_s``; hand back the rest."""
+        self.halt()
         if self._loop_task is not None:
             await self._loop_task
         self._wire.close()
