@@ -112,6 +112,15 @@ class BuiltinQueueAdapter:
         else:
             ref[0] += 1
 
+    def _hold_copies(self, envelope: Envelope, size: int, copies: int) -> None:
+        """:meth:`_hold` for ``copies`` copies at once."""
+        ref = self._refs.get(envelope.id)
+        if ref is None:
+            self._refs[envelope.id] = [copies, size]
+            self._held_bytes += size
+        else:
+            ref[0] += copies
+
     def _drop(self, envelope: Envelope) -> None:
         ref = self._refs.get(envelope.id)
         if ref is None:
@@ -128,20 +137,25 @@ class BuiltinQueueAdapter:
     # -- messages -----------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Fan each message out to the current subscriptions of its topic."""
+        """Fan each message out to the current subscriptions of its topic.
+
+        Per message only what is its own is done (its size, its copies); the targets are
+        looked up once per topic and each woken queue is set once.
+        """
+        targets_of: dict[str, list[_SubscriptionQueue]] = {}
         plan: list[tuple[OutgoingMessage, list[_SubscriptionQueue], int]] = []
-        new_messages = 0
         new_bytes = 0
         for outgoing in messages:
             topic = outgoing.envelope.topic
-            targets = list(self._by_topic.get(topic, {}).values())
-            size = self._size(outgoing.envelope) if targets else 0
+            targets = targets_of.get(topic)
+            if targets is None:
+                targets = targets_of[topic] = list(self._by_topic.get(topic, {}).values())
             if targets:
-                new_messages += 1
+                size = self._size(outgoing.envelope)
                 new_bytes += size
-            plan.append((outgoing, targets, size))
+                plan.append((outgoing, targets, size))
         if (
-            len(self._refs) + new_messages > self._max_messages
+            len(self._refs) + len(plan) > self._max_messages
             or self._held_bytes + new_bytes > self._max_bytes
         ):
             raise CapacityExceededError(
@@ -149,17 +163,22 @@ class BuiltinQueueAdapter:
                 f"held; limits {self._max_messages} messages, {self._max_bytes} bytes): "
                 "receivers are behind, retry later"
             )
+        self._topics.update(targets_of)
         now = now_ms()
         for outgoing, targets, size in plan:
-            self._topics.add(outgoing.envelope.topic)
+            envelope = outgoing.envelope
+            self._hold_copies(envelope, size, len(targets))
+            due = outgoing.deliver_at_ms
+            if due is not None and due > now:
+                for queue in targets:
+                    entry = (due, next(self._sequence), _Copy(envelope, 1))
+                    heapq.heappush(queue.scheduled, entry)
+            else:
+                for queue in targets:
+                    queue.ready.append(_Copy(envelope, 1))
+        for targets in targets_of.values():
             for queue in targets:
-                copy = _Copy(outgoing.envelope, 1)
-                self._hold(outgoing.envelope, size)
-                if outgoing.deliver_at_ms is not None and outgoing.deliver_at_ms > now:
-                    self._schedule(queue, copy, outgoing.deliver_at_ms)
-                else:
-                    queue.ready.append(copy)
-                    queue.wakeup.set()
+                queue.wakeup.set()
 
     def _schedule(self, queue: _SubscriptionQueue, copy: _Copy, due_at_ms: int) -> None:
         heapq.heappush(queue.scheduled, (due_at_ms, next(self._sequence), copy))

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol with a bound on the request head (request line and headers).
+"""uvicorn's HTTP protocol with a bound on the request head, writing each answer at once.
 
 uvicorn's default parser (httptools) sets no limit of its own: a client can send megabytes of
 headers, or one endless header, and the server buffers all of it before the app sees the
@@ -6,13 +6,19 @@ request. :class:`BoundedHeadProtocol` counts the bytes of a head that is still a
 answers ``431`` (in hookline's JSON error shape) once it passes the limit, so a head never
 costs more memory than that. The exact count and size rules, with their messages, are
 applied to complete heads by :class:`app.api.errors.HeaderLimitMiddleware`.
+
+uvicorn also writes a response's head and its body with two socket writes (two system calls
+and, with ``TCP_NODELAY``, two packets) where one would do: :class:`CoalescingCycle` holds
+the head until the first body chunk and writes both together.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application, ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from app.api.errors import json_error_bytes
 from app.config import LimitSettings
@@ -66,6 +72,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self._head_bytes > self.max_head_bytes:
             self._refuse_head()
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """Run the request on a :class:`CoalescingCycle` (one write per short answer)."""
+        if type(cycle) is RequestResponseCycle:
+            cycle.__class__ = CoalescingCycle
+        super()._start_asgi_task(cycle, app)
+
     def _refuse_head(self) -> None:
         body = json_error_bytes(
             "headers_too_large",
@@ -78,3 +90,81 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n" + body
         )
         self.transport.close()
+
+
+class _Capture:
+    """Stands in for the transport while uvicorn writes a response head: keeps it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _HeadFirst:
+    """Stands in for the transport while uvicorn writes a body: the held head goes out
+    with the first write (or alone, before a close).
+    """
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head: bytes | None = head
+
+    def write(self, data: bytes) -> None:
+        head = self.head
+        if head is not None:
+            self.head = None
+            data = head + data
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.head is not None:
+            self.write(b"")
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
+class CoalescingCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, writing a response's head with its first body
+    chunk. Nothing else changes: uvicorn's own ``send`` builds and checks both.
+
+    Between the two the head is held (an ASGI app sends them back to back); should the app
+    fail in between, uvicorn closes the connection, as it does after a head was sent.
+    """
+
+    _held: bytes | None = None
+
+    async def send(self, message: ASGISendEvent) -> None:
+        """The server's ``send``, on a stand-in transport that keeps or prepends the head."""
+        transport = self.transport
+        if message["type"] == "http.response.start" and not self.response_started:
+            capture = _Capture()
+            self.transport = capture  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            self._held = capture.data or None
+            return
+        held, self._held = self._held, None
+        if held is None:
+            await super().send(message)
+            return
+        stand_in = _HeadFirst(transport, held)
+        self.transport = stand_in  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+        if not self.disconnected and not transport.is_closing():
+            stand_in.flush()  # a HEAD answer: no body was written

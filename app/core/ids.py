@@ -32,6 +32,24 @@ def new_message_id() -> str:
     return new_id("msg")
 
 
+def new_message_ids(count: int) -> list[str]:
+    """``count`` message ids at once, as ``count`` calls of :func:`new_message_id` would give.
+
+    A batch is published within one millisecond: one clock read and one random draw, then
+    the random part counts up, exactly as consecutive single calls in that millisecond do.
+    """
+    if count <= 1:
+        return [new_id("msg")] if count else []
+    first = new_id("msg")
+    millis, rand = _last
+    mask = (1 << _RANDOM_BITS) - 1
+    head = f"msg_{millis:012x}"
+    ids = [first]
+    ids.extend([f"{head}{(rand + step) & mask:020x}" for step in range(1, count)])
+    _last[1] = (rand + count - 1) & mask
+    return ids
+
+
 def new_dlq_id() -> str:
     """Id of one DLQ entry."""
     return new_id("dlq")

@@ -47,7 +47,7 @@ def new_traceparent() -> str:
             return f"00-{trace_id}-{span_id}-{_SAMPLED}"
 
 
-def _valid_context(carrier: Mapping[str, str]) -> dict[str, str]:
+def caller_context(carrier: Mapping[str, str]) -> dict[str, str]:
     """The caller's ``traceparent`` (when well formed, else a new trace) and ``baggage``.
 
     Used when no tracer provider is installed: the same result as extracting and
@@ -131,7 +131,7 @@ def publish_span(topic: str, carrier: Mapping[str, str]) -> Iterator[dict[str, s
     message carries a trace context either way.
     """
     if not tracing_enabled():
-        yield _valid_context(carrier)
+        yield caller_context(carrier)
         return
     current = trace.get_current_span().get_span_context()
     if (current.is_valid and _continues(current, carrier)) or not carrier:

@@ -76,6 +76,19 @@ class InsightRecorder:
             self._messages.append(envelope)
             self._wakeup.set()
 
+    def messages(self, envelopes: list[Envelope]) -> None:
+        """Messages were accepted together (one publish: one check, one wakeup)."""
+        if self.store is None:
+            return
+        room = MAX_PENDING - self._pending()
+        if room < len(envelopes):
+            if self._metrics is not None:
+                self._metrics.insight_facts_dropped(len(envelopes) - max(room, 0))
+            envelopes = envelopes[: max(room, 0)]
+        if envelopes:
+            self._messages.extend(envelopes)
+            self._wakeup.set()
+
     def mark(self, mark: StateMark) -> None:
         """A copy changed state (leased, filtered, parked...)."""
         if self.store is not None and self._room():

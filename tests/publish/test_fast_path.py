@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.api.fastpublish import FastPublishMiddleware
+from app.api.fastpublish import FastPublisher, HooklineApp
 from tests.harness import Hookline, running_hookline
 from tests.receiver import Receiver
 
@@ -57,14 +57,12 @@ async def hookline(receiver: Receiver) -> AsyncIterator[Hookline]:
         yield running
 
 
-def fast_path(hookline: Hookline) -> FastPublishMiddleware:
-    """The app's fast path middleware (built with the app's middleware stack)."""
-    node: Any = hookline.app.middleware_stack
-    while node is not None:
-        if isinstance(node, FastPublishMiddleware):
-            return node
-        node = getattr(node, "app", None) or getattr(node, "_app", None)
-    raise AssertionError("no FastPublishMiddleware in the stack")
+def fast_path(hookline: Hookline) -> FastPublisher:
+    """The app's fast path (one per app, whichever layer serves)."""
+    app = hookline.app
+    assert isinstance(app, HooklineApp)
+    assert app.fast_publish is not None
+    return app.fast_publish
 
 
 def shape(response: httpx.Response) -> tuple[int, list[str], Any]:
