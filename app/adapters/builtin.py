@@ -112,15 +112,6 @@ class BuiltinQueueAdapter:
         else:
             ref[0] += 1
 
-    def _hold_copies(self, envelope: Envelope, size: int, copies: int) -> None:
-        """:meth:`_hold` for ``copies`` copies at once."""
-        ref = self._refs.get(envelope.id)
-        if ref is None:
-            self._refs[envelope.id] = [copies, size]
-            self._held_bytes += size
-        else:
-            ref[0] += copies
-
     def _drop(self, envelope: Envelope) -> None:
         ref = self._refs.get(envelope.id)
         if ref is None:
@@ -140,20 +131,21 @@ class BuiltinQueueAdapter:
         """Fan each message out to the current subscriptions of its topic.
 
         Per message only what is its own is done (its size, its copies); the targets are
-        looked up once per topic and each woken queue is set once.
+        looked up once per topic and each queue is woken once.
         """
         targets_of: dict[str, list[_SubscriptionQueue]] = {}
         plan: list[tuple[OutgoingMessage, list[_SubscriptionQueue], int]] = []
         new_bytes = 0
+        size = self._size
         for outgoing in messages:
             topic = outgoing.envelope.topic
             targets = targets_of.get(topic)
             if targets is None:
                 targets = targets_of[topic] = list(self._by_topic.get(topic, {}).values())
             if targets:
-                size = self._size(outgoing.envelope)
-                new_bytes += size
-                plan.append((outgoing, targets, size))
+                held = size(outgoing.envelope)
+                new_bytes += held
+                plan.append((outgoing, targets, held))
         if (
             len(self._refs) + len(plan) > self._max_messages
             or self._held_bytes + new_bytes > self._max_bytes
@@ -164,10 +156,23 @@ class BuiltinQueueAdapter:
                 "receivers are behind, retry later"
             )
         self._topics.update(targets_of)
+        self._enqueue(plan)
+        for targets in targets_of.values():
+            for queue in targets:
+                queue.wakeup.set()
+
+    def _enqueue(self, plan: list[tuple[OutgoingMessage, list[_SubscriptionQueue], int]]) -> None:
+        """Hold each planned message (its copies, its bytes) and queue a copy per target."""
         now = now_ms()
-        for outgoing, targets, size in plan:
+        refs = self._refs
+        for outgoing, targets, held in plan:
             envelope = outgoing.envelope
-            self._hold_copies(envelope, size, len(targets))
+            ref = refs.get(envelope.id)
+            if ref is None:
+                refs[envelope.id] = [len(targets), held]
+                self._held_bytes += held
+            else:
+                ref[0] += len(targets)
             due = outgoing.deliver_at_ms
             if due is not None and due > now:
                 for queue in targets:
@@ -176,9 +181,6 @@ class BuiltinQueueAdapter:
             else:
                 for queue in targets:
                     queue.ready.append(_Copy(envelope, 1))
-        for targets in targets_of.values():
-            for queue in targets:
-                queue.wakeup.set()
 
     def _schedule(self, queue: _SubscriptionQueue, copy: _Copy, due_at_ms: int) -> None:
         heapq.heappush(queue.scheduled, (due_at_ms, next(self._sequence), copy))

@@ -56,6 +56,7 @@ class DispatchMetrics:
         """
         self.registry = CollectorRegistry()
         self._children: dict[tuple[object, ...], Any] = {}
+        self._published: dict[str, Any] = {}
         self._topics = LabelBudget(max_label_values)
         self._subscriptions = LabelBudget(max_label_values)
         self._by_subscription: list[Counter | Histogram | Gauge] = []
@@ -175,10 +176,17 @@ class DispatchMetrics:
         ]
 
     def published_messages(self, topic: str, new: int, duplicates: int) -> None:
-        """Count a publish call's results (under the overflow for unsubscribed topics)."""
+        """Count a publish call's results (under the overflow for unsubscribed topics).
+
+        The children are cached by label (topic labels are never taken back): ``labels()``
+        cost more than the rest of a small publish's accounting.
+        """
         label = self._topics.label(topic, admit=False)
         if new:
-            self.published.labels(label).inc(new)
+            child = self._published.get(label)
+            if child is None:
+                child = self._published[label] = self.published.labels(label)
+            child.inc(new)
         if duplicates:
             self.duplicates.labels(label).inc(duplicates)
 
