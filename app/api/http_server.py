@@ -92,30 +92,22 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class _Capture:
-    """Stands in for the transport while uvicorn writes a response head: keeps it."""
-
-    __slots__ = ("data",)
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-
 class _HeadFirst:
-    """Stands in for the transport while uvicorn writes a body: the held head goes out
-    with the first write (or alone, before a close).
+    """Stands in for the transport while uvicorn's ``send`` runs: a head written alone is
+    kept (``hold``), and a kept head goes out with the next write (or alone, before a close).
     """
 
-    __slots__ = ("head", "transport")
+    __slots__ = ("head", "hold", "transport")
 
-    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+    def __init__(self, transport: asyncio.Transport, head: bytes | None, hold: bool) -> None:
         self.transport = transport
-        self.head: bytes | None = head
+        self.head = head
+        self.hold = hold
 
     def write(self, data: bytes) -> None:
+        if self.hold:
+            self.head = data if self.head is None else self.head + data
+            return
         head = self.head
         if head is not None:
             self.head = None
@@ -124,6 +116,7 @@ class _HeadFirst:
 
     def flush(self) -> None:
         if self.head is not None:
+            self.hold = False
             self.write(b"")
 
     def close(self) -> None:
@@ -139,32 +132,30 @@ class CoalescingCycle(RequestResponseCycle):
     chunk. Nothing else changes: uvicorn's own ``send`` builds and checks both.
 
     Between the two the head is held (an ASGI app sends them back to back); should the app
-    fail in between, uvicorn closes the connection, as it does after a head was sent.
+    fail in between, uvicorn closes the connection, as it does after a head was sent. The
+    stand-in transport is in place only while ``send`` runs without awaiting (flow control
+    is waited for first), so nothing else of the cycle ever sees it.
     """
 
     _held: bytes | None = None
 
     async def send(self, message: ASGISendEvent) -> None:
         """The server's ``send``, on a stand-in transport that keeps or prepends the head."""
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
         transport = self.transport
-        if message["type"] == "http.response.start" and not self.response_started:
-            capture = _Capture()
-            self.transport = capture  # type: ignore[assignment]
-            try:
-                await super().send(message)
-            finally:
-                self.transport = transport
-            self._held = capture.data or None
-            return
+        starting = message["type"] == "http.response.start" and not self.response_started
         held, self._held = self._held, None
-        if held is None:
+        if not starting and held is None:
             await super().send(message)
             return
-        stand_in = _HeadFirst(transport, held)
+        stand_in = _HeadFirst(transport, held, hold=starting)
         self.transport = stand_in  # type: ignore[assignment]
         try:
             await super().send(message)
         finally:
             self.transport = transport
-        if not self.disconnected and not transport.is_closing():
+        if starting:
+            self._held = stand_in.head
+        elif not self.disconnected and not transport.is_closing():
             stand_in.flush()  # a HEAD answer: no body was written
