@@ -94,11 +94,15 @@ def _shown(subscription: Subscription, runtime: Runtime) -> SubscriptionOut:
 async def replace_subscription(
     subscription_id: SubscriptionId, body: SubscriptionReplace, runtime: RuntimeDep
 ) -> SubscriptionOut:
-    """Full replacement: absent fields return to defaults; the secret is kept unless sent."""
+    """Full replacement: absent fields return to defaults; the secret and the paused state
+    are kept unless sent (they are state, not a definition a client re-sends).
+    """
     current = await runtime.subscriptions.get(subscription_id)
     if body.topic != current.topic:
         raise ApiError(409, "conflict", "a subscription's topic cannot change")
     replacement = new_subscription(subscription_id, body.topic, body, guard=runtime.guard)
+    if "paused" not in body.model_fields_set:
+        replacement = replacement.with_changes(paused=current.paused)
     if "secret" not in body.model_fields_set:
         replacement = replacement.with_changes(
             secret=current.secret,
