@@ -26,7 +26,7 @@ def app_from_env() -> Any:
     Runs in each worker process, so this is where a worker ties its life to the supervisor.
     """
     from app.api.http_server import server_options
-    from app.gc_tuning import settle_heap
+    from app.gc_policy import settle_heap
     from app.main import create_app
     from app.observability.logging import setup_logging
     from app.observability.tracing import configure_tracing
@@ -59,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.api.http_server import server_options
-    from app.gc_tuning import settle_heap
+    from app.gc_policy import settle_heap
     from app.main import create_app
     from app.observability.logging import setup_logging
     from app.observability.tracing import configure_tracing
