@@ -20,6 +20,7 @@ from app.api.schemas import (
     SubscriptionPatch,
     SubscriptionReplace,
 )
+from app.api.strict_json import StrictJsonRoute
 from app.api.subscription_mapping import apply_fields, new_subscription, to_out
 from app.core.ids import new_subscription_id
 from app.core.models import Subscription
@@ -28,6 +29,7 @@ from app.core.topics import TOPIC_PATTERN
 from app.runtime import Runtime
 
 router = APIRouter(
+    route_class=StrictJsonRoute,
     prefix="/v1/subscriptions",
     tags=["subscriptions"],
     dependencies=[Depends(require_scope("subscriptions"))],
