@@ -208,8 +208,9 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         docs_url=None,  # served from the package by install_docs, not from a CDN
         redoc_url=None,
         openapi_url=None if hide_docs else "/openapi.json",
-        # The request limits apply before any route: every operation can answer them.
-        responses={413: {"model": ErrorOut}, 431: {"model": ErrorOut}},
+        # The request limits apply before any route: every operation can answer them
+        # (415: a compressed body; on routes with a body, also one not declared as JSON).
+        responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 431: {"model": ErrorOut}},
     )
     app.state.runtime = runtime
     install_error_handlers(app)
