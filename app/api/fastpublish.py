@@ -50,6 +50,7 @@ _HOT = re.compile(
 )
 _JSON_TYPE = re.compile(rb"application/json\s*(?:;.*)?", re.IGNORECASE | re.DOTALL)
 _JSON_HEADER = (b"content-type", b"application/json")
+_IDENTITY = (b"", b"identity")
 _TRACE_HEADERS = ((b"traceparent", "traceparent"), (b"tracestate", "tracestate"))
 _DELAY = attrgetter("delay_ms")
 SEEN = "hookline.fast_publish.seen"
@@ -128,7 +129,7 @@ class FastPublisher:
     def _headers(self, scope: Scope) -> dict[bytes, bytes] | None:
         """Header name -> its first value (as Starlette's ``headers[name]``), or ``None``
         when the request is for the app to answer: a request limit passed, a body of
-        undeclared size (chunked), or a content type other than JSON.
+        undeclared size (chunked) or compressed, or a content type other than JSON.
         """
         raw = scope["headers"]
         if len(raw) > self._max_headers:
@@ -139,6 +140,8 @@ class FastPublisher:
             size += len(name) + len(value)
             if name not in found:
                 found[name] = value
+            if name == b"content-encoding" and value.strip().lower() not in _IDENTITY:
+                return None  # a compressed body: the app's 415
         if size > self._max_header_bytes:
             return None
         length = found.get(b"content-length")

@@ -249,7 +249,8 @@ async def test_a_deadline_is_resolved_by_the_route(hookline: Hookline, receiver:
 
 async def test_request_limits_hold_before_the_fast_path() -> None:
     """The fast path answers before the limit middlewares, so it checks them: too many
-    headers, too many header bytes or a declared body over the limit get the app's 431/413.
+    headers, too many header bytes, a compressed body or a declared body over the limit get
+    the app's 431/415/413.
     """
     limits = {"max_headers": 16, "max_header_bytes": 4096, "max_body_bytes": 1024}
     async with running_hookline("builtin", limits=limits) as hookline:
@@ -261,6 +262,12 @@ async def test_request_limits_hold_before_the_fast_path() -> None:
                 path, content=b'{"data": 1}', headers={**FAST, **extra}
             )
             assert response.status_code == status, response.text
+        for encoding in ("gzip", "identity, br"):
+            response = await hookline.client.post(
+                path, content=b'{"data": 1}', headers={**FAST, "Content-Encoding": encoding}
+            )
+            assert response.status_code == 415, response.text
+            assert response.json()["error"]["code"] == "unsupported_content_encoding"
         body = b'{"data": "%s"}' % (b"x" * 2000)
         response = await hookline.client.post(path, content=body, headers=FAST)
         assert response.status_code == 413
