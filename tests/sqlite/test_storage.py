@@ -141,3 +141,23 @@ async def test_a_failing_job_in_a_busy_commit_rolls_back_alone(
         assert [type(r).__name__ for r in results if r is not None] == ["RuntimeError"]
         assert await adapter.get_subscription(sub.id) == sub
         assert (count(db_path, "messages"), count(db_path, "copies")) == (50, 50)
+
+
+async def test_a_message_id_published_twice_is_looked_up_once(
+    open_sqlite: OpenAdapter, db_path: Path
+) -> None:
+    topic = unique("twice")
+    sub = make_sub(topic)
+    async with open_sqlite() as adapter:
+        store = adapter.insight_store(InsightSettings())
+        await store.open()
+        await adapter.create_subscription(sub)
+        message = make_msg(topic, "same id")
+        await publish(adapter, message)
+        await publish(adapter, message, message)
+        assert (count(db_path, "messages"), count(db_path, "ins_messages")) == (3, 1)
+        assert await adapter.ack(await receive_n(adapter, sub, 3)) is True
+        assert count(db_path, "messages") == 1  # the one the log points at
+        found = await store.get_message(message.id)
+        assert found is not None
+        assert found.message == message

@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-CHUNKS = (64, 16, 4, 1)
-"""Rows per statement: a batch of 100 runs as 64 + 16 + 16 + 4."""
+CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+"""Rows per ``VALUES`` statement: a batch of 100 runs as 64 + 32 + 4. An ``IN`` list is one
+statement up to 256 values, its length rounded up to one of these by repeating a value."""
 
-STATEMENT_CACHE = 512
+STATEMENT_CACHE = 1024
 """Prepared statements a connection keeps (sqlite3's default, 128, is too few for every
 statement in each of the chunk sizes)."""
 
@@ -41,8 +42,9 @@ def _values_sql(head: str, width: int, count: int, tail: str) -> str:
     return f"{head} VALUES {','.join(itertools.repeat(row, count))}{tail}"
 
 
-@functools.lru_cache(maxsize=256)
-def _in_sql(template: str, count: int) -> str:
+@functools.lru_cache(maxsize=512)
+def in_sql(template: str, count: int) -> str:
+    """``template`` with its ``(?*)`` replaced by a list of ``count`` placeholders."""
     return template.replace("(?*)", "(" + ",".join("?" * count) + ")")
 
 
@@ -62,14 +64,24 @@ def insert(
     return changed
 
 
+def in_lists(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``values`` in lists of at most ``CHUNKS[0]``, each padded to a length in ``CHUNKS``
+    by repeating its last value (harmless in an ``IN`` list): one statement per list.
+    """
+    for start in range(0, len(values), CHUNKS[0]):
+        part = list(values[start : start + CHUNKS[0]])
+        size = min(size for size in CHUNKS if size >= len(part))
+        yield part + [part[-1]] * (size - len(part))
+
+
 def where_in(
     conn: sqlite3.Connection, template: str, before: Sequence[Any], values: Sequence[Any]
 ) -> int:
     """Run ``template``, whose ``(?*)`` becomes a list of placeholders for ``values``
-    (parameters ``before`` come first), over ``values`` chunk by chunk; returns the rows
-    changed (rows changed by triggers are not counted).
+    (parameters ``before`` come first), once per :func:`in_lists` list; returns the rows
+    changed.
     """
     changed = 0
-    for chunk in chunks(values):
-        changed += conn.execute(_in_sql(template, len(chunk)), [*before, *chunk]).rowcount
+    for part in in_lists(values):
+        changed += conn.execute(in_sql(template, len(part)), [*before, *part]).rowcount
     return changed

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from app.adapters.kit import codec
 from app.adapters.sqlite import bulk
 from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.messages import drop_referring, store_one
 from app.adapters.sqlite.room import Room
 from app.core.codec import encode_json
 from app.core.errors import BackendUnavailableError
@@ -61,8 +62,6 @@ logger = logging.getLogger("hookline.sqlite")
 T = TypeVar("T")
 
 _TOUCH_TAIL = " ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at"
-_KEEP_TAIL = _TOUCH_TAIL + ", msg = excluded.msg"
-
 MAX_RECORDED = 200_000
 """Ids of published messages awaiting the recorder's flush, at most."""
 
@@ -119,12 +118,7 @@ class SqliteInsightStore:
         log (:func:`.messages.store_messages`), inside its job: a publish keeps its messages
         for lookup in the commit that accepts them, and the envelope is written once.
         """
-        bulk.insert(
-            conn,
-            "INSERT INTO ins_messages (id, touched_at, msg)",
-            [(message_id, now, seq) for message_id, seq in kept],
-            _KEEP_TAIL,
-        )
+        _keep(conn, [(message_id, now, seq) for message_id, seq in kept])
 
     def recorded(self, message_ids: list[str]) -> None:
         """Those messages' rows are committed (called on the event loop after the publish)."""
@@ -303,9 +297,8 @@ def _write_rows(
     """One flush of the recorder, in the writer thread: a few multi-row statements."""
     bulk.insert(conn, "INSERT INTO ins_messages (id, touched_at)", touches, _TOUCH_TAIL)
     for message_id, body in bodies:  # not stored by a publish of this process: rare
-        seq = conn.execute("INSERT INTO messages (refs, body) VALUES (1, ?)", (body,)).lastrowid
-        row = [(message_id, now, seq)]
-        bulk.insert(conn, "INSERT INTO ins_messages (id, touched_at, msg)", row, _KEEP_TAIL)
+        seq = store_one(conn, body)
+        _keep(conn, [(message_id, now, seq)])
     bulk.insert(conn, "INSERT INTO ins_attempts (message_id, sub_id, body)", attempts)
     bulk.insert(conn, "INSERT INTO ins_log (topic, sub_id, at, ok, body)", log)
     if trims:
@@ -318,13 +311,28 @@ def _write_rows(
     bulk.insert(conn, "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body)", marks)
 
 
+def _keep(conn: sqlite3.Connection, rows: list[tuple[str, int, int]]) -> None:
+    """``ins_messages`` rows ``(id, touched_at, seq)`` for messages just stored with a count
+    for them; a row the id had already (a message id stored twice) goes first, with its
+    count.
+    """
+    head = "INSERT INTO ins_messages (id, touched_at, msg)"
+    if bulk.insert(conn, head, rows, " ON CONFLICT (id) DO NOTHING") == len(rows):
+        return
+    for message_id, at, seq in rows:
+        row = conn.execute("SELECT msg FROM ins_messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None or row[0] != seq:
+            drop_referring(conn, "ins_messages", "id = ?", (message_id,))
+            bulk.insert(conn, head, [(message_id, at, seq)])
+
+
 def _forget(conn: sqlite3.Connection, ids: list[str]) -> None:
-    """Forget messages: their marks, attempts and rows (and so their stored envelopes, once
-    no copy points at them either: the schema's triggers).
+    """Forget messages: their marks, attempts and rows (and their stored envelopes, unless
+    a copy still points at one).
     """
     bulk.where_in(conn, "DELETE FROM ins_marks WHERE message_id IN (?*)", (), ids)
     bulk.where_in(conn, "DELETE FROM ins_attempts WHERE message_id IN (?*)", (), ids)
-    bulk.where_in(conn, "DELETE FROM ins_messages WHERE id IN (?*)", (), ids)
+    drop_referring(conn, "ins_messages", "id IN (?*)", (), ids)
 
 
 def _forget_messages(horizon: int) -> Job:

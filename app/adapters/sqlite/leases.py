@@ -18,19 +18,20 @@ import socket
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from app.adapters.kit import codec
 from app.adapters.kit.timing import sleep_until
 from app.adapters.sqlite import bulk
 from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.messages import drop_referring
 from app.adapters.sqlite.ownership import Ownership
 from app.adapters.sqlite.settings import SqliteSettings
 from app.adapters.sqlite.wakeups import NEVER, Wakeups, wait_s
 from app.core.errors import BackendUnavailableError
 from app.core.models import Delivery, DlqEntry, Subscription, now_ms
 
-_Row = tuple[int, int, bytes | None]  # message seq, attempt, envelope (None: missing)
+_Row = tuple[int, int, bytes]  # message seq, attempt, envelope (b"": missing)
 
 
 class Receipt(NamedTuple):
@@ -40,10 +41,19 @@ class Receipt(NamedTuple):
     token: int
 
 
-_SELECT = (
-    "SELECT c.msg, c.attempt, m.body FROM copies AS c LEFT JOIN messages AS m "
-    "ON m.seq = c.msg WHERE c.sub_id = ? AND "
+_ROWS = (
+    "SELECT c.msg AS msg, c.attempt AS attempt, c.due_at AS due_at, ifnull(m.body, x'') AS body "
+    "FROM copies AS c LEFT JOIN messages AS m ON m.seq = c.msg WHERE c.sub_id = ? AND {where} "
+    "ORDER BY {order} LIMIT ?"
 )
+_IN_ONE_ROW = (
+    "SELECT group_concat(msg || ' ' || attempt || ' ' || due_at || ' ' || "
+    "length(CAST(body AS BLOB)), ' '), CAST(group_concat(body, '') AS BLOB) "
+    "FROM (" + _ROWS + ")"
+)
+"""The copies to lease, their envelopes included, as one row: one step of the statement, so
+the writer thread gives up the GIL once, not once per copy (see :mod:`.bulk`)."""
+_OF_LEASE = "sub_id = ? AND lease_token = ? AND msg IN (?*)"
 _LEASE = (
     "UPDATE copies SET due_at = ?, lease_token = ?, lease_owner = ? "
     "WHERE sub_id = ? AND msg IN (?*)"
@@ -129,9 +139,7 @@ class Leases:
         def job(conn: sqlite3.Connection) -> tuple[list[_Row], int | None]:
             if marker is not None:
                 return _lease_in_order(conn, sub_id, marker, now, until, token, max_count)
-            rows: list[_Row] = conn.execute(
-                _SELECT + "c.due_at <= ? ORDER BY c.due_at LIMIT ?", (sub_id, now, max_count)
-            ).fetchall()
+            rows = select_copies(conn, "c.due_at <= ?", "c.due_at", (sub_id, now, max_count))
             if rows:
                 bulk.where_in(conn, _LEASE, (until, token, owner, sub_id), [r[0] for r in rows])
             if len(rows) == max_count:
@@ -147,12 +155,11 @@ class Leases:
         for msg, attempt, body in rows:
             receipt = Receipt(msg, token)
             try:
-                if body is None:
+                if not body:
                     raise KeyError("the stored message is missing")
                 envelope = codec.decode_envelope(body)
             except codec.DECODE_ERRORS as exc:
-                raw = body or b""
-                entry = codec.undecodable_entry(subscription.topic, sub_id, raw, exc, attempt)
+                entry = codec.undecodable_entry(subscription.topic, sub_id, body, exc, attempt)
                 broken.append((Delivery(sub_id, entry.message, attempt, receipt), entry))
                 continue
             deliveries.append(Delivery(sub_id, envelope, attempt, receipt))
@@ -168,13 +175,7 @@ class Leases:
 
         def job(conn: sqlite3.Connection) -> int:
             return sum(
-                bulk.where_in(
-                    conn,
-                    "DELETE FROM copies WHERE sub_id = ? AND lease_token = ? AND msg IN (?*)",
-                    key,
-                    msgs,
-                )
-                for key, msgs in groups.items()
+                drop_referring(conn, "copies", _OF_LEASE, key, msgs) for key, msgs in groups.items()
             )
 
         return await self._db.write(job, durable=False) == len(deliveries)
@@ -203,10 +204,10 @@ class Leases:
         row = (entry.id, entry.topic, entry.subscription_id, codec.encode_entry(entry))
 
         def job(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "DELETE FROM copies WHERE sub_id = ? AND msg = ? AND lease_token = ?", key
-            )
-            if cursor.rowcount != 1:
+            if (
+                drop_referring(conn, "copies", "sub_id = ? AND msg = ? AND lease_token = ?", key)
+                != 1
+            ):
                 return False
             conn.execute(
                 "INSERT OR REPLACE INTO dlq (id, topic, sub_id, body) VALUES (?,?,?,?)", row
@@ -247,11 +248,12 @@ def _lease_in_order(
     due ones and those leased by anyone but this ownership (a previous owner's, expired
     or not: they come first again, in order); this ownership's own leases are skipped.
     """
-    rows: list[_Row] = conn.execute(
-        _SELECT + "CASE WHEN c.lease_token IS NULL THEN c.due_at <= ? "
-        "ELSE c.lease_owner IS NOT ? END ORDER BY c.msg LIMIT ?",
+    rows = select_copies(
+        conn,
+        "CASE WHEN c.lease_token IS NULL THEN c.due_at <= ? ELSE c.lease_owner IS NOT ? END",
+        "c.msg",
         (sub_id, now, marker, max_count),
-    ).fetchall()
+    )
     if rows:
         bulk.where_in(conn, _LEASE, (until, token, marker, sub_id), [r[0] for r in rows])
     if len(rows) == max_count:
@@ -260,6 +262,32 @@ def _lease_in_order(
         "SELECT min(due_at) FROM copies WHERE sub_id = ? AND lease_token IS NULL", (sub_id,)
     ).fetchone()[0]
     return rows, next_due
+
+
+def select_copies(
+    conn: sqlite3.Connection, where: str, order: str, args: Sequence[Any]
+) -> list[_Row]:
+    """``(msg, attempt, envelope)`` of the copies of a subscription matching ``where``, first
+    ``order``, at most a number: ``args`` are the subscription, ``where``'s parameters and
+    that number. An envelope is ``b""`` when its message is missing.
+    """
+    meta, joined = conn.execute(_IN_ONE_ROW.format(where=where, order=order), args).fetchone()
+    if meta is None:
+        return []
+    numbers = [int(n) for n in meta.split(" ")]
+    lengths = numbers[3::4]
+    if sum(lengths) != len(joined):  # not one of hookline's stored envelopes: row by row
+        rows = conn.execute(_ROWS.format(where=where, order=order), args).fetchall()
+        return [(int(r[0]), int(r[1]), bytes(r[3])) for r in rows]
+    found: list[tuple[int, int, int, bytes]] = []
+    start = 0
+    by_due = order == "c.due_at"
+    for index, length in enumerate(lengths):
+        msg, attempt, due_at = numbers[4 * index : 4 * index + 3]
+        found.append((due_at if by_due else 0, msg, attempt, joined[start : start + length]))
+        start += length
+    found.sort()  # the aggregate's input order is not promised: ``order`` again (msg: unique)
+    return [(msg, attempt, body) for _, msg, attempt, body in found]
 
 
 def _by_lease(deliveries: Sequence[Delivery]) -> dict[tuple[str, int], list[int]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from app.adapters.sqlite import bulk
 
@@ -65,15 +65,57 @@ def store_messages(
     return kept
 
 
+def store_one(conn: sqlite3.Connection, body: bytes) -> int:
+    """Store one envelope for one row pointing at it (its caller inserts that row); its seq."""
+    seq = next_seq(conn)
+    conn.execute("INSERT INTO messages (seq, refs, body) VALUES (?, 1, ?)", (seq, body))
+    return seq
+
+
 def store_copy(conn: sqlite3.Connection, sub_id: str, body: bytes, due_at: int) -> bool:
     """A message of its own with one copy (attempt 1) for ``sub_id``, if it still exists:
     a resend or a redrive, which go behind every message stored before them.
     """
     if conn.execute("SELECT 1 FROM subscriptions WHERE id = ?", (sub_id,)).fetchone() is None:
         return False
-    seq = conn.execute("INSERT INTO messages (refs, body) VALUES (1, ?)", (body,)).lastrowid
+    seq = store_one(conn, body)
     conn.execute(
         "INSERT INTO copies (sub_id, msg, attempt, due_at) VALUES (?, ?, 1, ?)",
         (sub_id, seq, due_at),
     )
     return True
+
+
+def drop_referring(
+    conn: sqlite3.Connection,
+    table: Literal["copies", "ins_messages"],
+    where: str,
+    before: Sequence[Any] = (),
+    values: Sequence[Any] | None = None,
+) -> int:
+    """Delete the rows of ``table`` matching ``where`` (at most one per message), count them
+    down in ``messages.refs`` and delete the messages they were the last to point at;
+    returns the rows of ``table`` deleted.
+
+    ``where`` takes the parameters ``before``, then, when ``values`` is given, a list of
+    ``values`` in place of its ``(?*)`` (:func:`.bulk.in_lists`). Set-based: three
+    statements per chunk, whatever the number of rows.
+    """
+    drop = (
+        f"DELETE FROM messages WHERE refs <= 1 AND seq IN (SELECT msg FROM {table} WHERE {where})"  # noqa: S608
+    )
+    count_down = (
+        f"UPDATE messages SET refs = refs - 1 WHERE seq IN (SELECT msg FROM {table} WHERE {where})"  # noqa: S608
+    )
+    delete = f"DELETE FROM {table} WHERE {where}"  # noqa: S608
+    if values is None:
+        conn.execute(drop, before)
+        conn.execute(count_down, before)
+        return conn.execute(delete, before).rowcount
+    deleted = 0
+    for part in bulk.in_lists(values):
+        args = [*before, *part]
+        conn.execute(bulk.in_sql(drop, len(part)), args)
+        conn.execute(bulk.in_sql(count_down, len(part)), args)
+        deleted += conn.execute(bulk.in_sql(delete, len(part)), args).rowcount
+    return deleted

@@ -7,9 +7,9 @@ rows point at it). Each subscription's copy of it is a small row of ``copies`` k
 is simply due again; the index on ``(sub_id, due_at)`` serves receiving, waiting and
 counting, and the key itself is publish order for ordered subscriptions (owned by one
 instance at a time, ``owners``). The delivery insight log's message rows (``ins_messages``)
-point at the same stored envelope. Triggers drop a message the moment nothing points at
-it any more (its last copy acknowledged, dead-lettered or deleted, and the insight log done
-with it), in the same transaction.
+point at the same stored envelope. A message is deleted in the transaction that deletes the
+last row pointing at it (its last copy acknowledged, dead-lettered or deleted, and the
+insight log done with it).
 
 Version 1 files (each copy and each insight message row with its own envelope) are
 migrated in place when a version 2 hookline first opens them (:mod:`.migrate`).
@@ -59,10 +59,6 @@ CREATE TABLE IF NOT EXISTS copies (
     PRIMARY KEY (sub_id, msg)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS copies_due ON copies (sub_id, due_at);
-CREATE TRIGGER IF NOT EXISTS copies_gone AFTER DELETE ON copies BEGIN
-    DELETE FROM messages WHERE seq = OLD.msg AND refs <= 1;
-    UPDATE messages SET refs = refs - 1 WHERE seq = OLD.msg;
-END;
 CREATE TABLE IF NOT EXISTS owners (
     sub_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -90,16 +86,6 @@ CREATE TABLE IF NOT EXISTS ins_messages (
     msg INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ins_messages_touched ON ins_messages (touched_at);
-CREATE TRIGGER IF NOT EXISTS ins_messages_gone AFTER DELETE ON ins_messages
-WHEN OLD.msg IS NOT NULL BEGIN
-    DELETE FROM messages WHERE seq = OLD.msg AND refs <= 1;
-    UPDATE messages SET refs = refs - 1 WHERE seq = OLD.msg;
-END;
-CREATE TRIGGER IF NOT EXISTS ins_messages_moved AFTER UPDATE OF msg ON ins_messages
-WHEN OLD.msg IS NOT NULL AND OLD.msg IS NOT NEW.msg BEGIN
-    DELETE FROM messages WHERE seq = OLD.msg AND refs <= 1;
-    UPDATE messages SET refs = refs - 1 WHERE seq = OLD.msg;
-END;
 CREATE TABLE IF NOT EXISTS ins_marks (
     message_id TEXT NOT NULL,
     sub_id TEXT NOT NULL,
@@ -125,8 +111,9 @@ CREATE INDEX IF NOT EXISTS ins_log_sub ON ins_log (topic, sub_id, seq);
 CREATE INDEX IF NOT EXISTS ins_log_at ON ins_log (at);
 """
 """Every table. ``messages.refs`` counts the ``copies`` and ``ins_messages`` rows pointing at
-the message: whoever inserts a message sets it to the rows it inserts with it, and the
-triggers count each one that goes (or, for ``ins_messages``, points elsewhere).
+the message: whoever stores a message sets it to the rows it inserts with it, and whoever
+deletes such rows counts them down in the same statement group, deleting the messages
+they were the last to point at (:func:`.messages.drop_referring`).
 """
 
 PAGE_SIZE = 4096
