@@ -17,17 +17,19 @@ independently. A whole batch of the recorder is one job of the adapter's group-c
 writer thread, a few multi-row statements (it shares the commit with deliveries' acks and
 leases, off the event loop); reads run on the reader connection, one snapshot each.
 
-Bounds, as on Redis: a message is forgotten ``retention_ms`` after its last write (reads
-hide it at once, a periodic delete removes it), the oldest-touched messages beyond
-``max_messages`` go too; each (message, subscription) keeps its newest
-``max_attempts_per_message`` attempts (trimmed when a series passes it; reads show the
-newest that many); a subscription's log loses entries older than ``retention_ms`` and
-beyond its newest
-``max_attempts_per_subscription`` (periodic deletes, in bounded batches so that no commit
-holds the write lock long). Cost per delivered message (one attempt): its ``ins_messages``
-row written at publish and touched once more, one mark (~120 bytes), the attempt twice
-(~200 bytes each) and their index entries, in the same commit as the delivery's own writes;
-and the envelope is kept for ``retention_ms`` (capped by ``max_messages``) after delivery.
+Bounds, as on Redis: a message is forgotten ``retention_ms`` after its last write (to within
+:func:`touch_slack_ms`: 1 % of it, a minute at most; reads hide it at once, a periodic
+delete removes it), the oldest-touched messages beyond ``max_messages`` go too; each
+(message, subscription) keeps its newest ``max_attempts_per_message`` attempts (trimmed
+when a series passes it; reads show the newest that many); a subscription's log loses
+entries older than ``retention_ms`` and beyond its newest ``max_attempts_per_subscription``
+(periodic deletes, in bounded batches so that no commit holds the write lock long).
+
+Cost per delivered message (one attempt): its ``ins_messages`` row, written by the publish
+(and written again only by a write more than the slack later), one mark (~120 bytes), the
+attempt twice (~200 bytes each) and their index entries, in the same commit as the
+delivery's own writes; and its envelope stays ``retention_ms`` (capped by
+``max_messages``) after delivery.
 """
 
 from __future__ import annotations
@@ -61,7 +63,19 @@ logger = logging.getLogger("hookline.sqlite")
 
 T = TypeVar("T")
 
-_TOUCH_TAIL = " ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at"
+TOUCH_SLACK_MS = 60_000
+"""A message's last write moves its expiry only when it comes at least this long (or 1 % of
+``retention_ms`` if less) after the previous one: a delivery seconds after its publish
+writes no ``ins_messages`` row and index entry of its own."""
+
+
+def touch_slack_ms(settings: InsightSettings) -> int:
+    """How much sooner than ``retention_ms`` after its last write a message may be forgotten:
+    a write within this long of the one that set its expiry does not move it.
+    """
+    return min(TOUCH_SLACK_MS, settings.retention_ms // 100)
+
+
 MAX_RECORDED = 200_000
 """Ids of published messages awaiting the recorder's flush, at most."""
 
@@ -89,6 +103,10 @@ class SqliteInsightStore:
         self._settings = settings
         self._written_logs: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._touch = (
+            " ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at WHERE "
+            f"excluded.touched_at - ins_messages.touched_at > {touch_slack_ms(settings):d}"
+        )
         self._recorded: set[str] = set()
         """Ids whose rows a publish wrote (:meth:`record_messages`): the recorder's copy of
         those envelopes is not written again (bounded by ``MAX_RECORDED``).
@@ -163,10 +181,12 @@ class SqliteInsightStore:
         touches = [(message_id, now) for message_id, body in touched.items() if body is None]
         bodies = [(message_id, body) for message_id, body in touched.items() if body is not None]
         trims = [(message_id, sub_id, cap) for message_id, sub_id in pairs]
+        touch = self._touch
 
         def job(conn: sqlite3.Connection) -> None:
             self._room.check(conn)
-            _write_rows(conn, now, touches, bodies, attempts, log, trims, marks)
+            bulk.insert(conn, "INSERT INTO ins_messages (id, touched_at)", touches, touch)
+            _write_rows(conn, now, bodies, attempts, log, trims, marks)
 
         await self._db.write(job, durable=False)
         self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
@@ -287,7 +307,6 @@ Job = Callable[[sqlite3.Connection], bool]
 def _write_rows(
     conn: sqlite3.Connection,
     now: int,
-    touches: list[tuple[str, int]],
     bodies: list[tuple[str, bytes]],
     attempts: list[tuple[str, str, bytes]],
     log: list[tuple[str, str, int, bool, bytes]],
@@ -295,7 +314,6 @@ def _write_rows(
     marks: list[tuple[str, str, bytes]],
 ) -> None:
     """One flush of the recorder, in the writer thread: a few multi-row statements."""
-    bulk.insert(conn, "INSERT INTO ins_messages (id, touched_at)", touches, _TOUCH_TAIL)
     for message_id, body in bodies:  # not stored by a publish of this process: rare
         seq = store_one(conn, body)
         _keep(conn, [(message_id, now, seq)])
@@ -308,7 +326,12 @@ def _write_rows(
             "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
             trims,
         )
-    bulk.insert(conn, "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body)", marks)
+    bulk.insert(
+        conn,
+        "INSERT INTO ins_marks (message_id, sub_id, body)",
+        marks,
+        " ON CONFLICT (message_id, sub_id) DO UPDATE SET body = excluded.body",
+    )
 
 
 def _keep(conn: sqlite3.Connection, rows: list[tuple[str, int, int]]) -> None:
