@@ -161,3 +161,18 @@ async def test_a_message_id_published_twice_is_looked_up_once(
         found = await store.get_message(message.id)
         assert found is not None
         assert found.message == message
+
+
+async def test_a_body_stored_as_text_is_delivered_whole(
+    open_sqlite: OpenAdapter, db_path: Path
+) -> None:
+    topic = unique("text")
+    sub = make_sub(topic)
+    async with open_sqlite() as adapter:
+        await adapter.create_subscription(sub)
+        first, second = make_msg(topic, "snow ☃ man"), make_msg(topic, "plain")
+        await publish(adapter, first, second)
+        with sqlite3.connect(db_path) as conn:  # as another writer might have stored it
+            conn.execute("UPDATE messages SET body = CAST(body AS TEXT)")
+        got = await receive_n(adapter, sub, 2)
+        assert sorted(str(d.message.data) for d in got) == ["plain", "snow ☃ man"]

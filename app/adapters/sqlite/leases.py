@@ -47,8 +47,8 @@ _ROWS = (
     "ORDER BY {order} LIMIT ?"
 )
 _IN_ONE_ROW = (
-    "SELECT group_concat(msg || ' ' || attempt || ' ' || due_at || ' ' || "
-    "length(CAST(body AS BLOB)), ' '), CAST(group_concat(body, '') AS BLOB) "
+    "SELECT group_concat(printf('%d %d %d %d', msg, attempt, due_at, length(body)), ' '), "
+    "CAST(group_concat(body, '') AS BLOB) "
     "FROM (" + _ROWS + ")"
 )
 """The copies to lease, their envelopes included, as one row: one step of the statement, so
@@ -276,9 +276,9 @@ def select_copies(
         return []
     numbers = [int(n) for n in meta.split(" ")]
     lengths = numbers[3::4]
-    if sum(lengths) != len(joined):  # not one of hookline's stored envelopes: row by row
+    if sum(lengths) != len(joined):  # a body stored as text (``length`` counts characters)
         rows = conn.execute(_ROWS.format(where=where, order=order), args).fetchall()
-        return [(int(r[0]), int(r[1]), bytes(r[3])) for r in rows]
+        return [(int(r[0]), int(r[1]), _as_bytes(r[3])) for r in rows]
     found: list[tuple[int, int, int, bytes]] = []
     start = 0
     by_due = order == "c.due_at"
@@ -288,6 +288,10 @@ def select_copies(
         start += length
     found.sort()  # the aggregate's input order is not promised: ``order`` again (msg: unique)
     return [(msg, attempt, body) for _, msg, attempt, body in found]
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _by_lease(deliveries: Sequence[Delivery]) -> dict[tuple[str, int], list[int]]:
