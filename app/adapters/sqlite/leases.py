@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import socket
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from app.adapters.kit import codec
@@ -43,16 +45,38 @@ class Receipt(NamedTuple):
 
 _ROWS = (
     "SELECT c.msg AS msg, c.attempt AS attempt, c.due_at AS due_at, ifnull(m.body, x'') AS body "
-    "FROM copies AS c LEFT JOIN messages AS m ON m.seq = c.msg WHERE c.sub_id = ? AND {where} "
-    "ORDER BY {order} LIMIT ?"
+    "FROM copies AS c LEFT JOIN messages AS m ON m.seq = c.msg WHERE c.sub_id = :sub AND {where} "
+    "ORDER BY {order} LIMIT :limit"
 )
 _IN_ONE_ROW = (
     "SELECT group_concat(printf('%d %d %d %d', msg, attempt, due_at, length(body)), ' '), "
-    "CAST(group_concat(body, '') AS BLOB) "
-    "FROM (" + _ROWS + ")"
+    "CAST(group_concat(body, '') AS BLOB), "
+    "(SELECT min(due_at) FROM copies WHERE sub_id = :sub AND {later}) "
+    "FROM ({rows})"
 )
-"""The copies to lease, their envelopes included, as one row: one step of the statement, so
-the writer thread gives up the GIL once, not once per copy (see :mod:`.bulk`)."""
+"""The copies to lease, their envelopes included, and when the first copy not taken falls
+due, as one row: one step of one statement, so the writer thread gives up the GIL once, not
+once per copy (see :mod:`.bulk`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pick:
+    """Which copies a lease takes (``where``, in ``order``), and which it leaves (``later``)."""
+
+    where: str
+    order: str
+    later: str
+
+
+_DUE = _Pick("c.due_at <= :now", "c.due_at", "due_at > :now")
+_IN_ORDER = _Pick(
+    "CASE WHEN c.lease_token IS NULL THEN c.due_at <= :now ELSE c.lease_owner IS NOT :marker END",
+    "c.msg",
+    "lease_token IS NULL AND due_at > :now",
+)
+"""An ordered subscription's lease, by its owner: copies in publish order (``msg``), due ones
+and those leased by anyone but this ownership (a previous owner's, expired or not: they come
+first again, in order); this ownership's own leases are skipped."""
 _OF_LEASE = "sub_id = ? AND lease_token = ? AND msg IN (?*)"
 _LEASE = (
     "UPDATE copies SET due_at = ?, lease_token = ?, lease_owner = ? "
@@ -136,18 +160,18 @@ class Leases:
         if marker is not None:
             owner = marker
 
+        pick = _DUE if marker is None else _IN_ORDER
+        args = {"sub": sub_id, "now": now, "limit": max_count, "marker": marker}
+
         def job(conn: sqlite3.Connection) -> tuple[list[_Row], int | None]:
-            if marker is not None:
-                return _lease_in_order(conn, sub_id, marker, now, until, token, max_count)
-            rows = select_copies(conn, "c.due_at <= ?", "c.due_at", (sub_id, now, max_count))
+            rows, later = select_copies(conn, pick, args)
             if rows:
                 bulk.where_in(conn, _LEASE, (until, token, owner, sub_id), [r[0] for r in rows])
             if len(rows) == max_count:
                 return rows, now  # there may be more: look again at once
-            next_due = conn.execute(
-                "SELECT min(due_at) FROM copies WHERE sub_id = ?", (sub_id,)
-            ).fetchone()[0]
-            return rows, next_due
+            if rows and marker is None:  # leased now, due again when the lease expires
+                later = until if later is None else min(later, until)
+            return rows, later
 
         rows, next_due = await self._db.write(job, durable=False)
         deliveries = []
@@ -235,59 +259,38 @@ class Leases:
             self._wakeups.subscription_changed(sub_id)
 
 
-def _lease_in_order(
-    conn: sqlite3.Connection,
-    sub_id: str,
-    marker: str,
-    now: int,
-    until: int,
-    token: int,
-    max_count: int,
-) -> tuple[list[_Row], int | None]:
-    """An ordered subscription's lease, by its owner: copies in publish order (``msg``),
-    due ones and those leased by anyone but this ownership (a previous owner's, expired
-    or not: they come first again, in order); this ownership's own leases are skipped.
-    """
-    rows = select_copies(
-        conn,
-        "CASE WHEN c.lease_token IS NULL THEN c.due_at <= ? ELSE c.lease_owner IS NOT ? END",
-        "c.msg",
-        (sub_id, now, marker, max_count),
-    )
-    if rows:
-        bulk.where_in(conn, _LEASE, (until, token, marker, sub_id), [r[0] for r in rows])
-    if len(rows) == max_count:
-        return rows, now
-    next_due = conn.execute(
-        "SELECT min(due_at) FROM copies WHERE sub_id = ? AND lease_token IS NULL", (sub_id,)
-    ).fetchone()[0]
-    return rows, next_due
-
-
 def select_copies(
-    conn: sqlite3.Connection, where: str, order: str, args: Sequence[Any]
-) -> list[_Row]:
-    """``(msg, attempt, envelope)`` of the copies of a subscription matching ``where``, first
-    ``order``, at most a number: ``args`` are the subscription, ``where``'s parameters and
-    that number. An envelope is ``b""`` when its message is missing.
+    conn: sqlite3.Connection, pick: _Pick, args: dict[str, Any]
+) -> tuple[list[_Row], int | None]:
+    """``(msg, attempt, envelope)`` of the copies ``pick`` takes (an envelope is ``b""`` when
+    its message is missing), and the earliest due time of those it leaves (None: none).
+    ``args``: ``sub``, ``now``, ``limit`` and ``marker`` (ordered subscriptions).
     """
-    meta, joined = conn.execute(_IN_ONE_ROW.format(where=where, order=order), args).fetchone()
+    rows_sql, one_row_sql = _statements(pick)
+    meta, joined, later = conn.execute(one_row_sql, args).fetchone()
     if meta is None:
-        return []
+        return [], later
     numbers = [int(n) for n in meta.split(" ")]
     lengths = numbers[3::4]
     if sum(lengths) != len(joined):  # a body stored as text (``length`` counts characters)
-        rows = conn.execute(_ROWS.format(where=where, order=order), args).fetchall()
-        return [(int(r[0]), int(r[1]), _as_bytes(r[3])) for r in rows]
+        rows = conn.execute(rows_sql, args).fetchall()
+        return [(int(r[0]), int(r[1]), _as_bytes(r[3])) for r in rows], later
     found: list[tuple[int, int, int, bytes]] = []
     start = 0
-    by_due = order == "c.due_at"
+    by_due = pick.order == "c.due_at"
     for index, length in enumerate(lengths):
         msg, attempt, due_at = numbers[4 * index : 4 * index + 3]
         found.append((due_at if by_due else 0, msg, attempt, joined[start : start + length]))
         start += length
     found.sort()  # the aggregate's input order is not promised: ``order`` again (msg: unique)
-    return [(msg, attempt, body) for _, msg, attempt, body in found]
+    return [(msg, attempt, body) for _, msg, attempt, body in found], later
+
+
+@functools.cache
+def _statements(pick: _Pick) -> tuple[str, str]:
+    """The row-by-row and the one-row statement of ``pick``."""
+    rows = _ROWS.format(where=pick.where, order=pick.order)
+    return rows, _IN_ONE_ROW.format(rows=rows, later=pick.later)
 
 
 def _as_bytes(value: str | bytes) -> bytes:
