@@ -118,6 +118,11 @@ they were the last to point at (:func:`.messages.drop_referring`).
 
 PAGE_SIZE = 4096
 
+SECURE_DELETE = "FAST"
+"""Deleted rows are zeroed inside the pages they leave, not in pages freed whole (Debian's
+SQLite zeroes those too by default: a WAL frame per freed page, ~1.5 us per delivery of
+commit and checkpoint work, measured). A freed page keeps its old bytes until reused."""
+
 JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 """Bytes of WAL file kept after the WAL restarts (the rest is truncated)."""
 
@@ -140,6 +145,7 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
         conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        conn.execute(f"PRAGMA secure_delete = {SECURE_DELETE}")
         if settings.max_bytes:
             conn.execute(f"PRAGMA max_page_count = {max(1, settings.max_bytes // PAGE_SIZE)}")
     except BaseException:
