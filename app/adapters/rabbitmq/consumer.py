@@ -113,6 +113,8 @@ class SubscriptionConsumer:
         self._wakeup.clear()
         if not self._buffer and wait_s > 0:
             await self.wait(wait_s)
+        if not self.open:  # the broker has requeued whatever is buffered
+            return []
         taken: list[aiormq.abc.DeliveredMessage] = []
         while self._buffer and len(taken) < max_count:
             message = self._buffer.popleft()
