@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +31,10 @@ from aiormq.abc import ChannelFrame
 from pamqp.commands import Basic
 
 from app.adapters.rabbitmq.frames import PublishEncoder
+
+
+_EXPIRY_STEP_S = 0.25
+"""How late a timeout may fire: batches expire in sweeps at most this often."""
 
 
 class Message(Protocol):
@@ -123,12 +128,21 @@ class _Queued:
 
 
 class ConfirmPublisher:
-    """Publishes on one confirm channel, coalescing the publishes of each loop turn."""
+    """Publishes on one confirm channel, coalescing the publishes of each loop turn.
 
-    def __init__(self, channel: aiormq.Channel) -> None:
+    A batch not confirmed within ``timeout_s`` fails with :class:`TimeoutError`. One
+    timer serves every batch in flight (deadlines are kept in order): an
+    ``asyncio.timeout`` per caller cost a timer-heap entry, its reschedule and its
+    cancellation per published message.
+    """
+
+    def __init__(self, channel: aiormq.Channel, timeout_s: float) -> None:
         """``channel`` must have publisher confirms on; nothing else may publish on it."""
         self.channel = channel
+        self.timeout_s = timeout_s
         self._encoder = PublishEncoder(channel.number, channel.connection.connection_tune.frame_max)
+        self._deadlines: deque[tuple[float, list[PublishBatch]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         self._queued: list[_Queued] = []
         self._backlog: list[ChannelFrame] = []
         self._mover: asyncio.Task[None] | None = None
@@ -188,12 +202,35 @@ class ConfirmPublisher:
                     by_message_id[message_id] = tag
             parts += item.parts
         channel.delivery_tag = tag
+        self._expire_later([item.batch for item in queued])
         frame = ChannelFrame(payload=b"".join(parts), should_close=False)
         self.writes += 1
         if self._backlog or not self._put(frame):
             self._backlog.append(frame)
             if self._mover is None:
                 self._mover = asyncio.create_task(self._move_backlog())
+
+    def _expire_later(self, batches: list[PublishBatch]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        self._deadlines.append((deadline, batches))
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the batches whose deadline passed; wait for the next deadline."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            for batch in deadlines.popleft()[1]:
+                if not batch.future.done():
+                    batch.future.set_exception(
+                        TimeoutError(f"not confirmed within {self.timeout_s:g}s")
+                    )
+        if deadlines:  # not sooner than a step away: one timer per flush would cost as much
+            self._timer = loop.call_at(max(deadlines[0][0], now + _EXPIRY_STEP_S), self._expire)
 
     def _put(self, frame: ChannelFrame) -> bool:
         try:
@@ -219,3 +256,7 @@ class ConfirmPublisher:
         self._backlog.clear()
         if mover is not None:
             mover.cancel()
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self._deadlines.clear()

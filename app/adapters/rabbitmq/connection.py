@@ -200,6 +200,9 @@ class Session:
 
     async def publisher(self) -> ConfirmPublisher:
         """The publisher of the confirm channel (a new one when the channel was reopened)."""
+        publisher = self._publisher
+        if publisher is not None and not publisher.channel.is_closed:
+            return publisher
         channel = await self.confirm_channel()
         publisher = self._publisher
         if publisher is None or publisher.channel is not channel:
@@ -207,31 +210,22 @@ class Session:
                 raise TypeError(f"expected an aiormq channel, got {type(channel).__name__}")
             if publisher is not None:
                 publisher.close()
-            publisher = self._publisher = ConfirmPublisher(channel)
+            publisher = self._publisher = ConfirmPublisher(channel, self.publish_timeout_s)
         return publisher
 
     async def publish_each(self, messages: Sequence[Outbound]) -> list[BaseException | None]:
         """Publish together, confirms pipelined (:mod:`.confirms`); one result per message.
 
         A result is None (confirmed), a :class:`aiormq.exceptions.PublishError`
-        (unroutable) or a :class:`BackendUnavailableError`.
+        (unroutable) or a :class:`BackendUnavailableError` (also when not confirmed
+        within ``publish_timeout_ms``).
         """
         if not messages:
             return []
         try:
             batch = (await self.publisher()).publish(messages)
-        except BROKER_ERRORS as exc:
-            error = unavailable("publish", exc)
-            return [error for _ in messages]
-        try:
-            async with asyncio.timeout(self.publish_timeout_s):
-                await batch.future
-        except TimeoutError:
-            timeout = unavailable(
-                "publish", TimeoutError(f"not confirmed within {self.publish_timeout_s:g}s")
-            )
-            return [timeout for _ in messages]
-        except BROKER_ERRORS as exc:  # the channel or connection closed meanwhile
+            await batch.future
+        except BROKER_ERRORS as exc:  # incl. TimeoutError, and the channel closing meanwhile
             error = unavailable("publish", exc)
             return [error for _ in messages]
         return [_outcome(result) for result in batch.results]
