@@ -32,7 +32,6 @@ from pamqp.commands import Basic
 
 from app.adapters.rabbitmq.frames import PublishEncoder
 
-
 _EXPIRY_STEP_S = 0.25
 """How late a timeout may fire: batches expire in sweeps at most this often."""
 
