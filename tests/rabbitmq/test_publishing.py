@@ -14,7 +14,7 @@ from pamqp.header import ContentHeader
 
 from app.adapters.rabbitmq import codec
 from app.adapters.rabbitmq.connection import Outbound
-from app.adapters.rabbitmq.frames import PublishEncoder
+from app.adapters.rabbitmq.frames import PublishEncoder, ack, nack
 from app.core.errors import BackendUnavailableError
 from tests.backends import unique
 from tests.rabbitmq.conftest import OpenAdapter
@@ -117,3 +117,15 @@ async def test_a_publish_on_a_closed_connection_is_refused(open_rabbit: OpenAdap
         await session.publish_conn.close()
         with pytest.raises(BackendUnavailableError):
             await publish(adapter, make_msg(topic, 1))
+
+
+@pytest.mark.parametrize("multiple", [False, True])
+@pytest.mark.parametrize("tag", [1, 2**40 + 5])
+def test_ack_and_nack_frames_are_what_pamqp_writes(tag: int, multiple: bool) -> None:
+    assert ack(3, tag, multiple) == pamqp.frame.marshal(
+        Basic.Ack(delivery_tag=tag, multiple=multiple), 3
+    )
+    for requeue in (False, True):
+        assert nack(3, tag, requeue, multiple) == pamqp.frame.marshal(
+            Basic.Nack(delivery_tag=tag, multiple=multiple, requeue=requeue), 3
+        )
