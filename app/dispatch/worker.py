@@ -386,8 +386,15 @@ class SubscriptionWorker:
         started = now_ms()
         clock = time.perf_counter()
         self._mark(delivery, "in_flight", started)
-        outcome = _within_deadline(delivery, await self._attempt(subscription, delivery))
+        outcome = await self._attempt(subscription, delivery)
+        if delivery.message.expires_at is not None:
+            outcome = _within_deadline(delivery, outcome)
         duration_ms = (time.perf_counter() - clock) * 1000
+        if isinstance(outcome, Delivered):  # the usual end: no backend call to wait for
+            self._metrics.delivered(subscription, delivery)
+            self._ack(delivery)
+            self._observe(subscription, delivery, outcome, started, duration_ms)
+            return
         if self._parking and _endpoint_failure(outcome):
             await self._park(subscription, delivery, (outcome, started, duration_ms))
             return
@@ -525,6 +532,10 @@ class SubscriptionWorker:
         duration_ms: float,
     ) -> None:
         """Record the attempt and follow the failure streak (may trip the auto-pause)."""
+        if isinstance(outcome, Delivered):
+            self._log_attempt(delivery, outcome, started, duration_ms, "delivered")
+            self._streak.success()
+            return
         if isinstance(outcome, Filtered):
             self._mark(delivery, "filtered", now_ms())
             return
