@@ -94,14 +94,15 @@ class InsightRecorder:
         """Messages were accepted together (one publish: one check, one wakeup)."""
         if self.store is None:
             return
-        room = MAX_PENDING - self._pending()
+        room = MAX_PENDING - self._held
         if room < len(envelopes):
             if self._metrics is not None:
                 self._metrics.insight_facts_dropped(len(envelopes) - max(room, 0))
             envelopes = envelopes[: max(room, 0)]
         if envelopes:
+            self._held += len(envelopes)
             self._messages.extend(envelopes)
-            self._wakeup.set()
+            self._wake()
 
     def mark(self, mark: StateMark) -> None:
         """A copy changed state (leased, filtered, parked...)."""
