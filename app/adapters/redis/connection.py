@@ -95,6 +95,11 @@ class RedisConnection:
         self._first_probe = True
 
     @property
+    def settings(self) -> RedisSettings:
+        """What the connection was built from."""
+        return self._settings
+
+    @property
     def client(self) -> RedisClient:
         """The underlying redis-py client (standalone or cluster)."""
         return self._client
