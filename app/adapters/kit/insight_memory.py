@@ -70,22 +70,6 @@ _STATUS = 6
 """Index of ``status`` in a log row."""
 
 
-def _log_row(r: AttemptRecord) -> _Row:
-    return (
-        r.message_id,
-        r.topic,
-        r.subscription_id,
-        r.attempt,
-        r.started_at,
-        r.duration_ms,
-        r.status,
-        r.reason,
-        r.next_step,
-        r.response_excerpt,
-        r.next_attempt_at,
-    )
-
-
 def _outcome(row: _Row) -> AttemptOutcome:
     status = row[_STATUS]
     return "succeeded" if status is not None and 200 <= status < 300 else "failed"
@@ -132,13 +116,12 @@ def _attempt_fields(record: AttemptRecord) -> _Row:
     )
 
 
-def _add_attempt(runs: _Spread, record: AttemptRecord, cap: int) -> _Spread:
+def _add_attempt(runs: _Spread, sub_id: str, fields: _Row, cap: int) -> _Spread:
     """``runs`` (flat: per subscription in first-seen order its id, its count, its attempts
-    oldest first; or a dict of each subscription's attempts) with ``record`` appended to
-    its subscription's, which keeps its newest ``cap`` (>= 1, as the config requires).
+    oldest first; or a dict of each subscription's attempts) with an attempt's ``fields``
+    (:func:`_attempt_fields`) appended to ``sub_id``'s, which keeps its newest ``cap`` (>= 1,
+    as the config requires).
     """
-    fields = _attempt_fields(record)
-    sub_id = record.subscription_id
     if isinstance(runs, dict):
         rows = (*runs.get(sub_id, ()), *fields)
         runs[sub_id] = rows[_ATTEMPT:] if len(rows) > cap * _ATTEMPT else rows
@@ -274,7 +257,7 @@ class MemoryInsightStore:
     def _apply_attempts(self, attempts: list[AttemptRecord], now: int) -> set[tuple[str, str]]:
         """Keep each attempt (it clears its copy's explicit mark); the copies attempted."""
         cap = self._settings.max_attempts_per_message
-        touch = self._touch
+        touched = self._messages
         stored = self._attempts
         marks = self._marks
         logs = self._logs
@@ -284,8 +267,15 @@ class MemoryInsightStore:
         for record in attempts:
             message_id = record.message_id
             sub_id = record.subscription_id
-            touch(message_id, now)
-            stored[message_id] = _add_attempt(stored.get(message_id, ()), record, cap)
+            if message_id in touched:  # as _touch, inlined: once per delivery
+                touched.move_to_end(message_id)
+            touched[message_id] = now
+            fields = _attempt_fields(record)
+            runs = stored.get(message_id)
+            if runs is None:  # its first attempt (nearly always)
+                stored[message_id] = (sub_id, 1, *fields)
+            else:
+                stored[message_id] = _add_attempt(runs, sub_id, fields, cap)
             explicit = marks.get(message_id)
             if explicit is not None:
                 left = _clear_mark(explicit, sub_id)
@@ -299,7 +289,7 @@ class MemoryInsightStore:
                 size = self._settings.max_attempts_per_subscription
                 log = logs[sub_id] = (deque(maxlen=size), deque(maxlen=size))
             log[0].append(next(seq))
-            log[1].append(_log_row(record))
+            log[1].append((message_id, fields[0], sub_id, *fields[1:]))  # an AttemptRecord's
             newest[sub_id] = record.started_at
         order = self._log_order
         for sub_id, started_at in newest.items():
