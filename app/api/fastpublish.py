@@ -91,21 +91,12 @@ class FastPublisher:
         body, message = await _read_body(receive)
         if message is not None:
             return  # the client went away
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         try:
             self._check_key(headers)
             work = self._plan(match, body, headers)
         except Exception:  # noqa: BLE001 - nothing happened yet: the route answers it
             scope[SEEN] = True
-            await fallback(scope, replay, send)
+            await fallback(scope, _replay(body, receive), send)
             return
         try:
             payload, status = await work()
@@ -113,6 +104,7 @@ class FastPublisher:
             handler = self._handler_for(exc)
             if handler is None:
                 raise
+            replay = _replay(body, receive)
             response = await handler(Request(scope, replay), exc)
             await response(scope, replay, send)
             return
@@ -276,6 +268,20 @@ def _carrier(
     if header_baggage is not None:
         found["baggage"] = header_baggage.decode("latin-1")
     return trace_carrier_from(found, traceparent, baggage)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the slow path: the body already read, then the client's messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
