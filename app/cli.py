@@ -8,6 +8,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def app_from_env() -> Any:
     Runs in each worker process, so this is where a worker ties its life to the supervisor.
     """
     from app.api.http_server import server_options
-    from app.gc_tuning import settle_heap
+    from app.gc_policy import settle_heap
     from app.main import create_app
     from app.observability.logging import setup_logging
     from app.observability.tracing import configure_tracing
@@ -59,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.api.http_server import server_options
-    from app.gc_tuning import settle_heap
+    from app.gc_policy import settle_heap
     from app.main import create_app
     from app.observability.logging import setup_logging
     from app.observability.tracing import configure_tracing
@@ -93,8 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             **common,
         )
     else:
-        create_app(settings)  # fail fast on a bad static subscription, before binding
-        app = create_app(settings)
+        app = create_app(settings)  # fails on a bad static subscription, before binding
         settle_heap()
         uvicorn.run(app, **common)
     return 0
@@ -160,6 +160,32 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1-65535 (the OS would take 99999 as 34463 without a word)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, not {port}")
+    return port
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An integer option of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = argparse.ArgumentParser(
@@ -171,8 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API and the dispatcher")
     serve.add_argument("--config", help="path to config.yaml (default ./config.yaml)")
     serve.add_argument("--host", default=os.environ.get("HOOKLINE_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("HOOKLINE_PORT", "8080")))
-    serve.add_argument("--workers", type=int, default=1, help="processes (shared backends only)")
+    # A string default goes through the type too: a bad HOOKLINE_PORT is a usage error.
+    serve.add_argument("--port", type=_port, default=os.environ.get("HOOKLINE_PORT", "8080"))
+    serve.add_argument(
+        "--workers", type=_at_least(1), default=1, help="processes (shared backends only)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     publish = sub.add_parser("publish", help="publish one message to a running hookline")
@@ -180,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("data", help="the message data, as JSON")
     publish.add_argument("--url", default=os.environ.get("HOOKLINE_URL", "http://127.0.0.1:8080"))
     publish.add_argument("--api-key")
-    publish.add_argument("--delay-ms", type=int, default=0)
+    publish.add_argument("--delay-ms", type=_at_least(0), default=0)
     publish.add_argument("--idempotency-key")
     publish.set_defaults(func=cmd_publish)
 

@@ -19,7 +19,7 @@ from app.api.errors import (
     HeaderLimitMiddleware,
     install_error_handlers,
 )
-from app.api.fastpublish import FastPublishMiddleware
+from app.api.fastpublish import FastPublisher, FastPublishMiddleware, HooklineApp
 from app.api.schemas import ErrorOut, SubscriptionIn
 from app.api.subscription_mapping import new_subscription
 from app.api.whoami import router as whoami_router
@@ -105,7 +105,7 @@ def build_runtime(settings: Settings, adapter: QueueAdapter | None = None) -> Ru
     )
     recorder = InsightRecorder(store, insight_settings, metrics)
     if store is not None:
-        publisher.on_published = recorder.message
+        publisher.on_published = recorder.messages
     sender = WebhookSender(
         USER_AGENT,
         max_connections=settings.delivery.max_connections,
@@ -200,7 +200,7 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
             logger.info("stopped")
 
     hide_docs = settings.auth.protect_docs
-    app = FastAPI(
+    app = HooklineApp(
         title="hookline",
         version=__version__,
         description=DESCRIPTION,
@@ -208,8 +208,9 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         docs_url=None,  # served from the package by install_docs, not from a CDN
         redoc_url=None,
         openapi_url=None if hide_docs else "/openapi.json",
-        # The request limits apply before any route: every operation can answer them.
-        responses={413: {"model": ErrorOut}, 431: {"model": ErrorOut}},
+        # The request limits apply before any route: every operation can answer them
+        # (415: a compressed body; on routes with a body, also one not declared as JSON).
+        responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 431: {"model": ErrorOut}},
     )
     app.state.runtime = runtime
     install_error_handlers(app)
@@ -219,8 +220,11 @@ def create_app(settings: Settings | None = None, adapter: QueueAdapter | None = 
         app.include_router(module.router)
     app.include_router(whoami_router)
     install_console(app)
-    # Added first, so it runs inside the request limits below (the last added is outermost).
-    app.add_middleware(FastPublishMiddleware, runtime=runtime, handlers=app.exception_handlers)
+    fast = FastPublisher(runtime, app.exception_handlers)
+    app.fast_publish = fast  # serves publishes before the whole stack (no spans recorded)
+    # Added first, so it runs inside the request limits below (the last added is outermost):
+    # the fast path while spans are recorded (inside the server-span middleware).
+    app.add_middleware(FastPublishMiddleware, fast=fast)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
     app.add_middleware(
         HeaderLimitMiddleware,

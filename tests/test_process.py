@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,3 +93,33 @@ async def test_cli_publish_and_check_config(tmp_path: Path, receiver: Receiver) 
         assert got.json()["data"] == {"from": "cli"}
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        (["serve", "--port", "99999"], {}, "a port is 1-65535, not 99999"),
+        (["serve", "--port", "http"], {}, "not a port number: 'http'"),
+        (["serve"], {"HOOKLINE_PORT": "80a"}, "not a port number: '80a'"),
+        (["serve", "--workers", "0"], {}, "--workers: must be at least 1, not 0"),
+        (["publish", "t", "{}", "--delay-ms", "-5"], {}, "must be at least 0, not -5"),
+    ],
+)
+async def test_the_cli_refuses_bad_arguments_in_one_line(
+    argv: list[str], env: dict[str, str], says: str
+) -> None:
+    """Before this, ``--port 99999`` served on port 34463 (99999 mod 65536) without a word."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        *argv,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert says in err.decode()
+    assert b"Traceback" not in err
+    assert out == b""

@@ -74,6 +74,7 @@ class BuiltinQueueAdapter:
         self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._topics: set[str] = set()
         self._refs: dict[str, list[int]] = {}  # message id -> [references, bytes]
+        self._insight: MemoryInsightStore | None = None
         self._held_bytes = 0
         self._lease_ids = itertools.count(1)
         self._sequence = itertools.count()
@@ -120,6 +121,8 @@ class BuiltinQueueAdapter:
         if ref[0] <= 0:
             del self._refs[envelope.id]
             self._held_bytes -= ref[1]
+            if self._insight is not None:
+                self._insight.release(envelope)
 
     @staticmethod
     def _size(envelope: Envelope) -> int:
@@ -128,20 +131,26 @@ class BuiltinQueueAdapter:
     # -- messages -----------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Fan each message out to the current subscriptions of its topic."""
+        """Fan each message out to the current subscriptions of its topic.
+
+        Per message only what is its own is done (its size, its copies); the targets are
+        looked up once per topic and each queue is woken once.
+        """
+        targets_of: dict[str, list[_SubscriptionQueue]] = {}
         plan: list[tuple[OutgoingMessage, list[_SubscriptionQueue], int]] = []
-        new_messages = 0
         new_bytes = 0
+        size = self._size
         for outgoing in messages:
             topic = outgoing.envelope.topic
-            targets = list(self._by_topic.get(topic, {}).values())
-            size = self._size(outgoing.envelope) if targets else 0
+            targets = targets_of.get(topic)
+            if targets is None:
+                targets = targets_of[topic] = list(self._by_topic.get(topic, {}).values())
             if targets:
-                new_messages += 1
-                new_bytes += size
-            plan.append((outgoing, targets, size))
+                held = size(outgoing.envelope)
+                new_bytes += held
+                plan.append((outgoing, targets, held))
         if (
-            len(self._refs) + new_messages > self._max_messages
+            len(self._refs) + len(plan) > self._max_messages
             or self._held_bytes + new_bytes > self._max_bytes
         ):
             raise CapacityExceededError(
@@ -149,17 +158,32 @@ class BuiltinQueueAdapter:
                 f"held; limits {self._max_messages} messages, {self._max_bytes} bytes): "
                 "receivers are behind, retry later"
             )
-        now = now_ms()
-        for outgoing, targets, size in plan:
-            self._topics.add(outgoing.envelope.topic)
+        self._topics.update(targets_of)
+        self._enqueue(plan)
+        for targets in targets_of.values():
             for queue in targets:
-                copy = _Copy(outgoing.envelope, 1)
-                self._hold(outgoing.envelope, size)
-                if outgoing.deliver_at_ms is not None and outgoing.deliver_at_ms > now:
-                    self._schedule(queue, copy, outgoing.deliver_at_ms)
-                else:
-                    queue.ready.append(copy)
-                    queue.wakeup.set()
+                queue.wakeup.set()
+
+    def _enqueue(self, plan: list[tuple[OutgoingMessage, list[_SubscriptionQueue], int]]) -> None:
+        """Hold each planned message (its copies, its bytes) and queue a copy per target."""
+        now = now_ms()
+        refs = self._refs
+        for outgoing, targets, held in plan:
+            envelope = outgoing.envelope
+            ref = refs.get(envelope.id)
+            if ref is None:
+                refs[envelope.id] = [len(targets), held]
+                self._held_bytes += held
+            else:
+                ref[0] += len(targets)
+            due = outgoing.deliver_at_ms
+            if due is not None and due > now:
+                for queue in targets:
+                    entry = (due, next(self._sequence), _Copy(envelope, 1))
+                    heapq.heappush(queue.scheduled, entry)
+            else:
+                for queue in targets:
+                    queue.ready.append(_Copy(envelope, 1))
 
     def _schedule(self, queue: _SubscriptionQueue, copy: _Copy, due_at_ms: int) -> None:
         heapq.heappush(queue.scheduled, (due_at_ms, next(self._sequence), copy))
@@ -405,8 +429,13 @@ class BuiltinQueueAdapter:
     # -- delivery insight, parking, resend ------------------------------------------------
 
     def insight_store(self, settings: InsightSettings) -> MemoryInsightStore:
-        """Insight in this process's memory, bounded (nothing else could see it anyway)."""
-        return MemoryInsightStore(settings)
+        """Insight in this process's memory, bounded (nothing else could see it anyway).
+
+        It shares the envelope objects the queues hold instead of copying them (one body
+        per message, not two) and is told when a message is let go of (see ``_drop``).
+        """
+        self._insight = MemoryInsightStore(settings, held=self._refs.__contains__)
+        return self._insight
 
     async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
         """Append a fresh copy (attempt 1) to the subscription's queue."""

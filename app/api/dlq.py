@@ -18,10 +18,12 @@ from app.api.schemas import (
     RedriveIn,
     RedriveOut,
 )
+from app.api.strict_json import StrictJsonRoute
 from app.core.models import DlqEntry
 from app.core.topics import TOPIC_PATTERN
 
 router = APIRouter(
+    route_class=StrictJsonRoute,
     prefix="/v1/topics/{topic}/dlq",
     tags=["dlq"],
     dependencies=[Depends(require_scope("dlq"))],

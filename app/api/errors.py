@@ -208,8 +208,29 @@ class HeaderLimitMiddleware:
         await self._app(scope, receive, send)
 
 
+_IDENTITY = (b"", b"identity")
+
+
+def _length_and_encoding(scope: Scope) -> tuple[int | None, str | None]:
+    """The declared ``Content-Length`` (None: absent or not a number) and a
+    ``Content-Encoding`` other than identity (None: the body is as sent).
+    """
+    declared: int | None = None
+    encoding: str | None = None
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                declared = None
+        elif name == b"content-encoding" and value.strip().lower() not in _IDENTITY:
+            encoding = value.decode("latin-1")
+    return declared, encoding
+
+
 class BodyLimitMiddleware:
-    """Answers 413 when a request body is larger than ``max_body_bytes``.
+    """Answers 413 when a request body is larger than ``max_body_bytes`` (and 415 when it
+    says it is compressed: bodies are read as sent).
 
     A declared ``Content-Length`` over the limit is refused before reading; a chunked
     body is counted as it arrives and refused as soon as it passes the limit.
@@ -225,14 +246,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        declared = None
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = None
-                break
+        declared, encoding = _length_and_encoding(scope)
+        if encoding is not None:
+            # A compressed body would be read as if it were not: refuse it plainly.
+            await send_json_error(
+                send,
+                415,
+                "unsupported_content_encoding",
+                f"content-encoding {encoding!r} is not supported: send the body uncompressed",
+            )
+            return
         if declared is not None and declared > self._limit:
             await self._too_large(send)
             return

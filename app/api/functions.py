@@ -26,13 +26,13 @@ from app.api.schemas import (
     Traceparent,
     TtlMs,
 )
-from app.api.strict_json import StrictJsonRoute
+from app.api.strict_json import AnyTypeJsonRoute
 from app.core.codec import decode_json
 from app.core.publisher import PublishRequest
 from app.core.topics import TOPIC_PATTERN
 
 router = APIRouter(
-    route_class=StrictJsonRoute,
+    route_class=AnyTypeJsonRoute,
     tags=["functions"],
     responses={
         401: {"model": ErrorOut},

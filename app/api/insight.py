@@ -24,6 +24,7 @@ from app.api.schemas import (
     Strict,
     SubscriptionOut,
 )
+from app.api.strict_json import StrictJsonRoute
 from app.core.insight import AttemptRecord, EndpointHealth, LastAttempt
 from app.core.insight_service import (
     InsightDisabledError,
@@ -34,6 +35,7 @@ from app.core.models import Subscription
 from app.runtime import Runtime
 
 router = APIRouter(
+    route_class=StrictJsonRoute,
     tags=["insight"],
     responses={
         401: {"model": ErrorOut},

@@ -1,15 +1,18 @@
-r"""Strict JSON request bodies for the publish routes.
+r"""Strict JSON request bodies for every route that takes one.
 
 FastAPI parses bodies with Python's ``json``, which takes ``NaN``, ``Infinity``, ``1e400``
 and lone surrogates (``"\ud800"``). None of them can be delivered as they came: a
 non-finite number would go out as ``null`` and a surrogate has no UTF-8 form, so the
 delivery body could never be built. Routes of :class:`StrictJsonRoute` refuse such a body
-with a 422 naming the value before anything is stored.
+with a 422 naming the value before anything is stored, and a body not declared as JSON
+(or not declared at all) with a 415 (FastAPI would not parse it and would answer that the
+body is not an object).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -18,6 +21,9 @@ from fastapi.routing import APIRoute
 
 from app.api.errors import ApiError
 from app.core.codec import UnrepresentableJsonError, decode_json
+
+_JSON_MEDIA_TYPE = re.compile(r"^\s*application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+"""``application/json`` and its ``+json`` kinds, with any parameters (FastAPI's own rule)."""
 
 
 class StrictJsonRequest(Request):
@@ -43,7 +49,13 @@ def unrepresentable(exc: UnrepresentableJsonError, *, prefix: tuple[str, ...] = 
 
 
 class StrictJsonRoute(APIRoute):
-    """Decodes the body strictly before FastAPI reads it; refuses unrepresentable values."""
+    """Decodes the body strictly before FastAPI reads it; refuses unrepresentable values
+    and bodies not declared as JSON.
+    """
+
+    requires_json_type = True
+    """False for routes that read any body as JSON themselves (the engine's functions,
+    called with ``curl -d``, which declares a form)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, given a :class:`StrictJsonRequest`."""
@@ -52,6 +64,16 @@ class StrictJsonRoute(APIRoute):
         async def strict_handler(request: Request) -> Response:
             strict = StrictJsonRequest(request.scope, request.receive)
             if await strict.body():
+                declared = strict.headers.get("content-type")
+                if self.requires_json_type and (
+                    declared is None or not _JSON_MEDIA_TYPE.match(declared)
+                ):
+                    named = "no content-type" if declared is None else f"content-type {declared!r}"
+                    raise ApiError(
+                        415,
+                        "unsupported_media_type",
+                        f"{named}: the body must be sent as application/json",
+                    )
                 try:
                     await strict.json()
                 except UnrepresentableJsonError as exc:
@@ -61,3 +83,11 @@ class StrictJsonRoute(APIRoute):
             return await handler(strict)
 
         return strict_handler
+
+
+class AnyTypeJsonRoute(StrictJsonRoute):
+    """:class:`StrictJsonRoute` for a route that reads its body as JSON whatever its
+    declared type.
+    """
+
+    requires_json_type = False

@@ -20,6 +20,7 @@ from app.api.schemas import (
     SubscriptionPatch,
     SubscriptionReplace,
 )
+from app.api.strict_json import StrictJsonRoute
 from app.api.subscription_mapping import apply_fields, new_subscription, to_out
 from app.core.ids import new_subscription_id
 from app.core.models import Subscription
@@ -28,6 +29,7 @@ from app.core.topics import TOPIC_PATTERN
 from app.runtime import Runtime
 
 router = APIRouter(
+    route_class=StrictJsonRoute,
     prefix="/v1/subscriptions",
     tags=["subscriptions"],
     dependencies=[Depends(require_scope("subscriptions"))],
@@ -94,11 +96,15 @@ def _shown(subscription: Subscription, runtime: Runtime) -> SubscriptionOut:
 async def replace_subscription(
     subscription_id: SubscriptionId, body: SubscriptionReplace, runtime: RuntimeDep
 ) -> SubscriptionOut:
-    """Full replacement: absent fields return to defaults; the secret is kept unless sent."""
+    """Full replacement: absent fields return to defaults; the secret and the paused state
+    are kept unless sent (they are state, not a definition a client re-sends).
+    """
     current = await runtime.subscriptions.get(subscription_id)
     if body.topic != current.topic:
         raise ApiError(409, "conflict", "a subscription's topic cannot change")
     replacement = new_subscription(subscription_id, body.topic, body, guard=runtime.guard)
+    if "paused" not in body.model_fields_set:
+        replacement = replacement.with_changes(paused=current.paused)
     if "secret" not in body.model_fields_set:
         replacement = replacement.with_changes(
             secret=current.secret,

@@ -56,7 +56,8 @@ def decode_json(raw: bytes | str) -> Any:
 
     Raises :class:`json.JSONDecodeError` for text that is not JSON at all and
     :class:`UnrepresentableJsonError` for ``NaN``, ``Infinity``, ``-Infinity``, a number
-    beyond the double range (``1e400``) or a string (value or key) with a lone surrogate.
+    beyond the double range (``1e400``), an integer of more than
+    :data:`MAX_INTEGER_DIGITS` digits or a string (value or key) with a lone surrogate.
     Valid input costs one orjson parse.
     """
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
@@ -65,7 +66,9 @@ def decode_json(raw: bytes | str) -> Any:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass  # not strict JSON: the stdlib says why, or takes what orjson cannot
-    value = json.loads(raw, parse_constant=_NotANumber, parse_float=_finite_float)
+    value = json.loads(
+        raw, parse_constant=_NotANumber, parse_float=_finite_float, parse_int=_bounded_int
+    )
     problem = _first_problem(value)
     if problem is not None:
         raise problem
@@ -79,6 +82,25 @@ class _NotANumber:
 
     def __init__(self, text: str) -> None:
         self.text = text
+
+
+MAX_INTEGER_DIGITS = 4300
+"""The longest integer a body may hold (CPython's own bound on converting text to ``int``,
+which would otherwise fail the parse with no location)."""
+
+
+class _HugeInteger:
+    """An integer longer than :data:`MAX_INTEGER_DIGITS`, kept as its length."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _bounded_int(text: str) -> int | _HugeInteger:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INTEGER_DIGITS else _HugeInteger(digits)
 
 
 def _finite_float(text: str) -> float | _NotANumber:
@@ -112,6 +134,12 @@ def _first_problem(value: Any) -> UnrepresentableJsonError | None:
                 problem = f"{item.text} is not a JSON number (JSON has no NaN or Infinity)"
             else:
                 problem = f"{item.text} is beyond the range of a JSON number (a double)"
+            return UnrepresentableJsonError(path, problem, "json_number_out_of_range")
+        if isinstance(item, _HugeInteger):
+            problem = (
+                f"an integer of {item.digits} digits is longer than the "
+                f"{MAX_INTEGER_DIGITS} digits a number may have"
+            )
             return UnrepresentableJsonError(path, problem, "json_number_out_of_range")
         if isinstance(item, str):
             if _has_surrogate(item):

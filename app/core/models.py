@@ -245,13 +245,17 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
     """One published message, exactly as stored and (in ``envelope`` mode) delivered.
 
     ``dead_letter`` is set only on the copy published to a ``dead_letter_topic``.
     ``expires_at`` (epoch ms) is the message's deadline: no attempt starts after it.
     Optional, so messages stored before deadlines existed still load.
+
+    Treated as immutable like the other models, but not declared frozen: one is built per
+    message published, and a frozen dataclass of ten fields costs about five times as
+    much to build (~2 µs against ~0.4 µs, measured on the batch publish path).
     """
 
     id: str

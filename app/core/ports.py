@@ -45,9 +45,12 @@ from app.core.insight import (
 from app.core.models import Delivery, DlqEntry, Envelope, Subscription, TopicStats
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutgoingMessage:
-    """A message to publish, optionally not to be delivered before ``deliver_at_ms``."""
+    """A message to publish, optionally not to be delivered before ``deliver_at_ms``.
+
+    Not frozen, as :class:`~app.core.models.Envelope`: one is built per message published.
+    """
 
     envelope: Envelope
     deliver_at_ms: int | None = None

@@ -114,8 +114,17 @@ class SubscriptionService:
         if subscription.dead_letter_topic != current.dead_letter_topic:
             await self._refuse_cycle(subscription)
         updated = subscription.with_changes(created_at=current.created_at)
+        pause_changed = updated.paused != current.paused
+        if pause_changed:
+            updated = updated.with_changes(paused_reason="manual" if updated.paused else None)
+        else:
+            updated = updated.with_changes(paused_reason=current.paused_reason)
         await self._adapter.update_subscription(updated)
         self._changed("updated", updated)
+        if pause_changed and self.on_paused_changed is not None:
+            # A pause or resume through an update is one like any other: retries are
+            # parked, parked messages flow again, the event is published.
+            await self.on_paused_changed(updated, None)
         return updated
 
     async def delete(self, subscription_id: str) -> None:

@@ -21,8 +21,8 @@ import time
 from app.core.models import Subscription
 from app.core.ports import RegistryChanges
 from app.dispatch.context import DeliveryContext
-from app.dispatch.heap import HeapFreezer
 from app.dispatch.worker import OnTrip, SubscriptionWorker
+from app.gc_policy import HeapFreezer
 
 logger = logging.getLogger("hookline.dispatch")
 

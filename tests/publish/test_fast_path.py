@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.api.fastpublish import FastPublishMiddleware
+from app.api.fastpublish import FastPublisher, HooklineApp
 from tests.harness import Hookline, running_hookline
 from tests.receiver import Receiver
 
@@ -46,6 +46,18 @@ BAD: dict[str, tuple[str, bytes, dict[str, str]]] = {
     "long-key": ("/v1/topics/fast/messages", b'{"data": 1}', {"Idempotency-Key": "k" * 256}),
     "enqueue-bad-traceparent": ("/v1/enqueue", b'{"topic": "fast", "traceparent": "00-x"}', {}),
     "function-not-object": ("/v1/functions/queue.enqueue", b"[1]", {}),
+    "topic-with-newline": ("/v1/topics/fast%0A/messages", b'{"data": 1}', {}),
+    "enqueue-topic-with-newline": ("/v1/enqueue", b'{"topic": "fast\\n", "data": 1}', {}),
+    "header-value-newline": (
+        "/v1/topics/fast/messages",
+        b'{"data": 1, "headers": {"k": "v\\n"}}',
+        {},
+    ),
+    "batch-bad-entry": (
+        "/v1/topics/fast/messages/batch",
+        b'{"messages": [{"data": 1}, {"data": 2, "ordering_key": ""}]}',
+        {},
+    ),
 }
 
 
@@ -57,14 +69,12 @@ async def hookline(receiver: Receiver) -> AsyncIterator[Hookline]:
         yield running
 
 
-def fast_path(hookline: Hookline) -> FastPublishMiddleware:
-    """The app's fast path middleware (built with the app's middleware stack)."""
-    node: Any = hookline.app.middleware_stack
-    while node is not None:
-        if isinstance(node, FastPublishMiddleware):
-            return node
-        node = getattr(node, "app", None) or getattr(node, "_app", None)
-    raise AssertionError("no FastPublishMiddleware in the stack")
+def fast_path(hookline: Hookline) -> FastPublisher:
+    """The app's fast path (one per app, whichever layer serves)."""
+    app = hookline.app
+    assert isinstance(app, HooklineApp)
+    assert app.fast_publish is not None
+    return app.fast_publish
 
 
 def shape(response: httpx.Response) -> tuple[int, list[str], Any]:
@@ -224,3 +234,76 @@ async def test_an_ordering_key_is_kept_either_way(
     assert fast_path(hookline).served == (1 if way == "fast" else 0)
     [delivery] = await receiver.wait_for(1)
     assert delivery.json()["ordering_key"] == "order-7"
+
+
+async def test_a_deadline_is_resolved_by_the_route(hookline: Hookline, receiver: Receiver) -> None:
+    """``expires_at``/``ttl_ms`` are the route's alone: published the slow way, with them."""
+    response = await hookline.client.post(
+        "/v1/topics/fast/messages", content=b'{"data": 1, "ttl_ms": 60000}', headers=FAST
+    )
+    assert response.status_code == 202, response.text
+    assert fast_path(hookline).served == 0
+    [got] = await receiver.wait_for(1)
+    assert got.json()["expires_at"] > 0
+
+
+async def test_request_limits_hold_before_the_fast_path() -> None:
+    """The fast path answers before the limit middlewares, so it checks them: too many
+    headers, too many header bytes, a compressed body or a declared body over the limit get
+    the app's 431/415/413.
+    """
+    limits = {"max_headers": 16, "max_header_bytes": 4096, "max_body_bytes": 1024}
+    async with running_hookline("builtin", limits=limits) as hookline:
+        path = "/v1/topics/fast/messages"
+        many = {f"x-h{i}": "v" for i in range(20)}
+        big = {"x-big": "v" * 5000}
+        for extra, status in ((many, 431), (big, 431)):
+            response = await hookline.client.post(
+                path, content=b'{"data": 1}', headers={**FAST, **extra}
+            )
+            assert response.status_code == status, response.text
+        for encoding in ("gzip", "identity, br"):
+            response = await hookline.client.post(
+                path, content=b'{"data": 1}', headers={**FAST, "Content-Encoding": encoding}
+            )
+            assert response.status_code == 415, response.text
+            assert response.json()["error"]["code"] == "unsupported_content_encoding"
+        body = b'{"data": "%s"}' % (b"x" * 2000)
+        response = await hookline.client.post(path, content=body, headers=FAST)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert fast_path(hookline).served == 0
+
+
+async def test_a_chunked_body_is_published_the_slow_way(
+    hookline: Hookline, receiver: Receiver
+) -> None:
+    """A body of undeclared size is left to the body-limit middleware and the route."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"data": '
+        yield b'"chunked"}'
+
+    response = await hookline.client.post(
+        "/v1/topics/fast/messages", content=chunks(), headers=FAST
+    )
+    assert response.status_code == 202, response.text
+    assert fast_path(hookline).served == 0
+    [got] = await receiver.wait_for(1)
+    assert got.json()["data"] == "chunked"
+
+
+async def test_a_batch_with_keys_reports_its_repeats(hookline: Hookline) -> None:
+    """Idempotency keys inside batches: a repeat (also within one batch) gets the first id."""
+    path = "/v1/topics/fast/messages/batch"
+    body = (
+        b'{"messages": [{"data": 1, "idempotency_key": "a"}, {"data": 2, "idempotency_key": "a"}]}'
+    )
+    first = await hookline.client.post(path, content=body, headers=FAST)
+    assert first.status_code == 202, first.text
+    one, two = first.json()["results"]
+    assert one["duplicate"] is False
+    assert two == {"id": one["id"], "duplicate": True}
+    again = await hookline.client.post(path, content=body, headers=SLOW)
+    assert again.json()["results"] == [two, two]
+    assert fast_path(hookline).served == 1

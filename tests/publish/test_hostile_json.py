@@ -25,6 +25,7 @@ HOSTILE = {
     "low-surrogate-in-list": (b'["ok", "x\\udfff"]', "lone UTF-16 surrogate (\\udfff)"),
     "surrogate-key": (b'{"\\ud800": 1}', "lone UTF-16 surrogate (\\ud800)"),
     "raw-surrogate-bytes": (b'"\xed\xa0\x80"', "lone UTF-16 surrogate (\\ud800)"),
+    "huge-integer": (b"9" * 5000, "an integer of 5000 digits is longer than the 4300"),
 }
 """A value placed where ``data`` goes, and what the error must say about it."""
 

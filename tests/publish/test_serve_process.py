@@ -21,7 +21,39 @@ HOSTILE = [
     ("/v1/topics/t/messages/batch", b'{"messages": [{"data": {"\\udc00": 1}}]}', "messages.0.data"),
     ("/v1/enqueue", b'{"topic": "t", "data": 1e400}', "data: 1e400"),
     ("/v1/functions/queue.enqueue", b'{"topic": "t", "data": "\\udbff"}', "data: the string"),
+    ("/v1/topics/t/messages", b'{"data": [1, ' + b"9" * 5000 + b"]}", "data.1: an integer of 5000"),
+    ("/v1/enqueue", b'{"topic": "t", "data": -' + b"9" * 4301 + b"}", "data: an integer of 4301"),
+    (
+        "/v1/subscriptions",
+        b'{"topic": "t", "url": "http://x.test/", "timeout_ms": ' + b"9" * 5000 + b"}",
+        "timeout_ms: an integer",
+    ),
+    (
+        "/v1/subscriptions",
+        b'{"topic": "t", "url": "http://x.test/", "metadata": {"a": NaN}}',
+        "metadata.a: NaN",
+    ),
+    ("/v1/messages/m/resend", b'{"subscription": "\\ud800"}', "subscription: the string"),
 ]
+NOT_JSON = [
+    ("/v1/topics/t/messages", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+    (
+        "/v1/topics/t/messages/batch",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+    ),
+    ("/v1/enqueue", {}, 415, "unsupported_media_type"),
+    ("/v1/subscriptions", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+    ("/v1/topics/t/dlq/redrive", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+    (
+        "/v1/topics/t/messages",
+        {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        415,
+        "unsupported_content_encoding",
+    ),
+]
+"""Bodies not sent as plain JSON: each a 415 that says what to send, nothing stored."""
 W3C = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-01$")
 BODY_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -46,13 +78,23 @@ async def test_serve_refuses_unrepresentable_json_and_traces_every_message(
                 error = response.json()["error"]
                 assert error["code"] == "validation_error"
                 assert error["message"].startswith(where), error
+            for path, headers, status, code in NOT_JSON:
+                response = await client.post(path, content=b'{"data": 1}', headers=headers)
+                assert response.status_code == status, (path, headers, response.text)
+                assert response.json()["error"]["code"] == code
+            typed = await client.post(
+                "/v1/topics/t/messages",
+                content=b'{"data": "typed"}',
+                headers={"Content-Type": "application/cloudevents+json; charset=utf-8"},
+            )
+            assert typed.status_code == 202, typed.text
             plain = await client.post("/v1/topics/t/messages", json={"data": "plain"})
             assert plain.status_code == 202
             engine = await client.post(
                 "/v1/enqueue", json={"topic": "t", "data": "engine", "traceparent": BODY_PARENT}
             )
             assert engine.status_code == 202
-            got = {r.json()["data"]: r for r in await receiver.wait_for(2)}
+            got = {r.json()["data"]: r for r in await receiver.wait_for(3)}
             assert W3C.match(got["plain"].headers["traceparent"])
             assert got["plain"].json()["traceparent"] == got["plain"].headers["traceparent"]
             assert got["engine"].headers["traceparent"] == BODY_PARENT
@@ -62,7 +104,7 @@ async def test_serve_refuses_unrepresentable_json_and_traces_every_message(
                 return bool(info["backlog"] == 0 and info["in_flight"] == 0)
 
             await eventually(settled)
-            assert len(receiver.requests()) == 2
+            assert len(receiver.requests()) == 3
         log = server.log()
         assert "Task exception was never retrieved" not in log
         assert "Traceback" not in log

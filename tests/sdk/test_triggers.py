@@ -192,11 +192,10 @@ async def test_reregistration_on_restart_changes_nothing(hookline_server: ServeP
         await restarted.sync()
         await restarted.sync()
         after = await client.subscriptions.get(name)
-        assert after.paused  # the operator's pause survives the restart
-        assert after.raw | {"updated_at": 0, "paused": False} == before.raw | {
-            "updated_at": 0,
-            "paused": False,
-        }
+        assert after.paused  # the operator's pause survives the restart, and says why
+        assert after.raw["paused_reason"] == "manual"
+        unchanged = {"updated_at": 0, "paused": False, "paused_reason": None}
+        assert after.raw | unchanged == before.raw | unchanged
         assert [s.id for s in await client.subscriptions.list(topic)] == [name]
 
         await client.subscriptions.resume(name)

@@ -227,3 +227,40 @@ async def test_insight_can_be_turned_off(receiver: Receiver) -> None:
         response = await hookline.client.get(f"/v1/messages/{published['id']}")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "insight_disabled"
+
+
+async def test_a_pause_or_resume_by_update_is_one_like_any_other(
+    hookline: Hookline, receiver: Receiver
+) -> None:
+    topic = unique("updated")
+    paused_events = await hookline.subscribe(
+        topic="hookline.subscription.paused", url=receiver.url("/paused")
+    )
+    resumed_events = await hookline.subscribe(
+        topic="hookline.subscription.resumed", url=receiver.url("/resumed")
+    )
+    assert paused_events["id"]
+    assert resumed_events["id"]
+    sub = await hookline.subscribe(topic=topic, url=receiver.url("/hook"))
+    path = f"/v1/subscriptions/{sub['id']}"
+    patched = await hookline.client.patch(path, json={"paused": True})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["paused"] is True
+    assert patched.json()["paused_reason"] == "manual"
+    [event] = await receiver.wait_for(1, "/paused")
+    assert event.json()["data"]["subscription_id"] == sub["id"]
+    assert event.json()["data"]["reason"] == "manual"
+    # A full replacement that does not mention `paused` leaves the subscription paused.
+    replaced = await hookline.client.put(path, json={"topic": topic, "url": receiver.url("/new")})
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["paused"] is True
+    published = await hookline.publish(topic, {"n": 1})
+    await reaches(hookline, published["id"], sub["id"], "parked")
+    assert receiver.requests("/new") == []
+    resumed = await hookline.client.patch(path, json={"paused": False})
+    assert resumed.json()["paused"] is False
+    assert resumed.json()["paused_reason"] is None
+    [got] = await receiver.wait_for(1, "/new")
+    assert got.json()["id"] == published["id"]
+    [event] = await receiver.wait_for(1, "/resumed")
+    assert event.json()["data"]["subscription_id"] == sub["id"]

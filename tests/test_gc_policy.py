@@ -1,4 +1,6 @@
-"""The server process's collector settings (app/gc_tuning.py)."""
+"""The process's collector policy (app/gc_policy.py): settled at start, frozen after
+bursts of new workers (issue 11: a full pass stalled a 10,000-subscription fan-out).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.gc_tuning import YOUNG_THRESHOLD, settle_heap
+from app.gc_policy import YOUNG_THRESHOLD, HeapFreezer, settle_heap
 
 
 @pytest.fixture
@@ -42,3 +44,21 @@ def test_cyclic_garbage_made_after_settling_is_still_collected() -> None:
     a.other, b.other = b, a
     del a, b
     assert gc.collect() >= 2
+
+
+def test_freezes_once_enough_new_workers_accumulated() -> None:
+    freezer = HeapFreezer(after=100)
+    before = gc.get_freeze_count()
+    try:
+        freezer.grew(60)
+        assert freezer.freezes == 0
+        assert gc.get_freeze_count() == before
+        kept = [object() for _ in range(10)]  # noqa: F841 - live state to be frozen
+        tracked = [[i] for i in range(1000)]
+        freezer.grew(40)
+        assert freezer.freezes == 1
+        assert gc.get_freeze_count() >= before + len(tracked)
+        freezer.grew(99)
+        assert freezer.freezes == 1, "the count starts again after each freeze"
+    finally:
+        gc.unfreeze()
