@@ -115,3 +115,16 @@ async def test_a_failed_round_trip_fails_every_call_as_unavailable(
     finally:
         await scripts.close()
         await conn.close()
+
+
+async def test_a_call_that_cannot_be_encoded_fails_alone(
+    connection: RedisConnection, redis_config: dict[str, Any]
+) -> None:
+    prefix = redis_config["key_prefix"]
+    scripts = ScriptCoalescer(connection)
+    await scripts.run(INCR, [f"{prefix}:warm"], [])  # connected: calls are written at once
+    good = scripts.run(INCR, [f"{prefix}:enc"], [])
+    bad = scripts.run(INCR, [f"{prefix}:enc"], [True])
+    results = await asyncio.gather(good, bad, return_exceptions=True)
+    assert results[0] == 1
+    assert isinstance(results[1], rexc.DataError)

@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiormq.abc
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import ChannelFrame
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from app.adapters.rabbitmq import frames
 from app.adapters.rabbitmq.connection import BROKER_ERRORS, Session
@@ -27,6 +29,38 @@ from app.adapters.rabbitmq.connection import BROKER_ERRORS, Session
 ACK_LINGER_S = 0.002
 """Longest wait before delivered messages are acked (batched), unless a quarter of the
 prefetch is waiting already."""
+
+
+_FAST_DELIVER = all(
+    hasattr(aiormq.Channel, name) for name in ("_on_deliver_frame", "_get_frame", "_read_content")
+)
+"""aiormq has the channel internals :func:`_deliver_without_tasks` replaces (7.x)."""
+
+
+def _deliver_without_tasks(
+    channel: aiormq.abc.AbstractChannel, deliver: Callable[[aiormq.abc.DeliveredMessage], None]
+) -> None:
+    """Hand this channel's deliveries to ``deliver`` directly.
+
+    aiormq starts a task per delivered message to run the consumer callback (a coroutine);
+    ours only appends to a buffer, so on a consumer's own channel the delivery is read
+    as aiormq reads it (method, header, body frames) and handed over in place. Any other
+    aiormq version keeps its own path.
+    """
+    if not _FAST_DELIVER or not isinstance(channel, aiormq.Channel):
+        return
+    get_frame = channel._get_frame
+    read_content = channel._read_content
+
+    async def on_deliver_frame(frame: Basic.Deliver) -> None:
+        header = await get_frame()
+        if not isinstance(header, ContentHeader):
+            raise TypeError(f"unexpected frame {header!r} instead of a content header")
+        message = await read_content(frame, header)
+        if frame.consumer_tag in channel.consumers:
+            deliver(message)
+
+    channel._on_deliver_frame = on_deliver_frame  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +132,15 @@ class SubscriptionConsumer:
         underlay = await channel.get_underlay_channel()
         self._underlay = underlay
         underlay.on_consumer_cancel_callbacks.add(self._on_cancel)
+        _deliver_without_tasks(underlay, self._buffered)
         await underlay.basic_qos(prefetch_count=self.prefetch)
         ok = await underlay.basic_consume(self.queue, self._on_message, exclusive=self.exclusive)
         self._tag = ok.consumer_tag
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        self._buffered(message)
+
+    def _buffered(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._buffer.append(message)
         self._wakeup.set()
 

@@ -149,12 +149,23 @@ class RedisMux:
         Raises :class:`redis.exceptions.ConnectionError` or ``TimeoutError`` when the
         connection fails or a reply is late (nothing is retried: a script may have run).
         """
+        replies = self.send(packed, count)
+        if replies is None:
+            await self._connect()
+            replies = self.send(packed, count)
+            if replies is None:
+                lost = self._protocol.lost if self._protocol is not None else None
+                raise rexc.ConnectionError(f"redis connection lost: {lost}")
+        return await replies
+
+    def send(self, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
+        """Write now if connected: a future of the replies (as :meth:`execute` returns or
+        raises them); None when there is no connection yet (:meth:`execute` makes one).
+        """
         protocol = self._protocol
-        if protocol is None or protocol.transport is None:
-            protocol = await self._connect()
-        transport = protocol.transport
-        if transport is None or transport.is_closing():
-            raise rexc.ConnectionError(f"redis connection lost: {protocol.lost}")
+        transport = protocol.transport if protocol is not None else None
+        if protocol is None or transport is None or transport.is_closing():
+            return None
         loop = asyncio.get_running_loop()
         waiting = _Waiting(loop.create_future(), count, loop.time(), [])
         protocol.waiting.append(waiting)
@@ -162,7 +173,7 @@ class RedisMux:
         self.writes += 1
         if self._sweeper is None:
             self._sweeper = loop.call_later(_SWEEP_S, self._sweep)
-        return await waiting.future
+        return waiting.future
 
     def _sweep(self) -> None:
         """Drop the connection when its oldest batch waited past the timeout."""
