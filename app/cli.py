@@ -161,13 +161,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _port(text: str) -> int:
-    """A TCP port, 1-65535 (the OS would take 99999 as 34463 without a word)."""
+    """A TCP port, 0-65535 (0: any free one; the OS would take 99999 as 34463 without a
+    word).
+    """
     try:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, not {port}")
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, not {port}")
     return port
 
 

@@ -483,6 +483,70 @@ def floor_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ab_figures(entry: dict[str, Any]) -> list[tuple[str, float | None, bool]]:
+    """(label, value, higher is better) of one adapter's scenarios, for the A/B table."""
+    if not isinstance(entry, dict):
+        return []
+    out: list[tuple[str, float | None, bool]] = []
+    publish = entry.get("publish") or {}
+    if "single_rate" in publish:
+        out += [
+            ("publish, 1 message per request (msg/s)", publish["single_rate"], True),
+            ("publish, batches of 100 (msg/s)", publish["batch_rate"], True),
+            ("publish CPU-ms per message, single", publish["single_cpu_per_1k"], False),
+            ("publish CPU-ms per message, batch", publish["batch_cpu_per_1k"], False),
+        ]
+    drain = entry.get("drain") or {}
+    if "rate" in drain:
+        out += [
+            ("drain (deliveries/s)", drain["rate"], True),
+            ("drain CPU-ms per delivery", drain["cpu_per_1k"], False),
+        ]
+    sweep = entry.get("sweep") or {}
+    for point in sweep.get("points", []):
+        rate = f"{point['rate']:,.0f}/s"
+        out += [
+            (f"sweep {rate}: p50 (ms)", point["p50_ms"], False),
+            (f"sweep {rate}: p99 (ms)", point["p99_ms"], False),
+            (f"sweep {rate}: CPU-ms per message", point.get("cpu_ms_per_message"), False),
+        ]
+    if "best_rate" in sweep:
+        out.append(("highest rate with p99 <= 20 ms (msg/s)", sweep["best_rate"], True))
+    return out
+
+
+def ab_table(results: dict[str, Any]) -> str:
+    """``--baseline-dir``: each figure on the baseline and on this checkout, same run."""
+    heading = (
+        f"Same-run A/B against `{results.get('baseline_dir')}` (each scenario ran on the "
+        "baseline's app just before this one's):"
+    )
+    lines = [
+        heading,
+        "",
+        "| adapter | figure | baseline | this | this / baseline |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for kind, base in results.get("baseline", {}).items():
+        this = results.get("adapters", {}).get(kind, {})
+        mine = {label: value for label, value, _ in _ab_figures(this)}
+        theirs = _ab_figures(base)
+        labels = [label for label, _, _ in theirs]
+        theirs += [(label, None, True) for label in mine if label not in labels]
+        for label, value, _ in theirs:
+            other = mine.get(label)
+            ratio = (
+                f"{other / value:.2f}"
+                if isinstance(other, int | float) and isinstance(value, int | float) and value
+                else "-"
+            )
+            digits = 3 if "CPU" in label else (1 if "(ms)" in label else 0)
+            lines.append(
+                f"| {kind} | {label} | {fmt(value, digits)} | {fmt(other, digits)} | {ratio} |"
+            )
+    return "\n".join(lines)
+
+
 def lost_total(results: dict[str, Any]) -> list[str]:
     """Every lost message of the run, labelled by where."""
     lost: list[str] = []

@@ -28,7 +28,7 @@ from bench import peer_runner, scenarios
 from bench.common import BENCH, PYTHON, Processes, pin_cores, wait_for_quiet
 from bench.floors import floors
 from bench.receiver import run_loop
-from bench.report import TARGETS_12, floor_lines, lost_total, table, verdicts
+from bench.report import TARGETS_12, ab_table, floor_lines, lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
 from bench.service import HOOKLINE_DIR, WORKERS, UnavailableError, check_adapter_importable
 
@@ -61,6 +61,9 @@ def summary(name: str, result: dict[str, Any]) -> str:
     )
     return f"{name}: {shown}, lost={len(result.get('lost', []))}"
 
+
+BASELINE: dict[str, Path | None] = {"path": None}
+"""``--baseline-dir``: every scenario also runs on that checkout's ``app/``, just before."""
 
 QUIET = {"max_busy": 0.25, "within_s": 0.0, "check": 1.0, "budget_s": 240.0}
 """Waiting for a quiet machine: per scenario at most ``within_s``, in all ``budget_s``."""
@@ -122,13 +125,29 @@ async def run_adapter(
         )
     try:
         for name, scenario in scenarios.SCENARIOS.items():
-            if name in wanted:
-                slot[name] = await guarded(
-                    f"{kind} {name}",
-                    lambda scenario=scenario: scenario(ctx, kind),
-                    errors,
-                    critical,
-                )
+            if name not in wanted:
+                continue
+            baseline = BASELINE["path"]
+            if baseline is not None:
+                # the same scenario on the baseline's app first, then on this one: a
+                # same-run A/B, each pair a minute apart on the same machine
+                this = HOOKLINE_DIR["path"]
+                HOOKLINE_DIR["path"] = baseline
+                try:
+                    results["baseline"].setdefault(kind, {})[name] = await guarded(
+                        f"{kind} {name} (baseline)",
+                        lambda scenario=scenario: scenario(ctx, kind),
+                        errors,
+                        critical,
+                    )
+                finally:
+                    HOOKLINE_DIR["path"] = this
+            slot[name] = await guarded(
+                f"{kind} {name}",
+                lambda scenario=scenario: scenario(ctx, kind),
+                errors,
+                critical,
+            )
     finally:
         shared = ctx.shared.get(kind)
         if shared is not None:
@@ -248,6 +267,8 @@ async def main_async(args: argparse.Namespace) -> int:
         "hookline_dir": args.hookline_dir,
         "sizes": sizes.__dict__,
         "adapters": {},
+        "baseline": {},
+        "baseline_dir": args.baseline_dir,
         "ceilings": {},
         "peers": {},
     }
@@ -267,7 +288,7 @@ async def main_async(args: argparse.Namespace) -> int:
             workdir,
             sizes,
             run_id,
-            share_process=args.quick,
+            share_process=args.quick and not args.baseline_dir,
             profile=args.profile,
         )
         if "receiver" in wanted:
@@ -339,6 +360,8 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
         "",
     ]
     lines += floor_lines(results)
+    if results.get("baseline"):
+        lines += ["", ab_table(results), ""]
     if "rate" in receiver:
         lines.append(
             "Bench receiver alone (raw asyncio client, 32 connections): "
@@ -403,6 +426,11 @@ def main() -> None:
         help="run hookline's app/ from this checkout instead (e.g. a worktree with a fix)",
     )
     parser.add_argument(
+        "--baseline-dir",
+        help="also run every scenario on this checkout's app/ just before (same-run A/B; "
+        "e.g. git archive main app | tar -x -C DIR), with a table of ratios",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="py-spy the hookline process in timed phases"
     )
     parser.add_argument(
@@ -426,6 +454,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.hookline_dir:
         HOOKLINE_DIR["path"] = Path(args.hookline_dir).resolve()
+    if args.baseline_dir:
+        BASELINE["path"] = Path(args.baseline_dir).resolve()
     code = 0
 
     async def runner() -> None:

@@ -368,7 +368,13 @@ async def drain(
         ids = await prequeue(hookline, topic, n, [sub], keys=ordering_keys)
         await ctx.receiver.reset(fail=False)
         await asyncio.sleep(ctx.sizes.settle_s)
-        async with ctx.profiled(hookline, "drain"):
+        # One profile per variant (the insight scenario drains with the log off, then on).
+        phase = "drain" + "".join(
+            f"-{key}-{'on' if value.get('enabled', True) else 'off'}"
+            for key, value in (extra_config or {}).items()
+            if isinstance(value, dict)
+        )
+        async with ctx.profiled(hookline, phase):
             cpu_before = hookline.cpu()
             started = time.monotonic()
             await hookline.resume(sub)
@@ -388,7 +394,7 @@ async def drain(
             "duplicates": checked["duplicates"],
             "lost": checked["lost"],
         }
-        ctx.profile_summary(hookline, "drain", result)
+        ctx.profile_summary(hookline, phase, result)
         return result
     finally:
         await stop_hookline(ctx, hookline)
@@ -397,10 +403,13 @@ async def drain(
 # -- backlog RSS ----------------------------------------------------------------------------
 
 
-async def backlog(ctx: Context, kind: str) -> dict[str, Any]:
+async def backlog(
+    ctx: Context, kind: str, extra_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """RSS of hookline holding N x 1 KB for a paused subscription."""
     n = ctx.sizes.backlog_n
-    hookline = await start_hookline(ctx, kind, f"{kind}-backlog")
+    tag = "-".join(f"{k}" for k in extra_config or {})
+    hookline = await start_hookline(ctx, kind, f"{kind}-backlog{tag}", extra_config)
     try:
         topic = ctx.unique("backlog")
         sub = await hookline.subscribe(
@@ -691,6 +700,24 @@ async def insight_cost(ctx: Context, kind: str) -> dict[str, Any]:
     }
 
 
+async def insight_backlog(ctx: Context, kind: str) -> dict[str, Any]:
+    """Issue 12/13: the backlog's peak RSS with the delivery insight log off, then on (the
+    log's copy of every held message is what it adds).
+    """
+    off = await backlog(ctx, kind, {"insight": {"enabled": False}})
+    on = await backlog(ctx, kind, {"insight": {"enabled": True}})
+    return {
+        "n": on["n"],
+        "peak_rss_mb": on["peak_rss_mb"],
+        "peak_rss_mb_off": off["peak_rss_mb"],
+        "rss_on_vs_off": on["peak_rss_mb"] / off["peak_rss_mb"] if off["peak_rss_mb"] else 0.0,
+        "rss_mb": on["rss_mb"],
+        "rss_mb_off": off["rss_mb"],
+        "start_rss_mb": on["start_rss_mb"],
+        "lost": [],
+    }
+
+
 ORDERED_KEYS = 1_000
 """Issue 14: keys of the ordered drain (each key's messages go one at a time)."""
 
@@ -719,6 +746,7 @@ SCENARIOS = {
     "publish": publish,
     "ordered": ordered_drain,
     "insight": insight_cost,
+    "insight-backlog": insight_backlog,
     "drain": drain,
     "backlog": backlog,
     "latency": latency,

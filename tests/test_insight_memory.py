@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import gc
 
+from app.adapters.builtin import BuiltinQueueAdapter
 from app.adapters.kit.insight_memory import MemoryInsightStore
 from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
 from app.core.models import Envelope, now_ms
+from tests.adapter_helpers import make_msg, make_sub, publish, receive_n
 
 
 def record(sub: str, at: int, n: int = 1) -> AttemptRecord:
@@ -120,3 +122,56 @@ async def test_a_wide_fan_out_keeps_every_subscriptions_marks_and_newest_attempt
     assert all([a.attempt for a in found.attempts[sub]] == [2, 3] for sub in subs)
     assert found.marks["s05"] == StateMark("m", "t", "s05", "parked", start + 9, 3)
     assert found.marks["s06"].state == "scheduled"
+
+
+async def test_the_builtin_store_shares_queued_messages_and_packs_them_when_let_go() -> None:
+    # Issue 12/13: one body per queued message, not the queue's and a copy.
+    adapter = BuiltinQueueAdapter()
+    store = adapter.insight_store(InsightSettings())
+    sub = make_sub("t")
+    await adapter.create_subscription(sub)
+    queued = make_msg("t", {"order": 1, "lines": [{"sku": "a"}]})
+    unrouted = make_msg("elsewhere", {"order": 2})
+    await publish(adapter, queued, unrouted)
+    store.apply(InsightBatch(messages=[queued, unrouted]))
+    assert store._envelopes[queued.id] is queued
+    assert isinstance(store._envelopes[unrouted.id], bytes)  # nothing holds it: packed
+    found = await store.get_message(queued.id)
+    assert found is not None
+    assert found.message is queued
+    deliveries = await receive_n(adapter, sub, 1)
+    await adapter.ack(deliveries)
+    kept = store._envelopes[queued.id]
+    assert isinstance(kept, bytes)  # the queue let go: the compact form, untracked
+    assert not gc.is_tracked(kept)
+    for message in (queued, unrouted):
+        found = await store.get_message(message.id)
+        assert found is not None
+        assert found.message == message
+
+
+async def test_an_attempt_implies_its_mark_and_supersedes_an_older_one() -> None:
+    store = MemoryInsightStore(InsightSettings())
+    start = now_ms()
+    leased = StateMark("m", "t", "s1", "in_flight", start, 1)
+    store.apply(InsightBatch(marks=[leased, StateMark("m", "t", "s2", "filtered", start)]))
+    failed = AttemptRecord("m", "t", "s1", 1, start, 2.0, 500, "http 500", "scheduled", "x", 9)
+    store.apply(InsightBatch(attempts=[failed], marks=[failed.mark()]))
+    assert [m for m in store._marks["m"] if m in ("s1", "s2")] == ["s2"]  # s1's: implied
+    found = await store.get_message("m")
+    assert found is not None
+    assert found.marks["s1"] == StateMark("m", "t", "s1", "scheduled", start + 2, 1, 9)
+    assert found.marks["s2"].state == "filtered"
+    parked = StateMark("m", "t", "s1", "parked", start + 5, 1)
+    store.apply(InsightBatch(marks=[parked]))
+    found = await store.get_message("m")
+    assert found is not None
+    assert found.marks["s1"] == parked  # newer than the attempt
+    ok = AttemptRecord("m", "t", "s1", 2, start + 9, 1.0, 200, "delivered", "delivered")
+    # An implied mark whose attempt is not in its batch is kept as any mark.
+    store.apply(InsightBatch(attempts=[ok]))
+    store.apply(InsightBatch(marks=[ok.mark()]))
+    found = await store.get_message("m")
+    assert found is not None
+    assert found.marks["s1"].state == "delivered"
+    assert [a.attempt for a in found.attempts["s1"]] == [1, 2]

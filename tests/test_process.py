@@ -98,7 +98,7 @@ async def test_cli_publish_and_check_config(tmp_path: Path, receiver: Receiver) 
 @pytest.mark.parametrize(
     ("argv", "env", "says"),
     [
-        (["serve", "--port", "99999"], {}, "a port is 1-65535, not 99999"),
+        (["serve", "--port", "99999"], {}, "a port is 0-65535, not 99999"),
         (["serve", "--port", "http"], {}, "not a port number: 'http'"),
         (["serve"], {"HOOKLINE_PORT": "80a"}, "not a port number: '80a'"),
         (["serve", "--workers", "0"], {}, "--workers: must be at least 1, not 0"),

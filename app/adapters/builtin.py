@@ -74,6 +74,7 @@ class BuiltinQueueAdapter:
         self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self._topics: set[str] = set()
         self._refs: dict[str, list[int]] = {}  # message id -> [references, bytes]
+        self._insight: MemoryInsightStore | None = None
         self._held_bytes = 0
         self._lease_ids = itertools.count(1)
         self._sequence = itertools.count()
@@ -120,6 +121,8 @@ class BuiltinQueueAdapter:
         if ref[0] <= 0:
             del self._refs[envelope.id]
             self._held_bytes -= ref[1]
+            if self._insight is not None:
+                self._insight.release(envelope)
 
     @staticmethod
     def _size(envelope: Envelope) -> int:
@@ -426,8 +429,13 @@ class BuiltinQueueAdapter:
     # -- delivery insight, parking, resend ------------------------------------------------
 
     def insight_store(self, settings: InsightSettings) -> MemoryInsightStore:
-        """Insight in this process's memory, bounded (nothing else could see it anyway)."""
-        return MemoryInsightStore(settings)
+        """Insight in this process's memory, bounded (nothing else could see it anyway).
+
+        It shares the envelope objects the queues hold instead of copying them (one body
+        per message, not two) and is told when a message is let go of (see ``_drop``).
+        """
+        self._insight = MemoryInsightStore(settings, held=self._refs.__contains__)
+        return self._insight
 
     async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
         """Append a fresh copy (attempt 1) to the subscription's queue."""

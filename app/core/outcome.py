@@ -8,9 +8,13 @@ from app.core.models import LastError, RetryPolicy
 from app.core.retry import has_retries_left, retry_delay_ms
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendResult:
-    """What one HTTP attempt produced. ``status`` is None when no response came."""
+    """What one HTTP attempt produced. ``status`` is None when no response came.
+
+    Not frozen: one is made per attempt, and a frozen dataclass's ``__init__`` costs twice
+    as much (nothing changes one after it is made).
+    """
 
     status: int | None
     reason: str

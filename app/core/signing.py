@@ -8,8 +8,8 @@ with any Standard Webhooks library.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
-import hashlib
 import hmac
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
@@ -30,11 +30,28 @@ def secret_key_bytes(secret: str) -> bytes:
     return secret.encode()
 
 
+class Signer:
+    """Signs deliveries with one secret: the keyed HMAC state is made once and copied for
+    each delivery (a fresh ``hmac.new`` pads and hashes the key again every time).
+    """
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secret: str) -> None:
+        """``secret``: a ``whsec_`` secret or a plain string (see :func:`secret_key_bytes`)."""
+        self._keyed = hmac.new(secret_key_bytes(secret), digestmod="sha256")
+
+    def sign(self, message_id: str, timestamp: int, body: bytes) -> str:
+        """The signature of one delivery, ``v1,<base64>``."""
+        mac = self._keyed.copy()
+        mac.update(f"{message_id}.{timestamp}.".encode())
+        mac.update(body)
+        return "v1," + binascii.b2a_base64(mac.digest(), newline=False).decode()
+
+
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value for one delivery."""
-    to_sign = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key_bytes(secret), to_sign, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    return Signer(secret).sign(message_id, timestamp, body)
 
 
 def is_valid_secret(secret: str) -> bool:

@@ -9,6 +9,11 @@ sooner (nearly all) writes only its outcome, and a slow one shows ``in_flight`` 
 delay. An explicit :meth:`InsightRecorder.flush` writes everything at once. When the store
 fails or falls behind by ``MAX_PENDING`` facts, facts are dropped and counted: insight is a
 log, never a reason to slow or stop delivery.
+
+Every delivery passes through :meth:`InsightRecorder.mark` and
+:meth:`InsightRecorder.attempt`, so they do the least possible: a dict or list operation
+and a counter (the bound), no wait for the flusher (it is woken once per flush, and a
+timer, not a ``wait_for`` per loop, brings it back for held ``in_flight`` marks).
 """
 
 from __future__ import annotations
@@ -51,7 +56,12 @@ class InsightRecorder:
         self._attempts: list[AttemptRecord] = []
         self._marks: dict[tuple[str, str], StateMark] = {}
         self._in_flight: dict[tuple[str, str], StateMark] = {}
+        self._held = 0
+        """Facts taken since the last flush (an upper bound of those waiting): the bound."""
+        self._woken = False
+        """The flusher was woken for what is collected (one ``Event.set`` per flush)."""
         self._wakeup = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._writing: asyncio.Lock = asyncio.Lock()
 
@@ -60,54 +70,71 @@ class InsightRecorder:
         """True when facts are kept."""
         return self.store is not None
 
-    def _pending(self) -> int:
-        return len(self._messages) + len(self._attempts) + len(self._marks) + len(self._in_flight)
-
-    def _room(self) -> bool:
-        if self._pending() < MAX_PENDING:
-            return True
+    def _dropped(self) -> None:
         if self._metrics is not None:
             self._metrics.insight_facts_dropped(1)
-        return False
+
+    def _wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._wakeup.set()
 
     def message(self, envelope: Envelope) -> None:
         """A message was accepted."""
-        if self.store is not None and self._room():
-            self._messages.append(envelope)
-            self._wakeup.set()
+        if self.store is None:
+            return
+        if self._held >= MAX_PENDING:
+            self._dropped()
+            return
+        self._held += 1
+        self._messages.append(envelope)
+        self._wake()
 
     def messages(self, envelopes: list[Envelope]) -> None:
         """Messages were accepted together (one publish: one check, one wakeup)."""
         if self.store is None:
             return
-        room = MAX_PENDING - self._pending()
+        room = MAX_PENDING - self._held
         if room < len(envelopes):
             if self._metrics is not None:
                 self._metrics.insight_facts_dropped(len(envelopes) - max(room, 0))
             envelopes = envelopes[: max(room, 0)]
         if envelopes:
+            self._held += len(envelopes)
             self._messages.extend(envelopes)
-            self._wakeup.set()
+            self._wake()
 
     def mark(self, mark: StateMark) -> None:
         """A copy changed state (leased, filtered, parked...)."""
-        if self.store is not None and self._room():
-            key = (mark.message_id, mark.subscription_id)
-            if mark.state == "in_flight":
-                self._in_flight[key] = mark  # held: its outcome usually follows at once
-            else:
-                self._in_flight.pop(key, None)
-                self._marks[key] = mark
-                self._wakeup.set()
+        if self.store is None:
+            return
+        if self._held >= MAX_PENDING:
+            self._dropped()
+            return
+        self._held += 1
+        key = (mark.message_id, mark.subscription_id)
+        if mark.state == "in_flight":
+            self._in_flight[key] = mark  # held: its outcome usually follows at once
+            if self._timer is None and self._task is not None:
+                self._hold_timer()
+            return
+        self._in_flight.pop(key, None)
+        self._marks[key] = mark
+        self._wake()
 
     def attempt(self, record: AttemptRecord) -> None:
         """An attempt ended; its mark follows from it."""
-        if self.store is not None and self._room():
-            self._attempts.append(record)
-            key = (record.message_id, record.subscription_id)
-            self._in_flight.pop(key, None)
-            self._marks[key] = record.mark()
-            self._wakeup.set()
+        if self.store is None:
+            return
+        if self._held >= MAX_PENDING:
+            self._dropped()
+            return
+        self._held += 1
+        self._attempts.append(record)
+        key = (record.message_id, record.subscription_id)
+        self._in_flight.pop(key, None)
+        self._marks[key] = record.mark()
+        self._wake()
 
     def start(self) -> None:
         """Start the flusher."""
@@ -116,6 +143,9 @@ class InsightRecorder:
 
     async def stop(self) -> None:
         """Flush what is left and stop."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,6 +171,8 @@ class InsightRecorder:
             return
         async with self._writing:
             in_flight = self._due_in_flight(hold)
+            self._held = len(self._in_flight)
+            self._woken = False
             if not (self._messages or self._attempts or self._marks or in_flight):
                 return
             # A held in_flight mark is newer than any mark of its key still collected.
@@ -154,14 +186,22 @@ class InsightRecorder:
                 if self._metrics is not None:
                     self._metrics.insight_facts_dropped(len(batch))
 
+    def _hold_timer(self) -> None:
+        """Come back for held marks after the hold, even if nothing else arrives."""
+        self._timer = asyncio.get_running_loop().call_later(
+            IN_FLIGHT_HOLD_MS / 1000, self._held_due
+        )
+
+    def _held_due(self) -> None:
+        self._timer = None
+        self._wakeup.set()
+
     async def _run(self) -> None:
         interval = self._settings.flush_interval_ms / 1000
         while True:
-            if self._in_flight:  # come back for held marks even if nothing else arrives
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), IN_FLIGHT_HOLD_MS / 1000)
-            else:
-                await self._wakeup.wait()
+            if self._in_flight and self._timer is None:
+                self._hold_timer()
+            await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(interval)  # let facts accumulate into one batch
             await self._flush(hold=True)

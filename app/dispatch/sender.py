@@ -19,12 +19,14 @@ response) becomes a :class:`SendResult`; nothing raises out of :meth:`WebhookSen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Mapping
 from datetime import timedelta
 
+from pyreqwest.client import Client
 from pyreqwest.exceptions import (
     BodyDecodeError,
     ConnectError,
@@ -33,11 +35,10 @@ from pyreqwest.exceptions import (
     RequestTimeoutError,
 )
 from pyreqwest.http import Url
-from pyreqwest.response import Response
 
 from app.core.outcome import BLOCKED, SendResult
 from app.core.redact import redact
-from app.dispatch.clients import ClientKey, PinnedClient, PinnedClients
+from app.dispatch.clients import ClientKey, PinnedClients
 from app.dispatch.guard import BlockedDestinationError, DestinationGuard, literal_address
 from app.dispatch.resolver import GuardedResolver
 
@@ -68,7 +69,7 @@ class _Target:
     the guard allows it (the rules never change while the process runs).
     """
 
-    __slots__ = ("destination", "host", "name", "refusal", "url")
+    __slots__ = ("addresses", "destination", "host", "keys", "name", "refusal", "url")
 
     def __init__(self, url: str, guard: DestinationGuard) -> None:
         parsed = Url(url)  # the parser reqwest uses: the host is spelled as it will look it up
@@ -82,12 +83,25 @@ class _Target:
         """The name to resolve; None when the host is a literal address."""
         self.destination: Destination = (parsed.scheme, host, port)
         self.refusal: str | None = None
+        self.addresses: list[str] | None = None
+        """The resolver's answer ``keys`` were made from (a name's; None for a literal)."""
+        self.keys: list[ClientKey] = []
+        """The pinned clients to try, in order: a literal's one, or the last answer's."""
         if self.name is None:
             address = literal_address(host)
             if address is None:
                 raise ValueError(f"unreadable host in {url!r}")
             if not guard.allows_address(address, host):
                 self.refusal = f"destination {host} is a loopback, private or metadata address"
+            self.keys = [(parsed.scheme, host, port, None)]
+
+    def keys_for(self, addresses: list[str]) -> list[ClientKey]:
+        """One client key per allowed address of the answer (made once per answer)."""
+        if addresses is not self.addresses:
+            scheme, host, port = self.destination
+            self.keys = [(scheme, host, port, address) for address in addresses]
+            self.addresses = addresses
+        return self.keys
 
 
 class WebhookSender:
@@ -154,22 +168,27 @@ class WebhookSender:
         clients = self._clients
         if clients is None:
             raise RuntimeError("WebhookSender.start() was not called")
-        started = time.perf_counter()
-        try:
-            target = self._target(url)
-        except ValueError as exc:
-            return _failed("connection_error", f"invalid URL: {exc}", started)
-        if target.refusal is not None:
-            return _failed(BLOCKED, target.refusal, started)
-        async with self._slots.hold(target.destination):
-            return await self._send(clients, target, body, headers, timeout_ms)
-
-    def _target(self, url: str) -> _Target:
         target = self._targets.get(url)
         if target is None:
-            if len(self._targets) >= MAX_CACHED_TARGETS:
-                self._targets.clear()
-            target = self._targets[url] = _Target(url, self._resolver.guard)
+            try:
+                target = self._target(url)
+            except ValueError as exc:
+                return _failed("connection_error", f"invalid URL: {exc}", time.perf_counter())
+        if target.refusal is not None:
+            return _failed(BLOCKED, target.refusal, time.perf_counter())
+        slots = self._slots
+        destination = target.destination
+        if not slots.try_take(destination):  # free slots are taken without a suspension
+            await slots.take(destination)
+        try:
+            return await self._send(clients, target, body, headers, timeout_ms)
+        finally:
+            slots.give(destination)
+
+    def _target(self, url: str) -> _Target:
+        if len(self._targets) >= MAX_CACHED_TARGETS:
+            self._targets.clear()
+        target = self._targets[url] = _Target(url, self._resolver.guard)
         return target
 
     async def _send(
@@ -180,21 +199,27 @@ class WebhookSender:
         headers: Mapping[str, str],
         timeout_ms: int,
     ) -> SendResult:
+        """Resolve (a name), then exchange with each allowed address until one connects."""
         started = time.perf_counter()
         deadline = started + timeout_ms / 1000
+        if target.name is None:
+            keys = target.keys
+        else:
+            resolved = await self._client_keys(target, timeout_ms, started)
+            if isinstance(resolved, SendResult):
+                return resolved
+            keys = resolved
+        last = len(keys) - 1
         progress = _Progress()
-        keys = await self._client_keys(target, timeout_ms, started)
-        if isinstance(keys, SendResult):
-            return keys
         for index, key in enumerate(keys):
             entry = clients.acquire(key)
             try:
-                return await self._exchange(entry, target, body, headers, deadline, progress)
+                return await self._exchange(entry.client, target, body, headers, deadline, progress)
             except RequestTimeoutError:
                 return _failed("timeout", progress.timed_out(timeout_ms), started)
             except ConnectError as exc:
                 # Refused or unreachable at this address: the next allowed one may answer.
-                if index + 1 == len(keys) or time.perf_counter() >= deadline:
+                if index == last or time.perf_counter() >= deadline:
                     return _failed("connection_error", progress.failed(exc), started)
             except DecodeError as exc:
                 reason = "invalid_response"
@@ -207,38 +232,25 @@ class WebhookSender:
                 entry.release()
         raise AssertionError("unreachable: the last address returns")  # pragma: no cover
 
-    async def _client_keys(
-        self, target: _Target, timeout_ms: int, started: float
-    ) -> list[ClientKey] | SendResult:
-        """One pinned client per allowed address of the host, or why there is none."""
-        scheme, host, port = target.destination
-        if target.name is None:
-            return [(scheme, host, port, None)]
-        try:
-            addresses = self._resolver.cached(target.name, port)
-            if addresses is None:
-                async with asyncio.timeout(timeout_ms / 1000):
-                    addresses = await self._resolver.resolve(target.name, port)
-        except BlockedDestinationError as exc:
-            return _failed(BLOCKED, str(exc), started)
-        except TimeoutError:
-            return _failed("timeout", f"{host} not resolved within {timeout_ms} ms", started)
-        except (OSError, ValueError) as exc:
-            return _failed("connection_error", f"cannot resolve {host}: {exc}", started)
-        return [(scheme, host, port, address) for address in addresses]
-
     async def _exchange(
         self,
-        entry: PinnedClient,
+        client: Client,
         target: _Target,
         body: bytes,
         headers: Mapping[str, str],
         deadline: float,
         progress: _Progress,
     ) -> SendResult:
+        """One request and its answer, read up to ``max_response_bytes``.
+
+        The usual exchange (a short answer) resumes this coroutine once for the head and
+        once for the body, or not at all for the body when it is announced empty. The rest
+        of a longer body is never read: leaving the response closes the connection instead
+        of draining gigabytes into it.
+        """
         started = time.perf_counter()
         request = (
-            entry.client.post(target.url)
+            client.post(target.url)
             .headers(headers)
             .body_bytes(body)
             .timeout(self._timeout(deadline - started))
@@ -246,17 +258,57 @@ class WebhookSender:
             .streamed_read_buffer_limit(0)
             .build_streamed()
         )
+        limit = self._max_response_bytes
+        chunks: list[bytes] = []
         async with request as response:
-            progress.status = response.status
-            retry_after = parse_retry_after(response.get_header("Retry-After"))
-            excerpt = await self._read_excerpt(response, progress)
+            status = progress.status = response.status
+            ok = 200 <= status < 300
+            retry_after = None if ok else parse_retry_after(response.get_header("Retry-After"))
+            length = response.get_header("Content-Length")
+            if limit > 0 and length != "0":
+                # A length announced within the cap ends the read without waiting for a
+                # last, empty chunk.
+                want = int(length) if length is not None and length.isdigit() else limit
+                reader = response.body_reader
+                while progress.body_bytes < min(want, limit):
+                    chunk = await reader.read_chunk()
+                    if chunk is None:
+                        break
+                    data = bytes(chunk)[: limit - progress.body_bytes]
+                    chunks.append(data)
+                    progress.body_bytes += len(data)
+        excerpt = None
+        if chunks and not ok:  # a 2xx's answer is never kept
+            excerpt = redact(b"".join(chunks)[:EXCERPT_CHARS].decode("utf-8", "replace"))
         return SendResult(
-            progress.status,
-            _reason(progress.status),
+            status,
+            _reason(status),
             excerpt,
             retry_after_ms=retry_after,
             duration_ms=_since(started),
         )
+
+    async def _client_keys(
+        self, target: _Target, timeout_ms: int, started: float
+    ) -> list[ClientKey] | SendResult:
+        """One pinned client per allowed address of the host's name, or why there is none."""
+        host = target.host
+        name = target.name
+        port = target.destination[2]
+        if name is None:  # pragma: no cover - literals never get here
+            return target.keys
+        try:
+            addresses = self._resolver.cached(name, port)
+            if addresses is None:
+                async with asyncio.timeout(timeout_ms / 1000):
+                    addresses = await self._resolver.resolve(name, port)
+        except BlockedDestinationError as exc:
+            return _failed(BLOCKED, str(exc), started)
+        except TimeoutError:
+            return _failed("timeout", f"{host} not resolved within {timeout_ms} ms", started)
+        except (OSError, ValueError) as exc:
+            return _failed("connection_error", f"cannot resolve {host}: {exc}", started)
+        return target.keys_for(addresses)
 
     def _timeout(self, seconds: float) -> timedelta:
         """The attempt's remaining time; the usual whole-attempt values are built once."""
@@ -267,28 +319,6 @@ class WebhookSender:
                 self._timeouts.clear()
             timeout = self._timeouts[milliseconds] = timedelta(milliseconds=milliseconds)
         return timeout
-
-    async def _read_excerpt(self, response: Response, progress: _Progress) -> str | None:
-        """Read at most ``max_response_bytes``; keep the start as text for the DLQ.
-
-        The rest of a longer body is never read: leaving the response closes the
-        connection instead of draining gigabytes into it.
-        """
-        limit = self._max_response_bytes
-        if limit <= 0:
-            return None
-        chunks: list[bytes] = []
-        reader = response.body_reader
-        while progress.body_bytes < limit:
-            chunk = await reader.read_chunk()
-            if chunk is None:
-                break
-            data = bytes(chunk)[: limit - progress.body_bytes]
-            chunks.append(data)
-            progress.body_bytes += len(data)
-        if not chunks:
-            return None
-        return redact(b"".join(chunks)[:EXCERPT_CHARS].decode("utf-8", "replace"))
 
 
 def _failed(reason: str, detail: str, started: float) -> SendResult:
@@ -308,44 +338,10 @@ def _explain(exc: BaseException) -> str:
     return ": ".join(parts)
 
 
-class _Slots:
-    """Connection budgets: one semaphore per destination inside one global semaphore.
-
-    The destination's slot is taken first, so attempts to a dead receiver queue on their
-    own semaphore and never sit in the global queue ahead of healthy destinations.
-    A destination's semaphore is dropped once nobody holds or awaits it.
-    """
-
-    def __init__(self, total: int, per_destination: int) -> None:
-        self._total = asyncio.Semaphore(total)
-        self._per_destination = per_destination
-        self._destinations: dict[Destination, tuple[asyncio.Semaphore, int]] = {}
-
-    @property
-    def destinations(self) -> int:
-        """Destinations with an attempt holding or awaiting a slot now."""
-        return len(self._destinations)
-
-    @asynccontextmanager
-    async def hold(self, key: Destination) -> AsyncIterator[None]:
-        """Hold one slot of ``key``'s budget and one of the global budget."""
-        semaphore, users = self._destinations.get(key, (None, 0))
-        if semaphore is None:
-            semaphore = asyncio.Semaphore(self._per_destination)
-        self._destinations[key] = (semaphore, users + 1)
-        try:
-            async with semaphore, self._total:
-                yield
-        finally:
-            semaphore, users = self._destinations[key]
-            if users <= 1:
-                del self._destinations[key]
-            else:
-                self._destinations[key] = (semaphore, users - 1)
-
-
 class _Progress:
     """How far one exchange got, to describe a failure."""
+
+    __slots__ = ("body_bytes", "status")
 
     def __init__(self) -> None:
         self.status: int = 0
@@ -363,6 +359,114 @@ class _Progress:
 
     def failed(self, exc: BaseException) -> str:
         return f"{type(exc).__name__} {self._where()}: {_explain(exc)}"
+
+
+class _Gate:
+    """A first-come, first-served counting gate: ``size`` holders at once.
+
+    A free slot is taken without suspending (:meth:`try_take`); a given-back slot goes
+    straight to the longest waiter.
+    """
+
+    __slots__ = ("free", "line", "users")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.line: deque[asyncio.Future[None]] = deque()
+        self.users = 0
+        """Holders and waiters (a destination's gate is dropped when none is left)."""
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self.line:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.line.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self.line.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        while self.line:
+            waiter = self.line.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to it, still taken
+                return
+        self.free += 1
+
+
+class _Slots:
+    """Connection budgets: one gate per destination inside one global gate.
+
+    The destination's slot is taken first, so attempts to a dead receiver queue on their
+    own gate and never sit in the global queue ahead of healthy destinations.
+    A destination's gate is dropped once nobody holds or awaits it.
+    """
+
+    def __init__(self, total: int, per_destination: int) -> None:
+        self._total = _Gate(total)
+        self._per_destination = per_destination
+        self._destinations: dict[Destination, _Gate] = {}
+
+    @property
+    def destinations(self) -> int:
+        """Destinations with an attempt holding or awaiting a slot now."""
+        return len(self._destinations)
+
+    def try_take(self, key: Destination) -> bool:
+        """Take a slot of ``key``'s budget and one of the global budget if both are free
+        now (nobody waiting ahead); False, holding nothing, otherwise.
+        """
+        gate = self._destinations.get(key)
+        if gate is None:
+            gate = _Gate(self._per_destination)
+        if gate.try_take():
+            if self._total.try_take():
+                gate.users += 1
+                self._destinations[key] = gate
+                return True
+            gate.give()
+        return False
+
+    async def take(self, key: Destination) -> None:
+        """Wait for a slot of ``key``'s budget, then one of the global budget."""
+        gate = self._destinations.get(key)
+        if gate is None:
+            gate = self._destinations[key] = _Gate(self._per_destination)
+        gate.users += 1
+        try:
+            await gate.take()
+            try:
+                await self._total.take()
+            except BaseException:
+                gate.give()
+                raise
+        except BaseException:
+            self._drop(key, gate)
+            raise
+
+    def give(self, key: Destination) -> None:
+        """Give back what :meth:`try_take` or :meth:`take` got for ``key``."""
+        self._total.give()
+        gate = self._destinations[key]
+        gate.give()
+        self._drop(key, gate)
+
+    def _drop(self, key: Destination, gate: _Gate) -> None:
+        gate.users -= 1
+        if gate.users <= 0:
+            del self._destinations[key]
 
 
 def _since(started: float) -> float:

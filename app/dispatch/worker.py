@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -38,15 +38,16 @@ from app.core.ids import new_dlq_id
 from app.core.insight import AttemptRecord, MessageState, NextStep, StateMark
 from app.core.models import Delivery, DlqEntry, LastError, Subscription, now_ms
 from app.core.ordering import OWNERSHIP_RENEW_S
-from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, classify
+from app.core.outcome import DeadLetter, Delivered, Outcome, RetryLater, SendResult, classify
 from app.core.ports import OrderingPort
 from app.core.publisher import PublishRequest
 from app.core.rate_limit import LocalRateLimiter, RateLimiter
 from app.core.redact import mask_url_credentials
-from app.core.tracing import annotate_attempt, delivery_span, trace_headers
+from app.core.tracing import annotate_attempt, delivery_span, trace_headers, tracing_enabled
 from app.dispatch.context import DeliveryContext
+from app.dispatch.guard import DestinationGuard
 from app.dispatch.ordering import KeyGate, hold_bound
-from app.dispatch.payload import build_body, build_headers
+from app.dispatch.payload import HeaderPlan, build_body
 from app.dispatch.wire import WireSlots
 
 logger = logging.getLogger("hookline.dispatch")
@@ -108,6 +109,10 @@ class SubscriptionWorker:
         self._publisher = context.publisher
         self._metrics = context.metrics
         self._guard = context.guard
+        self._checked_url: str | None = None
+        self._url_refusal: str | None = None
+        self._plan: HeaderPlan | None = None
+        self._planned: Subscription | None = None
         self._max_dead_letter_hops = context.max_dead_letter_hops
         self._conditions = context.conditions
         self._subscription = subscription
@@ -381,8 +386,15 @@ class SubscriptionWorker:
         started = now_ms()
         clock = time.perf_counter()
         self._mark(delivery, "in_flight", started)
-        outcome = _within_deadline(delivery, await self._attempt(subscription, delivery))
+        outcome = await self._attempt(subscription, delivery)
+        if delivery.message.expires_at is not None:
+            outcome = _within_deadline(delivery, outcome)
         duration_ms = (time.perf_counter() - clock) * 1000
+        if isinstance(outcome, Delivered):  # the usual end: no backend call to wait for
+            self._metrics.delivered(subscription, delivery)
+            self._ack(delivery)
+            self._observe(subscription, delivery, outcome, started, duration_ms)
+            return
         if self._parking and _endpoint_failure(outcome):
             await self._park(subscription, delivery, (outcome, started, duration_ms))
             return
@@ -520,6 +532,10 @@ class SubscriptionWorker:
         duration_ms: float,
     ) -> None:
         """Record the attempt and follow the failure streak (may trip the auto-pause)."""
+        if isinstance(outcome, Delivered):
+            self._log_attempt(delivery, outcome, started, duration_ms, "delivered")
+            self._streak.success()
+            return
         if isinstance(outcome, Filtered):
             self._mark(delivery, "filtered", now_ms())
             return
@@ -613,7 +629,7 @@ class SubscriptionWorker:
         self, subscription: Subscription, delivery: Delivery
     ) -> Outcome | Filtered | Expired:
         message = delivery.message
-        if expired(message.expires_at, now_ms()):
+        if message.expires_at is not None and expired(message.expires_at, now_ms()):
             return _expired(delivery, "before attempt")
         if self._condition is not None:
             try:
@@ -624,13 +640,37 @@ class SubscriptionWorker:
                 self._metrics.condition_failed(subscription, kind)
                 return DeadLetter(LastError(reason="condition_error", body_excerpt=str(exc)))
         if self._guard is not None:
-            refusal = await self._guard.check(subscription.url)
+            refusal = await self._refusal(self._guard, subscription.url)
             if refusal is not None:
                 return DeadLetter(LastError(reason="blocked_destination", body_excerpt=refusal))
         if subscription.rate_limit is not None:
             await self._wait_for_token(subscription)
             if expired(message.expires_at, now_ms()):
                 return _expired(delivery, "while waiting for the rate limit")
+        if tracing_enabled():
+            result = await self._traced_send(subscription, delivery)
+        else:
+            # Nothing records spans: the stored context goes on as it is, and the receiver
+            # still joins the publisher's trace (no span machinery per attempt).
+            carrier = trace_headers(message.traceparent, message.baggage)
+            result = await self._send(subscription, delivery, carrier, trace.INVALID_SPAN)
+        if isinstance(result, DeadLetter):
+            return result
+        self._metrics.attempt(subscription, result)
+        return classify(result, delivery.attempt, subscription.retry)
+
+    async def _refusal(self, guard: DestinationGuard, url: str) -> str | None:
+        """The guard's verdict on ``url`` (a literal address), asked once per URL."""
+        if url != self._checked_url:
+            self._url_refusal = await guard.check(url)
+            self._checked_url = url
+        return self._url_refusal
+
+    async def _traced_send(
+        self, subscription: Subscription, delivery: Delivery
+    ) -> SendResult | DeadLetter:
+        """:meth:`_send` inside the attempt's CONSUMER span, which gets the outcome."""
+        message = delivery.message
         with delivery_span(
             message.topic,
             message.id,
@@ -638,30 +678,37 @@ class SubscriptionWorker:
             subscription.id,
             message.traceparent,
             message.baggage,
-        ) as (span, trace_headers):
-            try:
-                body = build_body(subscription, delivery)
-                headers = build_headers(subscription, delivery, body, trace_headers)
-            except Exception as exc:  # noqa: BLE001 - a message that can never be sent
-                return self._unbuildable(span, subscription, delivery, exc)
-            window = self._window
-            ticket = window.ticket() if window is not None else 0
-            result = await self._sender.send(
-                subscription.url, body, headers, subscription.timeout_ms
-            )
-            if window is not None and window.record(ticket, result, subscription.timeout_ms / 2):
-                self._metrics.concurrency_window(subscription, window.window)
-                self._slot_freed.set()
-            if span.is_recording():
-                annotate_attempt(
-                    span,
-                    result.status,
-                    result.reason,
-                    result.ok,
-                    urlsplit(subscription.url).hostname,
-                )
-        self._metrics.attempt(subscription, result)
-        return classify(result, delivery.attempt, subscription.retry)
+        ) as (span, carrier):
+            result = await self._send(subscription, delivery, carrier, span)
+            if isinstance(result, SendResult) and span.is_recording():
+                host = urlsplit(subscription.url).hostname
+                annotate_attempt(span, result.status, result.reason, result.ok, host)
+        return result
+
+    async def _send(
+        self,
+        subscription: Subscription,
+        delivery: Delivery,
+        carrier: Mapping[str, str],
+        span: trace.Span,
+    ) -> SendResult | DeadLetter:
+        """Build the request and send it; a request that cannot be built is a dead letter."""
+        plan = self._plan
+        if plan is None or self._planned is not subscription:
+            plan = self._plan = HeaderPlan(subscription)
+            self._planned = subscription
+        try:
+            body = build_body(subscription, delivery)
+            headers = plan.headers(delivery.message.id, body, carrier)
+        except Exception as exc:  # noqa: BLE001 - a message that can never be sent
+            return self._unbuildable(span, subscription, delivery, exc)
+        window = self._window
+        ticket = window.ticket() if window is not None else 0
+        result = await self._sender.send(subscription.url, body, headers, subscription.timeout_ms)
+        if window is not None and window.record(ticket, result, subscription.timeout_ms / 2):
+            self._metrics.concurrency_window(subscription, window.window)
+            self._slot_freed.set()
+        return result
 
     async def _wait_for_token(self, subscription: Subscription) -> None:
         """Wait until the subscription's rate limit lets an attempt start.

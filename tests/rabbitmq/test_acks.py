@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.adapters.rabbitmq.consumer import _FAST_DELIVER
 from tests.backends import unique
 from tests.rabbitmq.conftest import OpenAdapter
 from tests.rabbitmq.helpers import make_msg, make_sub, publish, receive_n
@@ -27,3 +28,25 @@ async def test_out_of_order_acks_release_exactly_what_they_should(open_rabbit: O
         back = await receive_n(other, sub, 12, within=1.5)
         assert sorted(d.message.data for d in back) == [10, 11]
         await other.ack(back)
+
+
+async def test_a_batch_of_acks_is_one_frame_and_deliveries_need_no_task(
+    open_rabbit: OpenAdapter,
+) -> None:
+    topic = unique("ackframes")
+    sub = make_sub(topic, max_in_flight=64)
+    async with open_rabbit() as adapter:
+        await adapter.create_subscription(sub)
+        await publish(adapter, *[make_msg(topic, i) for i in range(40)])
+        leased = await receive_n(adapter, sub, 40)
+        consumer = adapter.consumers.live(sub.id)
+        assert consumer is not None
+        # deliveries reach the buffer without aiormq's task per message (aiormq 7.x)
+        assert _FAST_DELIVER
+        before = consumer.writes
+        await adapter.ack(leased)  # 40 >= prefetch / 4: flushed now, one multiple ack
+        assert consumer.writes == before + 1
+        await publish(adapter, make_msg(topic, "after"))
+        [after] = await receive_n(adapter, sub, 1)
+        assert after.message.data == "after"  # nothing acked twice, nothing redelivered
+        await adapter.ack([after])

@@ -19,6 +19,7 @@ from app.core.models import now_ms
 from app.core.ports import QueueAdapter
 from tests.backend_redis import isolated_redis_config
 from tests.contract import test_adapter_contract as contract
+from tests.contract import test_insight_contract as insight_contract
 from tests.redis.helpers import dlq_entry, make_msg, make_sub, publish, receive_n
 from tests.redis.servers import RedisClusterNodes
 
@@ -46,6 +47,12 @@ async def adapter(cluster_config: dict[str, Any]) -> AsyncIterator[QueueAdapter]
 for _name in dir(contract):
     if _name.startswith("test_"):
         globals()[f"{_name}_on_cluster"] = getattr(contract, _name)
+# ...and the insight store's (one script call per message and per log on a cluster).
+for _name in (
+    "test_message_marks_and_attempts_round_trip",
+    "test_attempt_log_is_newest_first_filtered_and_paged",
+):
+    globals()[f"{_name}_on_cluster"] = getattr(insight_contract, _name)
 
 
 async def test_every_key_of_a_topic_shares_one_slot(

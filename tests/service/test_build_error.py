@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.core.publisher import PublishRequest
-from app.dispatch import worker
+from app.dispatch import payload, worker
 from tests.backends import unique
 from tests.harness import Hookline, eventually, running_hookline
 from tests.receiver import Receiver
@@ -27,13 +27,19 @@ async def settled(hookline: Hookline, topic: str) -> bool:
     return bool(info["backlog"] == 0 and info["in_flight"] == 0 and info["scheduled"] == 0)
 
 
-@pytest.mark.parametrize("builder", ["build_body", "build_headers"])
+@pytest.mark.parametrize(
+    ("where", "builder"), [(worker, "build_body"), (payload.HeaderPlan, "headers")]
+)
 async def test_a_failing_builder_dead_letters_with_build_error(
-    hookline: Hookline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, builder: str
+    hookline: Hookline,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    where: object,
+    builder: str,
 ) -> None:
     topic = unique("unbuildable")
     await hookline.subscribe(topic=topic, url=receiver.url(), retry={"max_retries": 3})
-    monkeypatch.setattr(worker, builder, failing)
+    monkeypatch.setattr(where, builder, failing)
     published = await hookline.publish(topic, {"n": 1})
     await eventually(lambda: hookline.dlq_count(topic))
     [entry] = (await hookline.client.get(f"/v1/topics/{topic}/dlq")).json()["entries"]

@@ -98,7 +98,7 @@ async def test_retention_deletes_rows_not_just_hides_them(
         assert (await store.recent_attempts("old", "s", 10)) == []
 
         async def swept() -> bool:  # by the store's own periodic task
-            tables = ("ins_messages", "ins_marks", "ins_attempts", "ins_log")
+            tables = ("ins_messages", "ins_marks", "ins_attempts", "ins_log", "messages")
             return all(rows(db_path, table) == 0 for table in tables)
 
         await eventually(swept, within_s=10)

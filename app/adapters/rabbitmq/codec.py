@@ -18,12 +18,23 @@ DUE = "hl-due"
 PERSISTENT = 2
 
 
+PLAIN = Basic.Properties(content_type="application/json", delivery_mode=PERSISTENT)
+"""The properties of a copy without headers (a first attempt due now): shared, never
+mutated, so its encoding is computed once (:mod:`.frames`)."""
+
+
 def properties(headers: dict[str, Any] | None = None) -> Basic.Properties:
-    """Persistent JSON message properties; no message id, so publisher returns match uniquely."""
+    """Persistent JSON message properties (the shared :data:`PLAIN` without headers).
+
+    No message id: the publisher sets one on mandatory messages only, so a publisher
+    return matches its message uniquely.
+    """
+    if not headers:
+        return PLAIN
     return Basic.Properties(
         content_type="application/json",
         delivery_mode=PERSISTENT,
-        headers=headers or None,
+        headers=headers,
     )
 
 

@@ -32,6 +32,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
+from app.adapters.rabbitmq.confirms import ConfirmPublisher
 from app.adapters.rabbitmq.settings import RabbitMQSettings
 from app.core.errors import BackendUnavailableError
 
@@ -97,6 +98,7 @@ class Session:
         self._consume_pool: list[_PooledConnection] = [_PooledConnection(consume_conn)]
         self._pool_lock = asyncio.Lock()
         self._confirm: AbstractChannel | None = None
+        self._publisher: ConfirmPublisher | None = None
         self._admin: AbstractChannel | None = None
         self._lock = asyncio.Lock()
         self.lost = asyncio.Event()
@@ -112,7 +114,7 @@ class Session:
     def alive(self) -> bool:
         """True while every connection is open."""
         return not self.lost.is_set() and not (
-            self.publish_conn.is_closed or any(p.conn.is_closed for p in self._consume_pool)
+            _closed(self.publish_conn) or any(_closed(p.conn) for p in self._consume_pool)
         )
 
     @property
@@ -196,62 +198,57 @@ class Session:
         if error is not None:
             raise error
 
+    async def publisher(self) -> ConfirmPublisher:
+        """The publisher of the confirm channel (a new one when the channel was reopened)."""
+        publisher = self._publisher
+        if publisher is not None and not publisher.channel.is_closed:
+            return publisher
+        channel = await self.confirm_channel()
+        publisher = self._publisher
+        if publisher is None or publisher.channel is not channel:
+            if not isinstance(channel, aiormq.Channel):
+                raise TypeError(f"expected an aiormq channel, got {type(channel).__name__}")
+            if publisher is not None:
+                publisher.close()
+            publisher = self._publisher = ConfirmPublisher(channel, self.publish_timeout_s)
+        return publisher
+
     async def publish_each(self, messages: Sequence[Outbound]) -> list[BaseException | None]:
-        """Publish concurrently (confirms pipeline on one channel); one result per message.
+        """Publish together, confirms pipelined (:mod:`.confirms`); one result per message.
 
         A result is None (confirmed), a :class:`aiormq.exceptions.PublishError`
-        (unroutable) or a :class:`BackendUnavailableError`.
+        (unroutable) or a :class:`BackendUnavailableError` (also when not confirmed
+        within ``publish_timeout_ms``).
         """
         if not messages:
             return []
         try:
-            channel = await self.confirm_channel()
-        except BROKER_ERRORS as exc:
+            batch = (await self.publisher()).publish(messages)
+            await batch.future
+        except BROKER_ERRORS as exc:  # incl. TimeoutError, and the channel closing meanwhile
             error = unavailable("publish", exc)
             return [error for _ in messages]
-
-        async def one(message: Outbound) -> None:
-            # wait=False: aiormq's default holds the channel's lock until the writer task
-            # has flushed this frame to the socket, so concurrent publishes (every HTTP
-            # request in flight) went out one loop round trip at a time: ~1 ms of CPU and
-            # hundreds of ms of queueing per message at 250/s. The frame is queued in
-            # order and the lock released at once; the confirm is still awaited.
-            await channel.basic_publish(  # type: ignore[call-arg]  # aiormq.Channel has wait
-                message.body,
-                exchange=message.exchange,
-                routing_key=message.routing_key,
-                properties=message.properties,
-                mandatory=message.mandatory,
-                wait=False,
-            )
-
-        async def attempt(message: Outbound) -> BaseException | None:
-            try:
-                await one(message)
-            except Exception as exc:  # noqa: BLE001 - sorted out below, per message
-                return exc
-            return None
-
-        try:
-            async with asyncio.timeout(self.publish_timeout_s):
-                if len(messages) == 1:
-                    # One message (a single publish): no task, so no extra loop turn.
-                    results = [await attempt(messages[0])]
-                else:
-                    results = await asyncio.gather(*(attempt(m) for m in messages))
-        except TimeoutError:
-            timeout = unavailable(
-                "publish", TimeoutError(f"not confirmed within {self.publish_timeout_s:g}s")
-            )
-            return [timeout for _ in messages]
-        return [_outcome(result) for result in results]
+        return [_outcome(result) for result in batch.results]
 
     async def close(self) -> None:
         """Close both connections (unacked deliveries go back to their queues)."""
         self.lost.set()
+        if self._publisher is not None:
+            self._publisher.close()
         for conn in [*(p.conn for p in self._consume_pool), self.publish_conn]:
             with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
                 await conn.close()
+
+
+def _closed(conn: AbstractConnection) -> bool:
+    """True once the connection is closed or closing, even before its close callbacks ran.
+
+    aio-pika marks a connection the broker closed only after its callbacks (which set
+    ``Session.lost``) ran, a few loop turns later; a publish on it fails at once, and in
+    between nothing may be handed out from it.
+    """
+    transport = conn.transport
+    return conn.is_closed or transport is None or transport.connection.is_closed
 
 
 def _outcome(result: BaseException | None) -> BaseException | None:

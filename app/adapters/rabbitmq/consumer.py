@@ -14,17 +14,53 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiormq.abc
 from aio_pika.abc import AbstractChannel
+from aiormq.abc import ChannelFrame
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
+from app.adapters.rabbitmq import frames
 from app.adapters.rabbitmq.connection import BROKER_ERRORS, Session
 
 ACK_LINGER_S = 0.002
 """Longest wait before delivered messages are acked (batched), unless a quarter of the
 prefetch is waiting already."""
+
+
+_FAST_DELIVER = all(
+    hasattr(aiormq.Channel, name) for name in ("_on_deliver_frame", "_get_frame", "_read_content")
+)
+"""aiormq has the channel internals :func:`_deliver_without_tasks` replaces (7.x)."""
+
+
+def _deliver_without_tasks(
+    channel: aiormq.abc.AbstractChannel, deliver: Callable[[aiormq.abc.DeliveredMessage], None]
+) -> None:
+    """Hand this channel's deliveries to ``deliver`` directly.
+
+    aiormq starts a task per delivered message to run the consumer callback (a coroutine);
+    ours only appends to a buffer, so on a consumer's own channel the delivery is read
+    as aiormq reads it (method, header, body frames) and handed over in place. Any other
+    aiormq version keeps its own path.
+    """
+    if not _FAST_DELIVER or not isinstance(channel, aiormq.Channel):
+        return
+    get_frame = channel._get_frame
+    read_content = channel._read_content
+
+    async def on_deliver_frame(frame: Basic.Deliver) -> None:
+        header = await get_frame()
+        if not isinstance(header, ContentHeader):
+            raise TypeError(f"unexpected frame {header!r} instead of a content header")
+        message = await read_content(frame, header)
+        if frame.consumer_tag in channel.consumers:
+            deliver(message)
+
+    channel._on_deliver_frame = on_deliver_frame  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +101,13 @@ class SubscriptionConsumer:
         self._tag: str | None = None
         self._cancelled = False
         self._paused = False
-        self._lock = asyncio.Lock()
         self._done: list[int] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._outbox: list[bytes] = []
+        self._mover: asyncio.Task[None] | None = None
+        self.writes = 0
+        """Payloads of acks and nacks handed to the connection (tests and figures)."""
 
     @property
     def open(self) -> bool:
@@ -92,11 +132,15 @@ class SubscriptionConsumer:
         underlay = await channel.get_underlay_channel()
         self._underlay = underlay
         underlay.on_consumer_cancel_callbacks.add(self._on_cancel)
+        _deliver_without_tasks(underlay, self._buffered)
         await underlay.basic_qos(prefetch_count=self.prefetch)
         ok = await underlay.basic_consume(self.queue, self._on_message, exclusive=self.exclusive)
         self._tag = ok.consumer_tag
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        self._buffered(message)
+
+    def _buffered(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._buffer.append(message)
         self._wakeup.set()
 
@@ -113,6 +157,8 @@ class SubscriptionConsumer:
         self._wakeup.clear()
         if not self._buffer and wait_s > 0:
             await self.wait(wait_s)
+        if not self.open:  # the broker has requeued whatever is buffered
+            return []
         taken: list[aiormq.abc.DeliveredMessage] = []
         while self._buffer and len(taken) < max_count:
             message = self._buffer.popleft()
@@ -150,15 +196,14 @@ class SubscriptionConsumer:
 
     async def settle(self, delivery_tag: int, requeue: bool | None) -> None:
         """Ack (``requeue`` None) or nack one leased message now; no-op on a dead channel."""
-        async with self._lock:
-            self.leased.discard(delivery_tag)
-            underlay = self._underlay
-            if underlay is not None and self.open:
-                with contextlib.suppress(*BROKER_ERRORS):
-                    if requeue is None:
-                        await underlay.basic_ack(delivery_tag, wait=False)
-                    else:
-                        await underlay.basic_nack(delivery_tag, requeue=requeue, wait=False)
+        self.leased.discard(delivery_tag)
+        underlay = self._underlay
+        if underlay is not None and self.open:
+            number = underlay.number
+            if requeue is None:
+                self._emit([frames.ack(number, delivery_tag)])
+            else:
+                self._emit([frames.nack(number, delivery_tag, requeue)])
         await self._stop_if_drained()
 
     async def ack_many(self, delivery_tags: list[int]) -> None:
@@ -174,42 +219,77 @@ class SubscriptionConsumer:
         self.leased.difference_update(tags)
         self._done.extend(tags)
         if len(self._done) >= max(1, self.prefetch // 4):
-            await self._flush()
-        elif self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_later())
+            self._flush()
+        elif self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(ACK_LINGER_S, self._lingered)
         await self._stop_if_drained()
 
-    async def _flush_later(self) -> None:
-        try:
-            await asyncio.sleep(ACK_LINGER_S)
-        finally:
-            self._flusher = None
-        await self._flush()
-        await self._stop_if_drained()
+    def _lingered(self) -> None:
+        self._linger = None
+        self._flush()
+        if self._drained() and self._closer is None:
+            self._closer = asyncio.create_task(self._stop_if_drained())
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         """Send the batched acks with as few frames as possible.
 
         Every tag below the smallest tag still leased goes in one ``multiple`` ack: tags
         are handed out in increasing order and the buffer only holds larger ones, so such
-        an ack covers exactly settled messages. The lock keeps frames in the order the
-        lease set changed, so a pending nack is never overtaken by an ack covering it.
+        an ack covers exactly settled messages. Frames leave in the order they were made
+        (:meth:`_emit`), so a nack sent earlier is never overtaken by an ack covering it.
         """
-        async with self._lock:
-            done, self._done = sorted(self._done), []
-            underlay = self._underlay
-            if not done or underlay is None or not self.open:
-                return
-            floor = min(self.leased, default=None)
-            below = [t for t in done if floor is None or t < floor]
-            with contextlib.suppress(*BROKER_ERRORS):
-                if below:
-                    await underlay.basic_ack(below[-1], multiple=True, wait=False)
-                for tag in done[len(below) :]:
-                    await underlay.basic_ack(tag, wait=False)
+        linger, self._linger = self._linger, None
+        if linger is not None:
+            linger.cancel()
+        done, self._done = sorted(self._done), []
+        underlay = self._underlay
+        if not done or underlay is None or not self.open:
+            return
+        number = underlay.number
+        floor = min(self.leased, default=None)
+        below = [t for t in done if floor is None or t < floor]
+        out = [frames.ack(number, below[-1], multiple=True)] if below else []
+        out += [frames.ack(number, tag) for tag in done[len(below) :]]
+        self._emit(out)
+
+    def _emit(self, out: list[bytes]) -> None:
+        """Queue frames for the socket after every frame this consumer queued before: one
+        payload (one write) for all of them, straight into the connection's frame queue
+        (aiormq's ``basic_ack`` cost a coroutine, a queue entry and a write per frame).
+        """
+        underlay = self._underlay
+        if underlay is None or not self.open:
+            return
+        self._outbox += out
+        if self._mover is not None:
+            return  # the queue was full: the mover hands these over in order
+        payload = b"".join(self._outbox)
+        try:
+            underlay.connection.write_queue.put_nowait(
+                ChannelFrame(payload=payload, should_close=False)
+            )
+        except asyncio.QueueFull:
+            self._mover = asyncio.create_task(self._move(underlay))
+            return
+        self._outbox.clear()
+        self.writes += 1
+
+    async def _move(self, underlay: aiormq.abc.AbstractChannel) -> None:
+        """Hand queued frames over as the connection's frame queue empties, in order."""
+        try:
+            while self._outbox and self.open:
+                payload, self._outbox = b"".join(self._outbox), []
+                frame = ChannelFrame(payload=payload, should_close=False)
+                await underlay.connection.write_queue.put(frame)
+                self.writes += 1
+        finally:
+            self._mover = None
+
+    def _drained(self) -> bool:
+        return not self.consuming and not self.leased and not self._done and bool(self._channel)
 
     async def _stop_if_drained(self) -> None:
-        if not self.consuming and not self.leased and not self._done and self._channel:
+        if self._drained():
             await self.stop()
 
     async def pause(self) -> None:
@@ -218,26 +298,26 @@ class SubscriptionConsumer:
             return
         self._paused = True
         self._wakeup.set()
-        async with self._lock:
-            underlay, tag = self._underlay, self._tag
-            buffered = [m.delivery_tag for m in self._buffer if m.delivery_tag is not None]
-            self._buffer.clear()
-            if underlay is not None and self.open:
+        underlay, tag = self._underlay, self._tag
+        buffered = [m.delivery_tag for m in self._buffer if m.delivery_tag is not None]
+        self._buffer.clear()
+        if underlay is not None and self.open:
+            if tag is not None and not self._cancelled:
                 with contextlib.suppress(*BROKER_ERRORS):
-                    if tag is not None and not self._cancelled:
-                        await underlay.basic_cancel(tag)
-                    for delivery_tag in buffered:
-                        await underlay.basic_nack(delivery_tag, requeue=True, wait=False)
+                    await underlay.basic_cancel(tag)
+            number = underlay.number
+            self._emit([frames.nack(number, t, requeue=True) for t in buffered])
         await self._stop_if_drained()
 
     async def stop(self) -> None:
         """Send pending acks, then close the channel: the rest goes back to the queue."""
-        flusher, self._flusher = self._flusher, None
-        if flusher is not None:
-            flusher.cancel()
         self._paused = True
         self._wakeup.set()
-        await self._flush()
+        self._flush()
+        mover = self._mover
+        if mover is not None:  # the last acks first, then the close
+            with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
+                await mover
         channel, self._channel = self._channel, None
         self._buffer.clear()
         self.leased.clear()

@@ -55,6 +55,9 @@ class StreamLog:
         self._arguments = arguments or {}
         self._prefetch = prefetch
         self._next_offset: int | None = None
+        self.offset: int | None = None
+        """The stream offset of the event being applied (during ``apply`` only): where to
+        read it back (the insight store keeps it instead of the event's messages)."""
         self._waiters: dict[str, asyncio.Future[Any]] = {}
         self._catch_up_ids: set[str] = set()
         self._caught_up = asyncio.Event()
@@ -119,6 +122,7 @@ class StreamLog:
             isinstance(offset, int) and self._next_offset is not None and offset < self._next_offset
         )
         if not duplicate:
+            self.offset = offset if isinstance(offset, int) else None
             self._handle(message.body)
             if isinstance(offset, int):
                 self._next_offset = offset + 1

@@ -21,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from app.adapters.kit.facade import BrokerFacade
 from app.adapters.kit.settings import parse_settings
+from app.adapters.redis.coalesce import ScriptCoalescer
 from app.adapters.redis.codec import encode_envelope
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.dlq import DeadLetterStore
@@ -66,6 +67,7 @@ class RedisAdapter(BrokerFacade):
         self.settings = settings
         self.names = NameSpace(settings.key_prefix)
         self.connection = RedisConnection(settings)
+        self.scripts = ScriptCoalescer(self.connection)
         self.consumer = settings.consumer_name or default_consumer_name()
         self.registry = SubscriptionRegistry(self.connection, self.names)
         self.groups = ConsumerGroups(self.connection, self.names, self.registry)
@@ -79,8 +81,9 @@ class RedisAdapter(BrokerFacade):
             self.timer,
             self.consumer,
             self.wakeups,
+            self.scripts,
         )
-        self.writer = MessageWriter(self.connection, self.names, self.timer)
+        self.writer = MessageWriter(self.connection, self.names, self.timer, self.scripts)
         self.dlq = DeadLetterStore(self.connection, self.names)
         self.maintenance = Maintenance(
             self.connection, self.names, self.registry, settings, self.leases.settled_topics
@@ -121,6 +124,7 @@ class RedisAdapter(BrokerFacade):
         self._tasks = []
         with contextlib.suppress(BackendUnavailableError, TimeoutError):
             await asyncio.wait_for(self._forget_own_consumer(), _CLOSE_TIDY_TIMEOUT_S)
+        await self.scripts.close()
         await self.connection.close()
 
     async def _forget_own_consumer(self) -> None:
@@ -141,9 +145,9 @@ class RedisAdapter(BrokerFacade):
     async def _promote(self, topic: str, subscription_id: str) -> int | None:
         """Move due copies; the next due time, or a short pause when nothing could move."""
         tk = self.names.topic(topic)
-        keys = [tk.schedule(subscription_id), tk.queue(subscription_id)]
+        keys = [tk.schedule(subscription_id), tk.queue(subscription_id), tk.waiting]
         now = now_ms()
-        next_due, moved = await self.connection.run(
+        next_due, moved = await self.scripts.run(
             PROMOTE, keys, [now, PROMOTE_LIMIT, subscription_id]
         )
         if not next_due:
@@ -221,7 +225,7 @@ class RedisAdapter(BrokerFacade):
     async def acquire(self, subscription_id: str, topic: str, per_second: float, burst: int) -> int:
         """Reserve a token from the subscription's bucket, shared by every instance."""
         key = self.names.topic(topic).rate(subscription_id)
-        wait = await self.connection.run(RESERVE, [key], [repr(float(per_second)), burst])
+        wait = await self.scripts.run(RESERVE, [key], [repr(float(per_second)), burst])
         return int(wait)
 
     # -- delivery insight, parking, resend ------------------------------------------------

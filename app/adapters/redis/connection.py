@@ -42,6 +42,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 """Exceptions that mean the backend is unreachable (not that a command was wrong)."""
 
+_TRANSLATED: tuple[type[BaseException], ...] = (*UNAVAILABLE, rexc.ResponseError)
+
 _PROBE_HEALTHY_S = 1.0
 _PROBE_DOWN_S = 0.25
 
@@ -93,6 +95,11 @@ class RedisConnection:
         self._probe: asyncio.Task[None] | None = None
         self._ever_reachable = asyncio.Event()
         self._first_probe = True
+
+    @property
+    def settings(self) -> RedisSettings:
+        """What the connection was built from."""
+        return self._settings
 
     @property
     def client(self) -> RedisClient:
@@ -165,17 +172,24 @@ class RedisConnection:
         """
         try:
             yield
-        except UNAVAILABLE as exc:
+        except _TRANSLATED as exc:
+            mapped = self.mapped(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    def mapped(self, exc: BaseException) -> BaseException:
+        """The adapter's error for ``exc`` (see :meth:`translate`), or ``exc`` itself."""
+        if isinstance(exc, UNAVAILABLE):
             self._mark(reachable=False, error=exc)
-            raise BackendUnavailableError(f"redis unavailable: {exc}") from exc
-        except rexc.OutOfMemoryError as exc:
-            raise CapacityExceededError(
+            return BackendUnavailableError(f"redis unavailable: {exc}")
+        if isinstance(exc, rexc.OutOfMemoryError):
+            return CapacityExceededError(
                 "redis is full (maxmemory reached): receivers are behind, retry later"
-            ) from exc
-        except rexc.ResponseError as exc:
-            if str(exc).startswith("MISCONF"):
-                raise BackendUnavailableError(f"redis refuses writes: {exc}") from exc
-            raise
+            )
+        if isinstance(exc, rexc.ResponseError) and str(exc).startswith("MISCONF"):
+            return BackendUnavailableError(f"redis refuses writes: {exc}")
+        return exc
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` atomically on the slot of ``keys`` (EVALSHA, EVAL when unknown).

@@ -63,6 +63,7 @@ class DeadLetterStore:
             keys = [tk.dlq, tk.dlq_all, tk.subs]
             for sub_id in subs:
                 keys += [tk.dlq_sub(sub_id), tk.queue(sub_id)]
+            keys.append(tk.waiting)
             args: list[str | int] = [len(subs), *subs]
             for entry in batch:
                 envelope = codec.encode_envelope(entry.message).decode()

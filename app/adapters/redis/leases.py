@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from app.adapters.kit import codec
 from app.adapters.kit.timing import sleep_until
+from app.adapters.redis.coalesce import ScriptCoalescer
 from app.adapters.redis.codec import Receipt, decode_leases, receipt_of
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.groups import ConsumerGroups
@@ -74,9 +75,13 @@ class Leases:
         timer: DueTimer,
         consumer: str,
         wakeups: Wakeups,
+        scripts: ScriptCoalescer,
     ) -> None:
-        """``consumer`` is this process's name in every group (unique per process)."""
+        """``consumer`` is this process's name in every group (unique per process);
+        ``scripts`` batches the hot script calls of a loop turn.
+        """
         self._conn = connection
+        self._scripts = scripts
         self._keys = keys
         self._settings = settings
         self._groups = groups
@@ -91,7 +96,7 @@ class Leases:
         """Topics with leases ended since maintenance last trimmed them."""
         self.touched: dict[str, str] = {}
         """Subscriptions this process leased from (id -> topic), to tidy up at close."""
-        self.ownership = Ownership(connection, keys, consumer)
+        self.ownership = Ownership(connection, keys, consumer, scripts)
 
     # -- receive -------------------------------------------------------------------------
 
@@ -160,7 +165,7 @@ class Leases:
         return more than the worker asked for (at most what the previous owner held).
         """
         tk = self._keys.topic(subscription.topic)
-        keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id)]
+        keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id), tk.waiting]
         cursors = ("0-0", "0-0")
         taken: list[Delivery] = []
         while True:
@@ -207,9 +212,9 @@ class Leases:
             PROMOTE_LIMIT,
             "1",
         ]
-        keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id)]
+        keys = [tk.stream, tk.queue(subscription.id), tk.schedule(subscription.id), tk.waiting]
         async with self._lease_slots:
-            reply: list[str] = await self._conn.run(RECEIVE, keys, args)
+            reply: list[str] = await self._scripts.run(RECEIVE, keys, args)
         if reply[1]:
             self._timer.notify(subscription.topic, subscription.id, int(float(reply[1])))
         if claim and reply[0] != "nogroup":
@@ -240,7 +245,7 @@ class Leases:
             keys = [tk.stream, tk.queue(sub_id)]
             for i in range(0, max(len(stream_ids), len(queue_ids)), ACK_CHUNK):
                 t_ids, q_ids = stream_ids[i : i + ACK_CHUNK], queue_ids[i : i + ACK_CHUNK]
-                calls.append(self._conn.run(ACK, keys, [sub_id, len(t_ids), *t_ids, *q_ids]))
+                calls.append(self._scripts.run(ACK, keys, [sub_id, len(t_ids), *t_ids, *q_ids]))
         acked = await asyncio.gather(*calls)
         return sum(int(n) for n in acked) == len(deliveries)
 
@@ -254,7 +259,7 @@ class Leases:
         self.settled_topics.add(receipt.topic)
         tk = self._keys.topic(receipt.topic)
         sub_id = delivery.subscription_id
-        keys = [tk.stream, tk.queue(sub_id), tk.schedule(sub_id)]
+        keys = [tk.stream, tk.queue(sub_id), tk.schedule(sub_id), tk.waiting]
         now = now_ms()
         args = [
             sub_id,
@@ -266,7 +271,7 @@ class Leases:
             delivery.attempt + 1,
             receipt.envelope_json,
         ]
-        done = bool(await self._conn.run(RETRY, keys, args))
+        done = bool(await self._scripts.run(RETRY, keys, args))
         if done and due_at_ms > now:
             self._timer.notify(receipt.topic, sub_id, due_at_ms)
         return done
@@ -286,7 +291,7 @@ class Leases:
             entry.id,
             codec.encode_entry(entry).decode(),
         ]
-        return bool(await self._conn.run(DEAD_LETTER, keys, args))
+        return bool(await self._scripts.run(DEAD_LETTER, keys, args))
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand copies back untried: same attempt, first in line on the next receive."""
@@ -301,5 +306,7 @@ class Leases:
             args: list[str | int] = [sub_id, self.consumer]
             for delivery, receipt in items:
                 args += [receipt.source, receipt.entry_id, delivery.attempt, receipt.envelope_json]
-            calls.append(self._conn.run(RELEASE, [tk.stream, tk.queue(sub_id)], args))
+            calls.append(
+                self._scripts.run(RELEASE, [tk.stream, tk.queue(sub_id), tk.waiting], args)
+            )
         await asyncio.gather(*calls)

@@ -14,7 +14,7 @@ REDRIVE = LuaScript(
     "dlq_redrive",
     NOTIFY
     + """
--- KEYS: dlq, dlq index, subs, then (dlq index of sub k, queue of sub k) for k = 1..n
+-- KEYS: dlq, dlq index, subs, then (dlq index of sub k, queue of sub k) for k = 1..n, waiting
 -- ARGV: n, sub ids (n), then (entry id, k, envelope JSON) per entry
 -- An entry whose subscription is gone stays in the DLQ.
 local n = tonumber(ARGV[1])
@@ -27,7 +27,7 @@ for i = n + 2, #ARGV, 3 do
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[2 + 2 * k], id)
     redis.call('XADD', KEYS[3 + 2 * k], '*', 'e', ARGV[i + 2], 'a', '1')
-    if not woken[k] then woken[k] = true; notify(ARGV[1 + k]) end
+    if not woken[k] then woken[k] = true; notify(KEYS[#KEYS], ARGV[1 + k]) end
     moved = moved + 1
   end
 end

@@ -13,10 +13,21 @@ from __future__ import annotations
 
 from app.adapters.redis.connection import LuaScript
 
+WAITING_TTL_MS = 900_000
+"""How long a receiver's mark in a topic's ``waiting`` set lasts: longer than any wait
+for work (the dispatcher's idle wait is 5 minutes), renewed by every empty lease."""
+
 NOTIFY = """
 -- Wakes receive loops in every instance (see wakeups.py): one PUBLISH on '<prefix>:wake'
--- of the topic (all its subscriptions) or 'topic sub' (one), both read back from KEYS[1].
-local function notify(sub)
+-- of the topic (all its subscriptions) or 'topic sub' (one), both read back from KEYS[1];
+-- only when a receiver of it waits (in the set 'waiting', which the receive script fills
+-- when it finds nothing), and the wake-up empties the set (or takes the one out).
+local function notify(waiting, sub)
+  if sub then
+    if redis.call('SREM', waiting, sub) == 0 then return end
+  elseif redis.call('DEL', waiting) == 0 then
+    return
+  end
   local prefix, topic = string.match(KEYS[1], '^(.-):{(.-)}:')
   if not prefix then return end
   redis.call('PUBLISH', prefix .. ':wake', sub and (topic .. ' ' .. sub) or topic)
@@ -48,7 +59,7 @@ PUBLISH = LuaScript(
     "publish",
     NOTIFY
     + """
--- KEYS: stream, subs, schedule of each expected subscription
+-- KEYS: stream, subs, waiting, schedule of each expected subscription
 -- ARGV: n, sub ids (n), n_now, envelopes (n_now), n_later, (due, member) pairs
 local n = tonumber(ARGV[1])
 local pos = n + 2
@@ -71,11 +82,11 @@ if n_now > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
   end
   stored = n_now
-  notify(nil)
+  notify(KEYS[3], nil)
 end
 for k = 1, n do
   for i = first_later, first_later + 2 * n_later - 1, 2 do
-    redis.call('ZADD', KEYS[2 + k], ARGV[i], ARGV[i + 1])
+    redis.call('ZADD', KEYS[3 + k], ARGV[i], ARGV[i + 1])
   end
 end
 return {'ok', stored}
@@ -84,9 +95,10 @@ return {'ok', stored}
 
 RECEIVE = LuaScript(
     "receive",
-    _PROMOTE
-    + """
--- KEYS: stream, queue (the subscription's own stream), schedule
+    (
+        _PROMOTE
+        + """
+-- KEYS: stream, queue (the subscription's own stream), schedule, waiting
 -- ARGV: group, consumer, want, now, claim?, min idle, stream cursor, queue cursor, promote limit,
 --       read new? ('0': only claim)
 -- Returns status ('ok' | 'wait' | 'nogroup'), next due, both claim cursors, claimed count,
@@ -157,9 +169,12 @@ for _, spec in ipairs({{queue, 'q'}, {stream, 't'}}) do
 end
 
 if #out == 5 then
-  -- nothing now: tell the caller how many leases other consumers hold, so it keeps
-  -- checking for ones to take over (their consumer may die) instead of sleeping long
+  -- nothing now: the next copy for this subscription wakes it (notify), and tell the
+  -- caller how many leases other consumers hold, so it keeps checking for ones to take
+  -- over (their consumer may die) instead of sleeping long
   out[1] = 'wait'
+  redis.call('SADD', KEYS[4], group)
+  redis.call('PEXPIRE', KEYS[4], WAITING_TTL_MS)
   local others = 0
   for _, s in ipairs({stream, queue}) do
     local p = redis.pcall('XPENDING', s, group)
@@ -172,7 +187,8 @@ if #out == 5 then
   out[6] = others
 end
 return out
-""",
+"""
+    ).replace("WAITING_TTL_MS", str(WAITING_TTL_MS)),
 )
 
 PROMOTE = LuaScript(
@@ -180,10 +196,10 @@ PROMOTE = LuaScript(
     _PROMOTE
     + NOTIFY
     + """
--- KEYS: schedule, queue; ARGV: now, limit, subscription.
+-- KEYS: schedule, queue, waiting; ARGV: now, limit, subscription.
 -- Returns {next due time or '', copies moved}.
 local next_due, moved = promote(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
-if moved > 0 then notify(ARGV[3]) end
+if moved > 0 and ARGV[3] then notify(KEYS[3], ARGV[3]) end
 return {next_due, moved}
 """,
 )
@@ -223,11 +239,12 @@ RETRY = LuaScript(
     _END_LEASE
     + NOTIFY
     + """
--- KEYS: stream, queue, schedule; ARGV: group, consumer, kind, id, due, now, attempt, envelope
+-- KEYS: stream, queue, schedule, waiting
+-- ARGV: group, consumer, kind, id, due, now, attempt, envelope
 if not end_lease(ARGV[3], ARGV[1], ARGV[2], ARGV[4]) then return 0 end
 if tonumber(ARGV[5]) <= tonumber(ARGV[6]) then
   redis.call('XADD', KEYS[2], '*', 'e', ARGV[8], 'a', ARGV[7])
-  notify(ARGV[1])
+  notify(KEYS[4], ARGV[1])
 else
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3] .. ARGV[4] .. '|' .. ARGV[7] .. '|' .. ARGV[8])
 end
@@ -254,7 +271,7 @@ RELEASE = LuaScript(
     _END_LEASE
     + NOTIFY
     + """
--- KEYS: stream, queue; ARGV: group, consumer, then (kind, id, attempt, envelope) per lease
+-- KEYS: stream, queue, waiting; ARGV: group, consumer, then (kind, id, attempt, envelope) per lease
 local moved = 0
 for i = 3, #ARGV, 4 do
   if end_lease(ARGV[i], ARGV[1], ARGV[2], ARGV[i + 1]) then
@@ -262,7 +279,7 @@ for i = 3, #ARGV, 4 do
     moved = moved + 1
   end
 end
-if moved > 0 then notify(ARGV[1]) end
+if moved > 0 then notify(KEYS[3], ARGV[1]) end
 return moved
 """,
 )

@@ -16,6 +16,7 @@ Layout for prefix ``hookline`` and topic ``orders``::
     hookline:{orders}:dlq:sub:<sub>    zset (lex): the DLQ entry ids of one subscription
     hookline:{orders}:idem:<key>       string: idempotency key -> first message id (PX TTL)
     hookline:{orders}:rate:<sub>       hash: one subscription's rate-limit bucket (PX TTL)
+    hookline:{orders}:waiting          set: subscriptions whose receivers found nothing (PX TTL)
     hookline:{_}:subscriptions         hash: subscription id -> subscription JSON
     hookline:{_}:version               string: a counter bumped by every registry change
     hookline:{_}:changes               zset: "<version>:<id>" per recent change, scored by version
@@ -77,6 +78,11 @@ class TopicKeys:
     def rate(self, subscription_id: str) -> str:
         """A subscription's rate-limit token bucket."""
         return f"{self.base}:rate:{subscription_id}"
+
+    @property
+    def waiting(self) -> str:
+        """Subscriptions with a receiver waiting for a wake-up (see :mod:`.wakeups`)."""
+        return f"{self.base}:waiting"
 
     def idempotency(self, key: str) -> str:
         """An idempotency key."""

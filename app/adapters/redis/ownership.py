@@ -8,6 +8,7 @@ its idle time, in stream order (see :mod:`.leases`), before reading anything new
 
 from __future__ import annotations
 
+from app.adapters.redis.coalesce import ScriptCoalescer
 from app.adapters.redis.connection import LuaScript, RedisConnection
 from app.adapters.redis.names import NameSpace
 from app.core.models import Subscription
@@ -43,9 +44,12 @@ return 0
 class Ownership:
     """claim_order / release_order of the Redis adapter."""
 
-    def __init__(self, connection: RedisConnection, keys: NameSpace, consumer: str) -> None:
+    def __init__(
+        self, connection: RedisConnection, keys: NameSpace, consumer: str, scripts: ScriptCoalescer
+    ) -> None:
         """``consumer``: this process's unique name (also its name in consumer groups)."""
         self._conn = connection
+        self._scripts = scripts
         self._keys = keys
         self._me = consumer
         self.owned: set[str] = set()
@@ -56,7 +60,7 @@ class Ownership:
     async def claim(self, subscription: Subscription) -> bool:
         """Set or renew the owner key; True if this instance owns the subscription."""
         key = self._keys.topic(subscription.topic).owner(subscription.id)
-        owned = bool(await self._conn.run(CLAIM, [key], [self._me, OWNERSHIP_TTL_MS]))
+        owned = bool(await self._scripts.run(CLAIM, [key], [self._me, OWNERSHIP_TTL_MS]))
         if not owned:
             self.owned.discard(subscription.id)
             self.takeover.discard(subscription.id)

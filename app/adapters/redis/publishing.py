@@ -28,15 +28,25 @@ _STALE_RETRIES = 5
 class MessageWriter:
     """Stores published messages for every current subscription of their topic."""
 
-    def __init__(self, connection: RedisConnection, keys: NameSpace, timer: DueTimer) -> None:
-        """``timer`` learns when delayed copies fall due."""
+    def __init__(
+        self,
+        connection: RedisConnection,
+        keys: NameSpace,
+        timer: DueTimer,
+        scripts: ScriptCoalescer,
+    ) -> None:
+        """``timer`` learns when delayed copies fall due; ``scripts`` batches the calls."""
         self._conn = connection
         self._keys = keys
         self._timer = timer
-        self.scripts = ScriptCoalescer(connection)
+        self.scripts = scripts
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Store every message; atomic per topic (a cluster cannot span slots atomically)."""
+        topic = messages[0].envelope.topic
+        if all(m.envelope.topic == topic for m in messages):
+            await self._publish_topic(topic, list(messages))  # the usual case: no task
+            return
         by_topic: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for message in messages:
             by_topic[message.envelope.topic].append(message)
@@ -58,7 +68,7 @@ class MessageWriter:
                 first_due = due if first_due is None else min(first_due, due)
         subs: list[str] = await self._subscriptions(topic) if later else []
         for _ in range(_STALE_RETRIES):
-            keys = [tk.stream, tk.subs, *(tk.schedule(s) for s in subs)]
+            keys = [tk.stream, tk.subs, tk.waiting, *(tk.schedule(s) for s in subs)]
             args = [len(subs), *subs, len(immediate), *immediate, len(later) // 2, *later]
             reply = await self.scripts.run(PUBLISH, keys, args)
             if reply[0] == "ok":

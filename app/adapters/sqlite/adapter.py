@@ -1,7 +1,7 @@
 """The SQLite adapter: durable and embedded, shared by the processes of one host.
 
-One file in WAL mode holds subscriptions, every subscription's copy of each message, the
-DLQ and idempotency keys. Writes are group-committed by one writer thread per process;
+One file in WAL mode holds subscriptions, each message once with every subscription's copy
+of it, the DLQ and idempotency keys. Writes are group-committed by one writer thread per process;
 several ``hookline serve`` processes (``--workers N``) share the file through SQLite's
 write lock, leases with an owner and an expiry, and one watcher task per process.
 """
@@ -22,6 +22,7 @@ from app.adapters.sqlite.database import Database
 from app.adapters.sqlite.dlq import DeadLetterStore
 from app.adapters.sqlite.insight import SqliteInsightStore
 from app.adapters.sqlite.leases import Leases
+from app.adapters.sqlite.messages import NewMessage, store_copy, store_messages
 from app.adapters.sqlite.registry import SubscriptionRegistry
 from app.adapters.sqlite.room import Room
 from app.adapters.sqlite.schema import probe
@@ -142,28 +143,22 @@ class SqliteAdapter(BrokerFacade):
         if not messages:
             return
         now = now_ms()
-        bodies = [codec.encode_envelope(m.envelope) for m in messages]
         rows = [
-            (
-                m.deliver_at_ms if m.deliver_at_ms is not None and m.deliver_at_ms > now else now,
-                body,
+            NewMessage(
                 m.envelope.topic,
+                m.deliver_at_ms if m.deliver_at_ms is not None and m.deliver_at_ms > now else now,
+                codec.encode_envelope(m.envelope),
+                m.envelope.id,
             )
-            for m, body in zip(messages, bodies, strict=True)
+            for m in messages
         ]
         insight = self._insight
 
         def job(conn: sqlite3.Connection) -> None:
             self.room.check(conn)
-            conn.executemany(
-                "INSERT INTO copies (sub_id, attempt, due_at, body) "
-                "SELECT id, 1, ?, ? FROM subscriptions WHERE topic = ?",
-                rows,
-            )
+            kept = store_messages(conn, rows, logged=insight is not None)
             if insight is not None:
-                insight.record_messages(
-                    conn, [(m.envelope.id, now, b) for m, b in zip(messages, bodies, strict=True)]
-                )
+                insight.record_messages(conn, kept, now)
 
         await self.database.write(job)
         if insight is not None:
@@ -185,15 +180,11 @@ class SqliteAdapter(BrokerFacade):
 
     async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
         """A fresh copy (attempt 1) of ``envelope`` for the subscription, due now."""
-        row = (now_ms(), codec.encode_envelope(envelope), subscription.id)
+        body, due_at, sub_id = codec.encode_envelope(envelope), now_ms(), subscription.id
 
         def job(conn: sqlite3.Connection) -> None:
             self.room.check(conn)
-            conn.execute(
-                "INSERT INTO copies (sub_id, attempt, due_at, body) "
-                "SELECT id, 1, ?, ? FROM subscriptions WHERE id = ?",
-                row,
-            )
+            store_copy(conn, sub_id, body, due_at)
 
         await self.database.write(job)
         self.wakeups.subscription_changed(subscription.id)

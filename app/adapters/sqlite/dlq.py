@@ -15,6 +15,7 @@ from typing import Any
 
 from app.adapters.kit import codec
 from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.messages import store_copy
 from app.adapters.sqlite.wakeups import Wakeups
 from app.core.models import now_ms
 from app.core.ports import DlqPage
@@ -152,10 +153,7 @@ def _redrive_job(batch: list[_Entry]) -> Callable[[sqlite3.Connection], dict[str
                 continue
             if conn.execute("DELETE FROM dlq WHERE id = ?", (entry_id,)).rowcount != 1:
                 continue  # redriven or purged meanwhile by someone else
-            conn.execute(
-                "INSERT INTO copies (sub_id, attempt, due_at, body) VALUES (?, 1, ?, ?)",
-                (sub_id, now, envelope),
-            )
+            store_copy(conn, sub_id, envelope, now)
             moved[sub_id] = moved.get(sub_id, 0) + 1
         return moved
 

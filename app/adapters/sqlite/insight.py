@@ -1,28 +1,35 @@
 """Delivery insight on SQLite: in the adapter's file, so every process sharing it sees it.
 
-Tables (created on first use, next to the queue's)::
+Tables (:mod:`.schema`)::
 
-    ins_messages (id, touched_at, body)     the envelope (NULL while only marks or attempts
-                                            came) and when the message was last written
+    ins_messages (id, touched_at, msg)       when the message was last written, and its
+                                            stored envelope in ``messages`` (NULL while
+                                            only marks or attempts came)
     ins_marks    (message_id, sub_id, body) the newest state mark per (message, subscription)
     ins_attempts (seq, message_id, sub_id, body)     a message's attempts, oldest first
     ins_log      (seq, topic, sub_id, at, ok, body)  each subscription's attempt log
 
-An attempt is kept twice, as on Redis (a list per message and a stream per subscription):
-the two are bounded independently. A whole batch of the recorder is one job of the
-adapter's group-commit writer thread (it shares the commit with deliveries' acks and
+The envelope is the one the queue's copies point at: a publish writes it once, with its
+``ins_messages`` row, and it stays (``messages.refs`` counts that row) until the log
+forgets the message, however soon its copies are delivered. An attempt is kept twice, as on
+Redis (a list per message and a stream per subscription): the two are bounded
+independently. A whole batch of the recorder is one job of the adapter's group-commit
+writer thread, a few multi-row statements (it shares the commit with deliveries' acks and
 leases, off the event loop); reads run on the reader connection, one snapshot each.
 
-Bounds, as on Redis: a message is forgotten ``retention_ms`` after its last write (reads
-hide it at once, a periodic delete removes it), the oldest-touched messages beyond
-``max_messages`` go too; each (message, subscription) keeps its newest
-``max_attempts_per_message`` attempts (trimmed when a series passes it; reads show the
-newest that many); a subscription's log loses entries older than ``retention_ms`` and
-beyond its newest
-``max_attempts_per_subscription`` (periodic deletes, in bounded batches so that no commit
-holds the write lock long). Cost per delivered message (one attempt): the envelope once,
-one mark (~120 bytes), the attempt twice (~200 bytes each) and their index entries, in the
-same commit as the delivery's own writes.
+Bounds, as on Redis: a message is forgotten ``retention_ms`` after its last write (to within
+:func:`touch_slack_ms`: 1 % of it, a minute at most; reads hide it at once, a periodic
+delete removes it), the oldest-touched messages beyond ``max_messages`` go too; each
+(message, subscription) keeps its newest ``max_attempts_per_message`` attempts (trimmed
+when a series passes it; reads show the newest that many); a subscription's log loses
+entries older than ``retention_ms`` and beyond its newest ``max_attempts_per_subscription``
+(periodic deletes, in bounded batches so that no commit holds the write lock long).
+
+Cost per delivered message (one attempt): its ``ins_messages`` row, written by the publish
+(and written again only by a write more than the slack later), one mark (~120 bytes), the
+attempt twice (~200 bytes each) and their index entries, in the same commit as the
+delivery's own writes; and its envelope stays ``retention_ms`` (capped by
+``max_messages``) after delivery.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from app.adapters.kit import codec
+from app.adapters.sqlite import bulk
 from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.messages import drop_referring, store_one
 from app.adapters.sqlite.room import Room
 from app.core.codec import encode_json
 from app.core.errors import BackendUnavailableError
@@ -54,43 +63,18 @@ logger = logging.getLogger("hookline.sqlite")
 
 T = TypeVar("T")
 
-DDL = """
-CREATE TABLE IF NOT EXISTS ins_messages (
-    id TEXT PRIMARY KEY,
-    touched_at INTEGER NOT NULL,
-    body BLOB
-);
-CREATE INDEX IF NOT EXISTS ins_messages_touched ON ins_messages (touched_at);
-CREATE TABLE IF NOT EXISTS ins_marks (
-    message_id TEXT NOT NULL,
-    sub_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (message_id, sub_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ins_attempts (
-    seq INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    sub_id TEXT NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ins_attempts_message ON ins_attempts (message_id, sub_id, seq);
-CREATE TABLE IF NOT EXISTS ins_log (
-    seq INTEGER PRIMARY KEY,
-    topic TEXT NOT NULL,
-    sub_id TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    ok INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ins_log_sub ON ins_log (topic, sub_id, seq);
-CREATE INDEX IF NOT EXISTS ins_log_at ON ins_log (at);
-"""
+TOUCH_SLACK_MS = 60_000
+"""A message's last write moves its expiry only when it comes at least this long (or 1 % of
+``retention_ms`` if less) after the previous one: a delivery seconds after its publish
+writes no ``ins_messages`` row and index entry of its own."""
 
-_UPSERT_MESSAGE = (
-    "INSERT INTO ins_messages (id, touched_at, body) VALUES (?,?,?) "
-    "ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at, "
-    "body = coalesce(excluded.body, ins_messages.body)"
-)
+
+def touch_slack_ms(settings: InsightSettings) -> int:
+    """How much sooner than ``retention_ms`` after its last write a message may be forgotten:
+    a write within this long of the one that set its expiry does not move it.
+    """
+    return min(TOUCH_SLACK_MS, settings.retention_ms // 100)
+
 
 MAX_RECORDED = 200_000
 """Ids of published messages awaiting the recorder's flush, at most."""
@@ -117,9 +101,12 @@ class SqliteInsightStore:
         self._db = database
         self._room = room
         self._settings = settings
-        self._created = False
         self._written_logs: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._touch = (
+            " ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at WHERE "
+            f"excluded.touched_at - ins_messages.touched_at > {touch_slack_ms(settings):d}"
+        )
         self._recorded: set[str] = set()
         """Ids whose rows a publish wrote (:meth:`record_messages`): the recorder's copy of
         those envelopes is not written again (bounded by ``MAX_RECORDED``).
@@ -128,9 +115,7 @@ class SqliteInsightStore:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the tables if the file is reachable, and start the periodic deletes."""
-        with contextlib.suppress(BackendUnavailableError):
-            await self._db.write(self._ensure)
+        """Start the periodic deletes (the tables are the schema's)."""
         if self._task is None:
             self._task = asyncio.create_task(self._sweep_forever(), name="sqlite-insight-sweep")
 
@@ -142,22 +127,16 @@ class SqliteInsightStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _ensure(self, conn: sqlite3.Connection) -> None:
-        if not self._created:
-            for statement in DDL.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            self._created = True
-
     # -- writing --------------------------------------------------------------------------
 
-    def record_messages(self, conn: sqlite3.Connection, rows: list[tuple[str, int, bytes]]) -> None:
-        """Store ``(id, now, envelope bytes)`` rows inside the caller's job (the writer thread):
-        a publish keeps its messages for lookup in the commit that accepts them, and the
-        envelope is encoded and written once.
+    def record_messages(
+        self, conn: sqlite3.Connection, kept: list[tuple[str, int]], now: int
+    ) -> None:
+        """Rows for the ``(message id, seq)`` pairs a publish stored with a reference for the
+        log (:func:`.messages.store_messages`), inside its job: a publish keeps its messages
+        for lookup in the commit that accepts them, and the envelope is written once.
         """
-        self._ensure(conn)
-        conn.executemany(_UPSERT_MESSAGE, rows)
+        _keep(conn, [(message_id, now, seq) for message_id, seq in kept])
 
     def recorded(self, message_ids: list[str]) -> None:
         """Those messages' rows are committed (called on the event loop after the publish)."""
@@ -199,13 +178,15 @@ class SqliteInsightStore:
         if not touched:
             return  # only messages, which their publishes wrote already
 
-        rows = [(message_id, now, body) for message_id, body in touched.items()]
+        touches = [(message_id, now) for message_id, body in touched.items() if body is None]
+        bodies = [(message_id, body) for message_id, body in touched.items() if body is not None]
         trims = [(message_id, sub_id, cap) for message_id, sub_id in pairs]
+        touch = self._touch
 
         def job(conn: sqlite3.Connection) -> None:
             self._room.check(conn)
-            self._ensure(conn)
-            _write_rows(conn, rows, attempts, log, trims, marks)
+            bulk.insert(conn, "INSERT INTO ins_messages (id, touched_at)", touches, touch)
+            _write_rows(conn, now, bodies, attempts, log, trims, marks)
 
         await self._db.write(job, durable=False)
         self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
@@ -221,7 +202,9 @@ class SqliteInsightStore:
             conn.execute("BEGIN")
             try:
                 row = conn.execute(
-                    "SELECT touched_at, body FROM ins_messages WHERE id = ?", (message_id,)
+                    "SELECT i.touched_at, m.body FROM ins_messages AS i LEFT JOIN messages "
+                    "AS m ON m.seq = i.msg WHERE i.id = ?",
+                    (message_id,),
                 ).fetchone()
                 if row is None or int(row[0]) < horizon:
                     return None
@@ -289,12 +272,6 @@ class SqliteInsightStore:
         return page.attempts
 
     async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await self._db.read(job)
-        except BackendUnavailableError as exc:
-            if "no such table" not in str(exc):
-                raise
-        await self._db.write(self._ensure)  # another process's file, not created here yet
         return await self._db.read(job)
 
     # -- bounds ---------------------------------------------------------------------------
@@ -329,21 +306,19 @@ Job = Callable[[sqlite3.Connection], bool]
 
 def _write_rows(
     conn: sqlite3.Connection,
-    messages: list[tuple[str, int, bytes | None]],
+    now: int,
+    bodies: list[tuple[str, bytes]],
     attempts: list[tuple[str, str, bytes]],
     log: list[tuple[str, str, int, bool, bytes]],
     trims: list[tuple[str, str, int]],
     marks: list[tuple[str, str, bytes]],
 ) -> None:
-    """One flush of the recorder, in the writer thread."""
-    conn.executemany(_UPSERT_MESSAGE, messages)
-    if attempts:
-        conn.executemany(
-            "INSERT INTO ins_attempts (message_id, sub_id, body) VALUES (?,?,?)", attempts
-        )
-        conn.executemany(
-            "INSERT INTO ins_log (topic, sub_id, at, ok, body) VALUES (?,?,?,?,?)", log
-        )
+    """One flush of the recorder, in the writer thread: a few multi-row statements."""
+    for message_id, body in bodies:  # not stored by a publish of this process: rare
+        seq = store_one(conn, body)
+        _keep(conn, [(message_id, now, seq)])
+    bulk.insert(conn, "INSERT INTO ins_attempts (message_id, sub_id, body)", attempts)
+    bulk.insert(conn, "INSERT INTO ins_log (topic, sub_id, at, ok, body)", log)
     if trims:
         conn.executemany(
             "DELETE FROM ins_attempts WHERE message_id = ?1 AND sub_id = ?2 AND seq <= "
@@ -351,17 +326,36 @@ def _write_rows(
             "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
             trims,
         )
-    if marks:
-        conn.executemany(
-            "INSERT OR REPLACE INTO ins_marks (message_id, sub_id, body) VALUES (?,?,?)", marks
-        )
+    bulk.insert(
+        conn,
+        "INSERT INTO ins_marks (message_id, sub_id, body)",
+        marks,
+        " ON CONFLICT (message_id, sub_id) DO UPDATE SET body = excluded.body",
+    )
+
+
+def _keep(conn: sqlite3.Connection, rows: list[tuple[str, int, int]]) -> None:
+    """``ins_messages`` rows ``(id, touched_at, seq)`` for messages just stored with a count
+    for them; a row the id had already (a message id stored twice) goes first, with its
+    count.
+    """
+    head = "INSERT INTO ins_messages (id, touched_at, msg)"
+    if bulk.insert(conn, head, rows, " ON CONFLICT (id) DO NOTHING") == len(rows):
+        return
+    for message_id, at, seq in rows:
+        row = conn.execute("SELECT msg FROM ins_messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None or row[0] != seq:
+            drop_referring(conn, "ins_messages", "id = ?", (message_id,))
+            bulk.insert(conn, head, [(message_id, at, seq)])
 
 
 def _forget(conn: sqlite3.Connection, ids: list[str]) -> None:
-    rows = [(message_id,) for message_id in ids]
-    conn.executemany("DELETE FROM ins_marks WHERE message_id = ?", rows)
-    conn.executemany("DELETE FROM ins_attempts WHERE message_id = ?", rows)
-    conn.executemany("DELETE FROM ins_messages WHERE id = ?", rows)
+    """Forget messages: their marks, attempts and rows (and their stored envelopes, unless
+    a copy still points at one).
+    """
+    bulk.where_in(conn, "DELETE FROM ins_marks WHERE message_id IN (?*)", (), ids)
+    bulk.where_in(conn, "DELETE FROM ins_attempts WHERE message_id IN (?*)", (), ids)
+    drop_referring(conn, "ins_messages", "id IN (?*)", (), ids)
 
 
 def _forget_messages(horizon: int) -> Job:
@@ -390,7 +384,7 @@ def _forget_excess_messages(max_messages: int) -> Job:
         ids = [
             str(row[0])
             for row in conn.execute(
-                "SELECT id FROM ins_messages ORDER BY touched_at, rowid LIMIT ?",
+                "SELECT id FROM ins_messages ORDER BY touched_at, msg LIMIT ?",
                 (min(excess, SWEEP_BATCH),),
             )
         ]

@@ -11,6 +11,7 @@ import sqlite3
 from app.adapters.kit import codec
 from app.adapters.kit.change_log import KEEP_CHANGES
 from app.adapters.sqlite.database import Database
+from app.adapters.sqlite.messages import drop_referring
 from app.core.models import Subscription
 from app.core.ports import RegistryChanges
 
@@ -60,7 +61,7 @@ class SubscriptionRegistry:
             cursor = conn.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
             if cursor.rowcount != 1:
                 return False
-            conn.execute("DELETE FROM copies WHERE sub_id = ?", (subscription_id,))
+            drop_referring(conn, "copies", "sub_id = ?", (subscription_id,))
             _bump(conn, subscription_id)
             return True
 
