@@ -40,7 +40,7 @@ async def sampled(pid: int, out: Path, enabled: bool) -> AsyncIterator[None]:
         "--pid",
         str(pid),
         "--rate",
-        "100",
+        os.environ.get("HOOKLINE_BENCH_PYSPY_RATE", "100"),
         "--format",
         "raw",
         "--nonblocking",

@@ -96,6 +96,16 @@ TARGETS_12: list[tuple[str, str, str, dict[str, float]]] = [
 ]
 """Issue 12's targets: one hookline process pinned to one core (``--pinned``)."""
 
+TARGETS_13: list[tuple[str, str, str, dict[str, float]]] = [
+    (
+        "insight log's cost of drain (median of on/off pairs)",
+        "<=",
+        "%",
+        dict.fromkeys(ADAPTERS, 15.0),
+    ),
+]
+"""Issue 13's target: the delivery insight log costs at most 15 % of drain."""
+
 
 def fmt(value: Any, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -130,8 +140,8 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for kind in ADAPTERS:
         scen = results.get("adapters", {}).get(kind, {})
         ceiling = results.get("ceilings", {}).get(kind)
-        pub, drain, lat, back, sweep = (
-            scen.get(s) for s in ("publish", "drain", "latency", "backlog", "sweep")
+        pub, drain, lat, back, sweep, insight = (
+            scen.get(s) for s in ("publish", "drain", "latency", "backlog", "sweep", "insight")
         )
         drain_rate = drain["rate"] if _ok(drain) else None
         out[kind] = {
@@ -159,6 +169,9 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             ),
             "highest rate with p99 <= 20 ms": sweep["best_rate"] if _ok(sweep) else _why(sweep),
             "p99 at 1,000 msg/s (sweep)": _sweep_p99(sweep, 1000.0),
+            "insight log's cost of drain (median of on/off pairs)": (
+                insight["cost_pct"] if _ok(insight) else _why(insight)
+            ),
         }
     return out
 
@@ -188,7 +201,7 @@ def verdicts(
                 lines.append(f"- {adapter} · {label} ({goal_text}): NOT MEASURED ({value})")
                 continue
             met = value >= goal if kind == ">=" else value <= goal
-            digits = 2 if unit in {"x", "ms"} else 0
+            digits = 2 if unit in {"x", "ms"} else 1 if unit == "%" else 0
             shown = f"{fmt(value, digits)} {unit}"
             lines.append(
                 f"- {adapter} · {label}: {shown} (target {goal_text}): "
@@ -348,6 +361,22 @@ def table(results: dict[str, Any]) -> str:
                     lambda r: (
                         f"{fmt(r['rate'])} ({fmt(r['ordered_vs_unordered'], 2)} of "
                         f"{fmt(r['rate_unordered'])})"
+                    ),
+                )
+                for k in ADAPTERS
+            ],
+            ["-", "-"],
+        ),
+        (
+            "insight log on / off, drain (median of pairs; CPU per delivery added)",
+            [
+                _cell(
+                    scen(k, "insight"),
+                    lambda r: (
+                        f"{fmt(r['rate'])} / {fmt(r['rate_off'])} = "
+                        f"{fmt(r['on_vs_off'], 2)}, cost {fmt(r['cost_pct'], 1)} % "
+                        f"(pairs: {', '.join(fmt(x, 2) for x in r.get('on_vs_off_pairs', []))}; "
+                        f"CPU +{fmt(r.get('cpu_added_pct', 0.0), 1)} %)"
                     ),
                 )
                 for k in ADAPTERS

@@ -28,7 +28,7 @@ from bench import peer_runner, scenarios
 from bench.common import BENCH, PYTHON, Processes, pin_cores, wait_for_quiet
 from bench.floors import floors
 from bench.receiver import run_loop
-from bench.report import TARGETS_12, ab_table, floor_lines, lost_total, table, verdicts
+from bench.report import TARGETS_12, TARGETS_13, ab_table, floor_lines, lost_total, table, verdicts
 from bench.scenarios import FULL, QUICK, Context, ReceiverClient
 from bench.service import HOOKLINE_DIR, WORKERS, UnavailableError, check_adapter_importable
 
@@ -389,6 +389,9 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     if results.get("pinned"):
         lines += ["", "Targets (issue 12: one hookline process on one pinned core):"]
         lines += verdicts(results, TARGETS_12)
+    if any("insight" in scen for scen in results.get("adapters", {}).values()):
+        lines += ["", "Targets (issue 13: the delivery insight log's cost):"]
+        lines += verdicts(results, TARGETS_13)
     if errors:
         lines += ["", "HARNESS ERRORS:", *(f"- {e}" for e in errors)]
     if lost:

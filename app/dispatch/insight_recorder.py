@@ -55,7 +55,8 @@ class InsightRecorder:
         self._messages: list[Envelope] = []
         self._attempts: list[AttemptRecord] = []
         self._marks: dict[tuple[str, str], StateMark] = {}
-        self._in_flight: dict[tuple[str, str], StateMark] = {}
+        self._in_flight: dict[tuple[str, str], tuple[str, int, int]] = {}
+        """Copies being attempted: (message id, subscription id) -> (topic, attempt, at)."""
         self._held = 0
         """Facts taken since the last flush (an upper bound of those waiting): the bound."""
         self._woken = False
@@ -105,25 +106,42 @@ class InsightRecorder:
             self._wake()
 
     def mark(self, mark: StateMark) -> None:
-        """A copy changed state (leased, filtered, parked...)."""
+        """A copy changed state (filtered, parked...)."""
         if self.store is None:
+            return
+        if mark.state == "in_flight":
+            self.leased(mark.message_id, mark.topic, mark.subscription_id, mark.attempt, mark.at)
             return
         if self._held >= MAX_PENDING:
             self._dropped()
             return
         self._held += 1
         key = (mark.message_id, mark.subscription_id)
-        if mark.state == "in_flight":
-            self._in_flight[key] = mark  # held: its outcome usually follows at once
-            if self._timer is None and self._task is not None:
-                self._hold_timer()
-            return
         self._in_flight.pop(key, None)
         self._marks[key] = mark
         self._wake()
 
+    def leased(
+        self, message_id: str, topic: str, subscription_id: str, attempt: int, at: int
+    ) -> None:
+        """A copy's attempt started: held as a tuple (its outcome usually follows at once,
+        and then no mark object is ever built for it).
+        """
+        if self.store is None:
+            return
+        if self._held >= MAX_PENDING:
+            self._dropped()
+            return
+        self._held += 1
+        self._in_flight[(message_id, subscription_id)] = (topic, attempt, at)
+        if self._timer is None and self._task is not None:
+            self._hold_timer()
+
     def attempt(self, record: AttemptRecord) -> None:
-        """An attempt ended; its mark follows from it."""
+        """An attempt ended. Its mark follows from it: every store derives a copy's state
+        from its newest attempt and drops the copy's stored mark when an attempt comes, so
+        the attempt supersedes whatever mark of that copy is still collected.
+        """
         if self.store is None:
             return
         if self._held >= MAX_PENDING:
@@ -133,7 +151,7 @@ class InsightRecorder:
         self._attempts.append(record)
         key = (record.message_id, record.subscription_id)
         self._in_flight.pop(key, None)
-        self._marks[key] = record.mark()
+        self._marks.pop(key, None)
         self._wake()
 
     def start(self) -> None:
@@ -159,12 +177,16 @@ class InsightRecorder:
 
     def _due_in_flight(self, hold: bool) -> list[StateMark]:
         """``in_flight`` marks to write now: all, or those held ``IN_FLIGHT_HOLD_MS``."""
-        if not hold:
-            due, self._in_flight = list(self._in_flight.values()), {}
-            return due
-        horizon = now_ms() - IN_FLIGHT_HOLD_MS
-        keys = [key for key, mark in self._in_flight.items() if mark.at <= horizon]
-        return [self._in_flight.pop(key) for key in keys]
+        if hold:
+            horizon = now_ms() - IN_FLIGHT_HOLD_MS
+            keys = [key for key, (_, _, at) in self._in_flight.items() if at <= horizon]
+        else:
+            keys = list(self._in_flight)
+        due = []
+        for key in keys:
+            topic, attempt, at = self._in_flight.pop(key)
+            due.append(StateMark(key[0], topic, key[1], "in_flight", at, attempt))
+        return due
 
     async def _flush(self, *, hold: bool) -> None:
         if self.store is None:

@@ -385,7 +385,7 @@ class SubscriptionWorker:
             return
         started = now_ms()
         clock = time.perf_counter()
-        self._mark(delivery, "in_flight", started)
+        self._leased(delivery, started)
         outcome = await self._attempt(subscription, delivery)
         if delivery.message.expires_at is not None:
             outcome = _within_deadline(delivery, outcome)
@@ -441,7 +441,7 @@ class SubscriptionWorker:
             try:
                 started = now_ms()
                 clock = time.perf_counter()
-                self._mark(delivery, "in_flight", started)
+                self._leased(delivery, started)
                 outcome = _within_deadline(delivery, await self._attempt(subscription, delivery))
                 duration_ms = (time.perf_counter() - clock) * 1000
             finally:
@@ -515,6 +515,11 @@ class SubscriptionWorker:
             await self._safely(ownership.release_order(self._subscription))
 
     # -- insight and auto-pause ------------------------------------------------------------
+
+    def _leased(self, delivery: Delivery, at: int) -> None:
+        if self._insight is not None:
+            message = delivery.message
+            self._insight.leased(message.id, message.topic, self.sub_id, delivery.attempt, at)
 
     def _mark(self, delivery: Delivery, state: MessageState, at: int) -> None:
         if self._insight is not None:

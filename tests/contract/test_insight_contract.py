@@ -72,6 +72,37 @@ async def test_message_marks_and_attempts_round_trip(adapter: QueueAdapter) -> N
     assert await store.get_message("unknown-id") is None
 
 
+async def test_an_attempt_supersedes_the_copys_stored_mark(adapter: QueueAdapter) -> None:
+    """The recorder sends no mark with an attempt (the attempt implies it): a mark stored
+    earlier for the copy (an in_flight written after the hold, a parked one) must not
+    outlive it, while an explicit mark that comes after the attempt wins.
+    """
+    store = await opened(adapter)
+    topic = unique("topic")
+    message = envelope(topic)
+    now = now_ms()
+    await store.write(
+        InsightBatch(
+            messages=[message],
+            marks=[
+                StateMark(message.id, topic, "s1", "in_flight", now, 1),
+                StateMark(message.id, topic, "s2", "in_flight", now, 1),
+            ],
+        )
+    )
+    failed = attempt(message, "s2", 1, 500, now + 1)
+    await store.write(InsightBatch(attempts=[attempt(message, "s1", 1, 200, now + 1), failed]))
+    found = await store.get_message(message.id)
+    assert found is not None
+    assert found.marks["s1"].state == "delivered"
+    assert found.marks["s2"].state == "scheduled"
+    await store.write(InsightBatch(marks=[StateMark(message.id, topic, "s2", "parked", now + 5)]))
+    found = await store.get_message(message.id)
+    assert found is not None
+    assert found.marks["s2"].state == "parked"
+    assert [a.attempt for a in found.attempts["s2"]] == [1]
+
+
 async def test_attempt_log_is_newest_first_filtered_and_paged(adapter: QueueAdapter) -> None:
     store = await opened(adapter)
     topic = unique("topic")

@@ -17,7 +17,9 @@ from app.dispatch.insight_recorder import InsightRecorder
 
 
 class CountingStore(MemoryInsightStore):
-    """The in-memory store, counting the marks written per state."""
+    """The in-memory store, noting the states written: each mark's, and each attempt's
+    (the state it leaves the copy in; the recorder sends no separate mark for it).
+    """
 
     def __init__(self) -> None:
         super().__init__(InsightSettings())
@@ -25,6 +27,7 @@ class CountingStore(MemoryInsightStore):
 
     async def write(self, batch: InsightBatch) -> None:
         self.states += [m.state for m in batch.marks]
+        self.states += [a.next_step for a in batch.attempts]
         await super().write(batch)
 
 
@@ -50,6 +53,9 @@ async def test_a_quick_outcome_replaces_its_in_flight_mark() -> None:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)  # polling a deadline-bounded condition
         assert store.states == ["delivered"]
+        found = await store.get_message("m-1")
+        assert found is not None
+        assert found.marks["s"].state == "delivered"
     finally:
         await recorder.stop()
 

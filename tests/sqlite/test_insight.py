@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.core.errors import BackendUnavailableError
-from app.core.insight import AttemptRecord, InsightBatch, InsightSettings
+from app.core.insight import AttemptRecord, InsightBatch, InsightSettings, StateMark
 from app.core.models import Envelope, Subscription, now_ms
 from tests.harness import eventually
 from tests.process import serving, subscribe, until, write_config
@@ -86,7 +86,11 @@ async def test_retention_deletes_rows_not_just_hides_them(
             InsightBatch(
                 messages=[message],
                 attempts=[attempt(message, "s", 1, now_ms())],
-                marks=[attempt(message, "s", 1, now_ms()).mark()],
+                # an attempt's own mark is not stored (it implies it); another copy's is
+                marks=[
+                    attempt(message, "s", 1, now_ms()).mark(),
+                    StateMark(message.id, "old", "s-filtered", "filtered", now_ms()),
+                ],
             )
         )
         assert rows(db_path, "ins_marks") == 1

@@ -5,7 +5,9 @@ Tables (:mod:`.schema`)::
     ins_messages (id, touched_at, msg)       when the message was last written, and its
                                             stored envelope in ``messages`` (NULL while
                                             only marks or attempts came)
-    ins_marks    (message_id, sub_id, body) the newest state mark per (message, subscription)
+    ins_marks    (message_id, sub_id, body) a copy's state mark when no attempt implies it
+                                            (filtered, parked, a held in_flight...): an
+                                            attempt of the copy deletes it
     ins_attempts (seq, message_id, sub_id, body)     a message's attempts, oldest first
     ins_log      (seq, topic, sub_id, at, ok, body)  each subscription's attempt log
 
@@ -26,10 +28,10 @@ entries older than ``retention_ms`` and beyond its newest ``max_attempts_per_sub
 (periodic deletes, in bounded batches so that no commit holds the write lock long).
 
 Cost per delivered message (one attempt): its ``ins_messages`` row, written by the publish
-(and written again only by a write more than the slack later), one mark (~120 bytes), the
-attempt twice (~200 bytes each) and their index entries, in the same commit as the
-delivery's own writes; and its envelope stays ``retention_ms`` (capped by
-``max_messages``) after delivery.
+(and written again only by a write more than the slack later), no mark (the attempt implies
+it; a probe deletes a stale one), the attempt twice (~200 bytes each) and their index
+entries, in the same commit as the delivery's own writes; and its envelope stays
+``retention_ms`` (capped by ``max_messages``) after delivery.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from app.core.insight import (
     InsightSettings,
     MessageInsight,
     StateMark,
+    merge_marks,
 )
 from app.core.models import now_ms
 
@@ -174,7 +177,15 @@ class SqliteInsightStore:
                 # earlier series stay until retention forgets the message: reads show the
                 # newest ``cap``).
                 pairs.add((record.message_id, record.subscription_id))
-        marks = [(m.message_id, m.subscription_id, encode_json(m.to_dict())) for m in batch.marks]
+        attempted = {(r.message_id, r.subscription_id) for r in batch.attempts}
+        marks = [
+            (m.message_id, m.subscription_id, encode_json(m.to_dict()))
+            for m in batch.marks
+            if not (m.implied and (m.message_id, m.subscription_id) in attempted)
+        ]
+        # A copy's state is its stored mark, else its newest attempt's: an attempt makes
+        # any stored mark of the copy stale (a mark the batch sets again is written after).
+        cleared = list(attempted)
         if not touched:
             return  # only messages, which their publishes wrote already
 
@@ -186,7 +197,7 @@ class SqliteInsightStore:
         def job(conn: sqlite3.Connection) -> None:
             self._room.check(conn)
             bulk.insert(conn, "INSERT INTO ins_messages (id, touched_at)", touches, touch)
-            _write_rows(conn, now, bodies, attempts, log, trims, marks)
+            _write_rows(conn, now, bodies, attempts, log, trims, cleared, marks)
 
         await self._db.write(job, durable=False)
         self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
@@ -222,10 +233,12 @@ class SqliteInsightStore:
                 by_sub.setdefault(str(sub_id), []).append(
                     AttemptRecord.from_dict(codec.decode(raw))
                 )
+            kept = {sub: records[-cap:] for sub, records in by_sub.items()}
+            explicit = {str(sub): StateMark.from_dict(codec.decode(raw)) for sub, raw in marks}
             return MessageInsight(
                 codec.decode_envelope(row[1]) if row[1] is not None else None,
-                {str(sub): StateMark.from_dict(codec.decode(raw)) for sub, raw in marks},
-                {sub: records[-cap:] for sub, records in by_sub.items()},
+                merge_marks(explicit, kept),
+                kept,
             )
 
         return await self._read(job)
@@ -311,6 +324,7 @@ def _write_rows(
     attempts: list[tuple[str, str, bytes]],
     log: list[tuple[str, str, int, bool, bytes]],
     trims: list[tuple[str, str, int]],
+    cleared: list[tuple[str, str]],
     marks: list[tuple[str, str, bytes]],
 ) -> None:
     """One flush of the recorder, in the writer thread: a few multi-row statements."""
@@ -326,6 +340,8 @@ def _write_rows(
             "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
             trims,
         )
+    # Nearly always no row: a primary-key probe that dirties no page.
+    conn.executemany("DELETE FROM ins_marks WHERE message_id = ? AND sub_id = ?", cleared)
     bulk.insert(
         conn,
         "INSERT INTO ins_marks (message_id, sub_id, body)",
