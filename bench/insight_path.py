@@ -95,7 +95,10 @@ async def main():
         for d in leased:
             if insight is not None:
                 m = d.message
-                insight.mark(StateMark(m.id, m.topic, sub.id, "in_flight", now_ms(), d.attempt))
+                if hasattr(insight, "leased"):  # as the worker does since it exists
+                    insight.leased(m.id, m.topic, sub.id, d.attempt, now_ms())
+                else:
+                    insight.mark(StateMark(m.id, m.topic, sub.id, "in_flight", now_ms(), d.attempt))
         for d in leased:
             started = now_ms()
             clock = time.perf_counter()
