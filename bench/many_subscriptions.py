@@ -143,10 +143,11 @@ async def healthy_rate(hookline: Hookline, arrivals: Arrivals, count: int) -> fl
     arrivals.iso, arrivals.iso_goal = 0, count
     arrivals.iso_done.clear()
     started = time.monotonic()
-    messages = [{"data": {"i": i}} for i in range(count)]
-    await hookline.call(
-        "POST", "/v1/topics/iso.healthy/messages/batch", json={"messages": messages}
-    )
+    for start in range(0, count, 1000):  # the API's batch limit
+        messages = [{"data": {"i": i}} for i in range(start, min(count, start + 1000))]
+        await hookline.call(
+            "POST", "/v1/topics/iso.healthy/messages/batch", json={"messages": messages}
+        )
     await asyncio.wait_for(arrivals.iso_done.wait(), 120)
     return count / (time.monotonic() - started)
 

@@ -232,7 +232,7 @@ class RedisAdapter(BrokerFacade):
 
     def insight_store(self, settings: InsightSettings) -> RedisInsightStore:
         """Insight in Redis, shared by every instance, expired by Redis."""
-        return RedisInsightStore(self.connection, self.names, settings)
+        return RedisInsightStore(self.connection, self.names, settings, self.scripts)
 
     async def requeue(self, subscription: Subscription, envelope: Envelope) -> None:
         """A fresh copy (attempt 1) in the subscription's schedule, due now: the timer

@@ -26,6 +26,7 @@ recorder is one script call (:mod:`.lua_insight`, chunked), one round trip.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.adapters.redis import lua_insight
+from app.adapters.redis.coalesce import ScriptCoalescer
 from app.adapters.redis.connection import RedisConnection
 from app.adapters.redis.names import NameSpace
 from app.core.codec import encode_json
@@ -81,10 +83,18 @@ class RedisInsightStore:
     """Implementation of :class:`app.core.ports.InsightStore` on Redis."""
 
     def __init__(
-        self, connection: RedisConnection, names: NameSpace, settings: InsightSettings
+        self,
+        connection: RedisConnection,
+        names: NameSpace,
+        settings: InsightSettings,
+        scripts: ScriptCoalescer | None = None,
     ) -> None:
-        """Writes go through ``connection``; keys come from ``names``."""
+        """Writes go through ``scripts`` (the adapter's coalescer: its own RESP packing on
+        the multiplexed connection, where redis-py packed and parsed each call in Python:
+        ~8 us per delivery) when given, else ``connection``; keys come from ``names``.
+        """
         self._conn = connection
+        self._scripts = scripts
         self._names = names
         self._settings = settings
         self._log_keys: dict[tuple[str, str], str] = {}
@@ -172,6 +182,16 @@ class RedisInsightStore:
         if not calls:
             return
         script = lua_insight.WRITE
+        if self._scripts is not None and isinstance(self._conn.client, Redis):
+            # Submitted in one loop turn: one buffer, one round trip; NOSCRIPT is replayed
+            # per call by the coalescer.
+            replies = await asyncio.gather(
+                *(self._scripts.submit(script, k, a) for k, a in calls), return_exceptions=True
+            )
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+            return
         if len(calls) == 1 or not isinstance(self._conn.client, Redis):
             for keys, args in calls:
                 await self._conn.run(script, keys, args)
