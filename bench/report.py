@@ -103,6 +103,12 @@ TARGETS_13: list[tuple[str, str, str, dict[str, float]]] = [
         "%",
         dict.fromkeys(ADAPTERS, 15.0),
     ),
+    (
+        "insight log's cost of drain (on and off draining together on one core)",
+        "<=",
+        "%",
+        dict.fromkeys(ADAPTERS, 15.0),
+    ),
 ]
 """Issue 13's target: the delivery insight log costs at most 15 % of drain."""
 
@@ -140,8 +146,9 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for kind in ADAPTERS:
         scen = results.get("adapters", {}).get(kind, {})
         ceiling = results.get("ceilings", {}).get(kind)
-        pub, drain, lat, back, sweep, insight = (
-            scen.get(s) for s in ("publish", "drain", "latency", "backlog", "sweep", "insight")
+        pub, drain, lat, back, sweep, insight, duel = (
+            scen.get(s)
+            for s in ("publish", "drain", "latency", "backlog", "sweep", "insight", "insight-duel")
         )
         drain_rate = drain["rate"] if _ok(drain) else None
         out[kind] = {
@@ -171,6 +178,9 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "p99 at 1,000 msg/s (sweep)": _sweep_p99(sweep, 1000.0),
             "insight log's cost of drain (median of on/off pairs)": (
                 insight["cost_pct"] if _ok(insight) else _why(insight)
+            ),
+            "insight log's cost of drain (on and off draining together on one core)": (
+                duel["cost_pct"] if _ok(duel) else _why(duel)
             ),
         }
     return out
@@ -377,6 +387,20 @@ def table(results: dict[str, Any]) -> str:
                         f"{fmt(r['on_vs_off'], 2)}, cost {fmt(r['cost_pct'], 1)} % "
                         f"(pairs: {', '.join(fmt(x, 2) for x in r.get('on_vs_off_pairs', []))}; "
                         f"CPU +{fmt(r.get('cpu_added_pct', 0.0), 1)} %)"
+                    ),
+                )
+                for k in ADAPTERS
+            ],
+            ["-", "-"],
+        ),
+        (
+            "insight log on / off draining together on one core (delivered until one ended)",
+            [
+                _cell(
+                    scen(k, "insight-duel"),
+                    lambda r: (
+                        f"{fmt(r['delivered_on'])} / {fmt(r['delivered_off'])} = "
+                        f"{fmt(r['on_vs_off'], 2)}, cost {fmt(r['cost_pct'], 1)} %"
                     ),
                 )
                 for k in ADAPTERS

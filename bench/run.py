@@ -389,7 +389,9 @@ def render(results: dict[str, Any], lost: list[str], errors: list[str]) -> str:
     if results.get("pinned"):
         lines += ["", "Targets (issue 12: one hookline process on one pinned core):"]
         lines += verdicts(results, TARGETS_12)
-    if any("insight" in scen for scen in results.get("adapters", {}).values()):
+    if any(
+        name.startswith("insight") for scen in results.get("adapters", {}).values() for name in scen
+    ):
         lines += ["", "Targets (issue 13: the delivery insight log's cost):"]
         lines += verdicts(results, TARGETS_13)
     if errors:

@@ -207,11 +207,17 @@ def check_delivered(
 
 
 async def start_hookline(
-    ctx: Context, kind: str, name: str, extra_config: dict[str, Any] | None = None
+    ctx: Context,
+    kind: str,
+    name: str,
+    extra_config: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> Hookline:
     """A fresh process per scenario; in quick mode one per adapter (start-up is seconds).
 
     ``extra_config`` (keys of the QueueModule's config) always gets a process of its own.
+    ``run_id``: a backend namespace of its own (two processes that must not share a
+    registry), instead of the run's.
     """
     share = ctx.share_process and not extra_config
     if share and kind in ctx.shared:
@@ -220,7 +226,7 @@ async def start_hookline(
         name = f"{kind}-shared"
     hookline = Hookline(
         ctx.processes,
-        adapter_setup(kind, ctx.run_id),
+        adapter_setup(kind, run_id or ctx.run_id),
         ctx.workdir,
         name,
         extra_config=dict(extra_config or {}),
@@ -715,9 +721,81 @@ async def insight_cost(ctx: Context, kind: str) -> dict[str, Any]:
         "cpu_per_1k": statistics.median(on["cpu_per_1k"] for _, on in pairs),
         "cpu_per_1k_off": statistics.median(off["cpu_per_1k"] for off, _ in pairs),
         "cpu_added_pct": statistics.median(cpu_added) * 100,
+        "pair_rates": [(off["rate"], on["rate"]) for off, on in pairs],
+        "pair_cpu_per_1k": [(off["cpu_per_1k"], on["cpu_per_1k"]) for off, on in pairs],
         "lost": [lost for off, on in pairs for lost in on["lost"] + off["lost"]],
         "duplicates": sum(on["duplicates"] + off["duplicates"] for off, on in pairs),
     }
+
+
+async def insight_duel(ctx: Context, kind: str) -> dict[str, Any]:
+    """Issue 13, measured so that the machine's drift cancels: two processes on the same
+    core (``--pinned``: CPU 0), the log off in one and on in the other, each with its own
+    backend namespace and N messages behind a paused subscription, resumed together. The
+    core is shared fairly between the two while both drain, so the ratio of what each
+    delivered until the first one finished is the ratio of their costs per delivery:
+    whatever slows the machine in those seconds slows both alike.
+    """
+    n = ctx.sizes.drain_n
+    processes: dict[bool, Hookline] = {}
+    try:
+        subs: dict[bool, str] = {}
+        ids: dict[bool, list[str]] = {}
+        for enabled in (False, True):
+            tag = f"duel-{'on' if enabled else 'off'}"
+            hookline = await start_hookline(
+                ctx,
+                kind,
+                f"{kind}-{tag}",
+                {"insight": {"enabled": enabled}},
+                run_id=f"{ctx.run_id}-{tag}",
+            )
+            processes[enabled] = hookline
+            topic = ctx.unique(tag)
+            subs[enabled] = await hookline.subscribe(
+                topic, ctx.receiver.url(tag), paused=True, max_in_flight=ctx.sizes.concurrency
+            )
+            ids[enabled] = await prequeue(hookline, topic, n, [subs[enabled]])
+        await ctx.receiver.reset(fail=False)
+        await asyncio.sleep(ctx.sizes.settle_s)
+        await asyncio.gather(*(processes[e].resume(subs[e]) for e in (False, True)))
+        await ctx.receiver.wait_for(2 * n, drain_timeout(2 * n))
+        dump = await ctx.receiver.dump()
+        times = {
+            enabled: sorted(
+                record[3]
+                for key, record in dump.items()
+                if key.startswith(f"duel-{'on' if enabled else 'off'} ") and record[1] >= 1
+            )
+            for enabled in (False, True)
+        }
+        first_done = min(times[False][-1], times[True][-1])
+        start = max(times[False][0], times[True][0])
+        counts = {
+            enabled: sum(1 for t in stamps if start <= t <= first_done)
+            for enabled, stamps in times.items()
+        }
+        checks = {
+            enabled: check_delivered(dump, f"duel-{'on' if enabled else 'off'}", ids[enabled])
+            for enabled in (False, True)
+        }
+        ratio = counts[True] / counts[False] if counts[False] else 0.0
+        window = first_done - start
+        return {
+            "n": n,
+            "delivered_on": counts[True],
+            "delivered_off": counts[False],
+            "window_seconds": window,
+            "rate": counts[True] / window if window > 0 else 0.0,
+            "rate_off": counts[False] / window if window > 0 else 0.0,
+            "on_vs_off": ratio,
+            "cost_pct": (1 - ratio) * 100,
+            "lost": checks[False]["lost"] + checks[True]["lost"],
+            "duplicates": checks[False]["duplicates"] + checks[True]["duplicates"],
+        }
+    finally:
+        for hookline in processes.values():
+            await stop_hookline(ctx, hookline)
 
 
 async def insight_backlog(ctx: Context, kind: str) -> dict[str, Any]:
@@ -766,6 +844,7 @@ SCENARIOS = {
     "publish": publish,
     "ordered": ordered_drain,
     "insight": insight_cost,
+    "insight-duel": insight_duel,
     "insight-backlog": insight_backlog,
     "drain": drain,
     "backlog": backlog,

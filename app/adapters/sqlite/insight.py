@@ -185,7 +185,9 @@ class SqliteInsightStore:
         ]
         # A copy's state is its stored mark, else its newest attempt's: an attempt makes
         # any stored mark of the copy stale (a mark the batch sets again is written after).
-        cleared = list(attempted)
+        cleared: dict[str, list[str]] = {}
+        for message_id, sub_id in attempted:
+            cleared.setdefault(sub_id, []).append(message_id)
         if not touched:
             return  # only messages, which their publishes wrote already
 
@@ -324,7 +326,7 @@ def _write_rows(
     attempts: list[tuple[str, str, bytes]],
     log: list[tuple[str, str, int, bool, bytes]],
     trims: list[tuple[str, str, int]],
-    cleared: list[tuple[str, str]],
+    cleared: dict[str, list[str]],
     marks: list[tuple[str, str, bytes]],
 ) -> None:
     """One flush of the recorder, in the writer thread: a few multi-row statements."""
@@ -340,8 +342,15 @@ def _write_rows(
             "ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
             trims,
         )
-    # Nearly always no row: a primary-key probe that dirties no page.
-    conn.executemany("DELETE FROM ins_marks WHERE message_id = ? AND sub_id = ?", cleared)
+    # Nearly always no row: primary-key probes that dirty no page, an IN list per
+    # subscription (one statement step, not one per row: see :mod:`.bulk`).
+    for sub_id, message_ids in cleared.items():
+        bulk.where_in(
+            conn,
+            "DELETE FROM ins_marks WHERE sub_id = ? AND message_id IN (?*)",
+            (sub_id,),
+            message_ids,
+        )
     bulk.insert(
         conn,
         "INSERT INTO ins_marks (message_id, sub_id, body)",
