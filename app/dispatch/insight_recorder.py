@@ -75,6 +75,16 @@ class InsightRecorder:
         if self._metrics is not None:
             self._metrics.insight_facts_dropped(1)
 
+    def _take(self) -> bool:
+        """Room for one more fact (counted); False when the log is off or full (dropped)."""
+        if self.store is None:
+            return False
+        if self._held >= MAX_PENDING:
+            self._dropped()
+            return False
+        self._held += 1
+        return True
+
     def _wake(self) -> None:
         if not self._woken:
             self._woken = True
@@ -82,12 +92,8 @@ class InsightRecorder:
 
     def message(self, envelope: Envelope) -> None:
         """A message was accepted."""
-        if self.store is None:
+        if not self._take():
             return
-        if self._held >= MAX_PENDING:
-            self._dropped()
-            return
-        self._held += 1
         self._messages.append(envelope)
         self._wake()
 
@@ -107,15 +113,11 @@ class InsightRecorder:
 
     def mark(self, mark: StateMark) -> None:
         """A copy changed state (filtered, parked...)."""
-        if self.store is None:
-            return
         if mark.state == "in_flight":
             self.leased(mark.message_id, mark.topic, mark.subscription_id, mark.attempt, mark.at)
             return
-        if self._held >= MAX_PENDING:
-            self._dropped()
+        if not self._take():
             return
-        self._held += 1
         key = (mark.message_id, mark.subscription_id)
         self._in_flight.pop(key, None)
         self._marks[key] = mark
@@ -127,12 +129,8 @@ class InsightRecorder:
         """A copy's attempt started: held as a tuple (its outcome usually follows at once,
         and then no mark object is ever built for it).
         """
-        if self.store is None:
+        if not self._take():
             return
-        if self._held >= MAX_PENDING:
-            self._dropped()
-            return
-        self._held += 1
         self._in_flight[(message_id, subscription_id)] = (topic, attempt, at)
         if self._timer is None and self._task is not None:
             self._hold_timer()
@@ -142,12 +140,8 @@ class InsightRecorder:
         from its newest attempt and drops the copy's stored mark when an attempt comes, so
         the attempt supersedes whatever mark of that copy is still collected.
         """
-        if self.store is None:
+        if not self._take():
             return
-        if self._held >= MAX_PENDING:
-            self._dropped()
-            return
-        self._held += 1
         self._attempts.append(record)
         key = (record.message_id, record.subscription_id)
         self._in_flight.pop(key, None)
