@@ -96,3 +96,28 @@ async def test_the_earlier_layout_is_still_read(open_redis: OpenAdapter) -> None
 
 def _json(document: object) -> str:
     return json.dumps(document, separators=(",", ":"))
+
+
+async def test_a_flush_is_one_round_trip_on_the_coalescer_and_survives_a_script_flush(
+    open_redis: OpenAdapter,
+) -> None:
+    """The store writes through the adapter's coalescer (its own RESP packing): a flush of
+    many messages and logs is one buffer, and a Redis that forgot the script (``SCRIPT
+    FLUSH``, a restart) gets it again instead of losing the batch.
+    """
+    async with open_redis() as adapter:
+        store = adapter.insight_store(InsightSettings())
+        assert isinstance(store, RedisInsightStore)
+        topic = unique("topic")
+        messages = [make_msg(topic, {"n": n}) for n in range(600)]  # > one chunk of calls
+        records = [attempt(m.id, topic, 1, 200) for m in messages]
+        before = adapter.scripts.round_trips
+        await store.write(InsightBatch(messages, [], records))
+        assert adapter.scripts.round_trips == before + 1
+        await adapter.connection.client.script_flush()
+        await store.write(InsightBatch(attempts=[attempt(messages[0].id, topic, 2, 500)]))
+        found = await store.get_message(messages[0].id)
+        assert found is not None
+        assert [a.attempt for a in found.attempts["s1"]] == [1, 2]
+        page = await store.list_attempts(topic, "s1", limit=1000)
+        assert len(page.attempts) == 601
