@@ -306,8 +306,13 @@ class SqliteInsightStore:
         write = self._db.write
         while await write(_forget_messages(now_ms() - settings.retention_ms), durable=False):
             pass
-        while await self._db.write(_forget_excess_messages(settings.max_messages), durable=False):
-            pass
+        # Counted once per sweep (a count visits every row): then deleted in short commits.
+        excess = await self._read(_excess_messages(settings.max_messages))
+        while excess > 0:
+            forgotten = await write(_forget_oldest(min(excess, SWEEP_BATCH)), durable=False)
+            if not forgotten:
+                break
+            excess -= forgotten
         while await self._db.write(_expire_log(now_ms() - settings.retention_ms), durable=False):
             pass
         logs, self._written_logs = self._written_logs, set()
@@ -399,22 +404,27 @@ def _forget_messages(horizon: int) -> Job:
     return job
 
 
-def _forget_excess_messages(max_messages: int) -> Job:
-    """The least recently touched messages beyond ``max_messages``; True when more remain."""
+def _excess_messages(max_messages: int) -> Callable[[sqlite3.Connection], int]:
+    """How many messages the log keeps beyond ``max_messages`` (a read)."""
 
-    def job(conn: sqlite3.Connection) -> bool:
-        excess = int(conn.execute("SELECT count(*) FROM ins_messages").fetchone()[0]) - max_messages
-        if excess <= 0:
-            return False
+    def job(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT count(*) FROM ins_messages").fetchone()[0]) - max_messages
+
+    return job
+
+
+def _forget_oldest(count: int) -> Callable[[sqlite3.Connection], int]:
+    """Forget the ``count`` least recently touched messages; how many were forgotten."""
+
+    def job(conn: sqlite3.Connection) -> int:
         ids = [
             str(row[0])
             for row in conn.execute(
-                "SELECT id FROM ins_messages ORDER BY touched_at, msg LIMIT ?",
-                (min(excess, SWEEP_BATCH),),
+                "SELECT id FROM ins_messages ORDER BY touched_at, msg LIMIT ?", (count,)
             )
         ]
         _forget(conn, ids)
-        return excess > SWEEP_BATCH
+        return len(ids)
 
     return job
 
