@@ -41,6 +41,12 @@ TARGETS: list[tuple[str, str, str, dict[str, float]]] = [
         {"sqlite": 0.7, "sqlite-full": 0.7},
     ),
     (
+        "drain / builtin's, draining together on one core",
+        ">=",
+        "x",
+        {"sqlite": 0.7, "sqlite-full": 0.7},
+    ),
+    (
         "drain / Celery's best",
         ">=",
         "x",
@@ -146,9 +152,18 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for kind in ADAPTERS:
         scen = results.get("adapters", {}).get(kind, {})
         ceiling = results.get("ceilings", {}).get(kind)
-        pub, drain, lat, back, sweep, insight, duel = (
+        pub, drain, lat, back, sweep, insight, duel, vs_builtin = (
             scen.get(s)
-            for s in ("publish", "drain", "latency", "backlog", "sweep", "insight", "insight-duel")
+            for s in (
+                "publish",
+                "drain",
+                "latency",
+                "backlog",
+                "sweep",
+                "insight",
+                "insight-duel",
+                "builtin-duel",
+            )
         )
         drain_rate = drain["rate"] if _ok(drain) else None
         out[kind] = {
@@ -164,6 +179,9 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 drain_rate / builtin_drain["rate"]
                 if drain_rate is not None and _ok(builtin_drain) and builtin_drain["rate"]
                 else _why(builtin_drain if drain_rate is not None else drain)
+            ),
+            "drain / builtin's, draining together on one core": (
+                vs_builtin["vs_builtin"] if _ok(vs_builtin) else _why(vs_builtin)
             ),
             "drain / Celery's best": (
                 drain_rate / celery["rate"]
@@ -387,6 +405,20 @@ def table(results: dict[str, Any]) -> str:
                         f"{fmt(r['on_vs_off'], 2)}, cost {fmt(r['cost_pct'], 1)} % "
                         f"(pairs: {', '.join(fmt(x, 2) for x in r.get('on_vs_off_pairs', []))}; "
                         f"CPU +{fmt(r.get('cpu_added_pct', 0.0), 1)} %)"
+                    ),
+                )
+                for k in ADAPTERS
+            ],
+            ["-", "-"],
+        ),
+        (
+            "drain against builtin's, together on one core (delivered until one ended)",
+            [
+                _cell(
+                    scen(k, "builtin-duel"),
+                    lambda r: (
+                        f"{fmt(r['delivered_this'])} / {fmt(r['delivered_builtin'])} = "
+                        f"{fmt(r['vs_builtin'], 2)}"
                     ),
                 )
                 for k in ADAPTERS

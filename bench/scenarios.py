@@ -219,7 +219,7 @@ async def start_hookline(
     ``run_id``: a backend namespace of its own (two processes that must not share a
     registry), instead of the run's.
     """
-    share = ctx.share_process and not extra_config
+    share = ctx.share_process and not extra_config and run_id is None
     if share and kind in ctx.shared:
         return ctx.shared[kind]
     if share:
@@ -238,9 +238,11 @@ async def start_hookline(
 
 
 async def stop_hookline(ctx: Context, hookline: Hookline, final: bool = False) -> None:
-    if ctx.share_process and not final and not hookline.extra_config:
+    shared = ctx.shared.get(hookline.setup.kind) is hookline
+    if ctx.share_process and not final and shared:
         return
-    ctx.shared.pop(hookline.setup.kind, None)
+    if shared:
+        ctx.shared.pop(hookline.setup.kind, None)
     await hookline.stop()
     note = await cleanup_backend(hookline.setup)
     if note:
@@ -728,74 +730,101 @@ async def insight_cost(ctx: Context, kind: str) -> dict[str, Any]:
     }
 
 
-async def insight_duel(ctx: Context, kind: str) -> dict[str, Any]:
-    """Issue 13, measured so that the machine's drift cancels: two processes on the same
-    core (``--pinned``: CPU 0), the log off in one and on in the other, each with its own
+async def duel(
+    ctx: Context, variants: dict[str, tuple[str, dict[str, Any] | None]]
+) -> dict[str, Any]:
+    """Two processes drain at once on the same core (``--pinned``: CPU 0), each with its own
     backend namespace and N messages behind a paused subscription, resumed together. The
-    core is shared fairly between the two while both drain, so the ratio of what each
-    delivered until the first one finished is the ratio of their costs per delivery:
-    whatever slows the machine in those seconds slows both alike.
+    core is shared fairly while both drain, so what each delivered until the first one
+    finished is in the ratio of their throughputs, and whatever slows the machine in those
+    seconds slows both alike (sequential drains here drift by 10-30 %).
+
+    ``variants``: tag -> (adapter kind, extra config), two of them; the result has each
+    tag's deliveries in the common window and the lost/duplicate checks of both.
     """
     n = ctx.sizes.drain_n
-    processes: dict[bool, Hookline] = {}
+    processes: dict[str, Hookline] = {}
     try:
-        subs: dict[bool, str] = {}
-        ids: dict[bool, list[str]] = {}
-        for enabled in (False, True):
-            tag = f"duel-{'on' if enabled else 'off'}"
+        subs: dict[str, str] = {}
+        ids: dict[str, list[str]] = {}
+        for tag, (kind, extra) in variants.items():
             hookline = await start_hookline(
-                ctx,
-                kind,
-                f"{kind}-{tag}",
-                {"insight": {"enabled": enabled}},
-                run_id=f"{ctx.run_id}-{tag}",
+                ctx, kind, f"{kind}-duel-{tag}", extra or {}, run_id=f"{ctx.run_id}-{tag}"
             )
-            processes[enabled] = hookline
+            processes[tag] = hookline
             topic = ctx.unique(tag)
-            subs[enabled] = await hookline.subscribe(
+            subs[tag] = await hookline.subscribe(
                 topic, ctx.receiver.url(tag), paused=True, max_in_flight=ctx.sizes.concurrency
             )
-            ids[enabled] = await prequeue(hookline, topic, n, [subs[enabled]])
+            ids[tag] = await prequeue(hookline, topic, n, [subs[tag]])
         await ctx.receiver.reset(fail=False)
         await asyncio.sleep(ctx.sizes.settle_s)
-        await asyncio.gather(*(processes[e].resume(subs[e]) for e in (False, True)))
+        await asyncio.gather(*(processes[tag].resume(subs[tag]) for tag in variants))
         await ctx.receiver.wait_for(2 * n, drain_timeout(2 * n))
         dump = await ctx.receiver.dump()
         times = {
-            enabled: sorted(
+            tag: sorted(
                 record[3]
                 for key, record in dump.items()
-                if key.startswith(f"duel-{'on' if enabled else 'off'} ") and record[1] >= 1
+                if key.startswith(f"{tag} ") and record[1] >= 1
             )
-            for enabled in (False, True)
+            for tag in variants
         }
-        first_done = min(times[False][-1], times[True][-1])
-        start = max(times[False][0], times[True][0])
-        counts = {
-            enabled: sum(1 for t in stamps if start <= t <= first_done)
-            for enabled, stamps in times.items()
-        }
-        checks = {
-            enabled: check_delivered(dump, f"duel-{'on' if enabled else 'off'}", ids[enabled])
-            for enabled in (False, True)
-        }
-        ratio = counts[True] / counts[False] if counts[False] else 0.0
-        window = first_done - start
+        start = max(stamps[0] for stamps in times.values())
+        first_done = min(stamps[-1] for stamps in times.values())
+        checks = {tag: check_delivered(dump, tag, ids[tag]) for tag in variants}
         return {
             "n": n,
-            "delivered_on": counts[True],
-            "delivered_off": counts[False],
-            "window_seconds": window,
-            "rate": counts[True] / window if window > 0 else 0.0,
-            "rate_off": counts[False] / window if window > 0 else 0.0,
-            "on_vs_off": ratio,
-            "cost_pct": (1 - ratio) * 100,
-            "lost": checks[False]["lost"] + checks[True]["lost"],
-            "duplicates": checks[False]["duplicates"] + checks[True]["duplicates"],
+            "delivered": {
+                tag: sum(1 for t in stamps if start <= t <= first_done)
+                for tag, stamps in times.items()
+            },
+            "window_seconds": first_done - start,
+            "lost": [lost for check in checks.values() for lost in check["lost"]],
+            "duplicates": sum(check["duplicates"] for check in checks.values()),
         }
     finally:
         for hookline in processes.values():
             await stop_hookline(ctx, hookline)
+
+
+async def insight_duel(ctx: Context, kind: str) -> dict[str, Any]:
+    """Issue 13: the log off and on, draining together on one core (:func:`duel`)."""
+    result = await duel(
+        ctx,
+        {
+            "duel-off": (kind, {"insight": {"enabled": False}}),
+            "duel-on": (kind, {"insight": {"enabled": True}}),
+        },
+    )
+    on, off = result["delivered"]["duel-on"], result["delivered"]["duel-off"]
+    ratio = on / off if off else 0.0
+    window = result["window_seconds"]
+    return {
+        **result,
+        "delivered_on": on,
+        "delivered_off": off,
+        "rate": on / window if window > 0 else 0.0,
+        "rate_off": off / window if window > 0 else 0.0,
+        "on_vs_off": ratio,
+        "cost_pct": (1 - ratio) * 100,
+    }
+
+
+async def builtin_duel(ctx: Context, kind: str) -> dict[str, Any]:
+    """Issue 15: an adapter's drain against the in-memory adapter's, draining together on
+    one core (:func:`duel`): the ratio of their throughputs without the machine's drift.
+    """
+    if kind == "builtin":
+        raise UnavailableError("the reference itself (run it for another adapter)")
+    result = await duel(ctx, {"duel-this": (kind, None), "duel-builtin": ("builtin", None)})
+    this, builtin = result["delivered"]["duel-this"], result["delivered"]["duel-builtin"]
+    return {
+        **result,
+        "delivered_this": this,
+        "delivered_builtin": builtin,
+        "vs_builtin": this / builtin if builtin else 0.0,
+    }
 
 
 async def insight_backlog(ctx: Context, kind: str) -> dict[str, Any]:
@@ -845,6 +874,7 @@ SCENARIOS = {
     "ordered": ordered_drain,
     "insight": insight_cost,
     "insight-duel": insight_duel,
+    "builtin-duel": builtin_duel,
     "insight-backlog": insight_backlog,
     "drain": drain,
     "backlog": backlog,
