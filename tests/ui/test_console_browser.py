@@ -373,3 +373,22 @@ async def test_the_message_page_shows_states_and_attempts_and_resends(
     got = await receiver.wait_for(3, "/msg")
     assert got[-1].json()["id"] == published["id"]
     console.watch.assert_clean()
+
+
+async def test_a_page_change_while_a_page_loads_shows_only_the_newer_page(
+    browser: Any, keyed_server: Server, receiver: Receiver
+) -> None:
+    """Two renders in flight at once (two hash changes before the API answers) once put
+    both pages' content on screen, two headings and no focus; the older one now finishes
+    into a detached view.
+    """
+    sub = await subscribe(keyed_server, unique("ui.race"), receiver.url("/race"))
+    console = await signed_in(browser, keyed_server)
+    page = console.page
+    target = f"#/subscriptions/{sub['id']}"
+    await page.evaluate("(h) => { location.hash = h + '?first=1'; location.hash = h; }", target)
+    heading = page.get_by_role("heading", name=f"Subscription {sub['id']}")
+    await expect(heading).to_be_focused()
+    await expect(page.get_by_role("heading", level=1)).to_have_count(1)
+    await expect(page.locator("#sub-state")).to_have_count(1)
+    console.watch.assert_clean()

@@ -98,14 +98,25 @@ function renderSession() {
   }
 }
 
+/** Bumped by every render and sign-in screen: a page render still waiting for the API when
+ * a newer one starts finishes into its own detached view, never beside the newer page. */
+let generation = 0;
+
 async function render() {
   if (location.hash && !location.hash.startsWith("#/")) return; // in-page anchors (skip link)
+  const mine = ++generation;
+  const focus = !firstRender; // the page as loaded keeps the browser's focus
+  firstRender = false;
   if (cleanup) { cleanup(); cleanup = null; }
   const { segments, query } = parseHash();
   let found = match(segments);
   if (found && found.entry.page === overview && !session.can("subscriptions")) {
     const target = home();
-    if (target && target !== "#/") { location.replace(target); return; }
+    if (target && target !== "#/") {
+      firstRender = !focus; // the page this redirects to is still the first one shown
+      location.replace(target);
+      return;
+    }
   }
   renderNav(found ? found.entry : null);
   if (!found) {
@@ -116,15 +127,20 @@ async function render() {
         ? found.entry.unavailable
         : `This API key lacks the ${found.entry.scope} scope this page needs.`));
   } else {
-    replace(main);
-    cleanup = (await found.entry.page.render(main, { params: found.params, query, session })) || null;
+    const view = h("div", { class: "view" });
+    replace(main, view);
+    const done = (await found.entry.page.render(view, { params: found.params, query, session })) || null;
+    if (mine !== generation) { // a later render or the sign-in screen owns the page now
+      if (done) done();
+      return;
+    }
+    cleanup = done;
   }
-  focusHeading();
+  if (focus) focusHeading();
 }
 
 /** After a page change, focus its heading so keyboard and screen reader users start there. */
 function focusHeading() {
-  if (firstRender) { firstRender = false; return; }
   const heading = main.querySelector("h1");
   if (heading) {
     heading.setAttribute("tabindex", "-1");
@@ -147,6 +163,7 @@ function readinessBanner(readiness) {
 }
 
 async function showSignIn(error) {
+  generation += 1;
   if (cleanup) { cleanup(); cleanup = null; }
   nav.hidden = true;
   replace(sessionEl);
