@@ -87,11 +87,11 @@ class RedisInsightStore:
         connection: RedisConnection,
         names: NameSpace,
         settings: InsightSettings,
-        scripts: ScriptCoalescer | None = None,
+        scripts: ScriptCoalescer,
     ) -> None:
-        """Writes go through ``scripts`` (the adapter's coalescer: its own RESP packing on
+        """Writes go through ``scripts``, the adapter's coalescer (its own RESP packing on
         the multiplexed connection, where redis-py packed and parsed each call in Python:
-        ~8 us per delivery) when given, else ``connection``; keys come from ``names``.
+        ~8 us per delivery); reads through ``connection``; keys come from ``names``.
         """
         self._conn = connection
         self._scripts = scripts
@@ -175,35 +175,21 @@ class RedisInsightStore:
         return calls
 
     async def _run_all(self, calls: list[tuple[list[str], list[Any]]]) -> None:
-        """One pipeline; a call Redis did not know the script of (``NOSCRIPT``) runs again
-        alone through :meth:`RedisConnection.run` (which loads it). A cluster client runs
-        them one by one (each call's keys pin it to one slot).
+        """Through the coalescer, submitted in one loop turn: one buffer, one round trip
+        (a call Redis did not know the script of is replayed alone by it). A cluster client
+        runs them one by one (each call's keys pin it to one slot).
         """
-        if not calls:
-            return
         script = lua_insight.WRITE
-        if self._scripts is not None and isinstance(self._conn.client, Redis):
-            # Submitted in one loop turn: one buffer, one round trip; NOSCRIPT is replayed
-            # per call by the coalescer.
-            replies = await asyncio.gather(
-                *(self._scripts.submit(script, k, a) for k, a in calls), return_exceptions=True
-            )
-            for reply in replies:
-                if isinstance(reply, BaseException):
-                    raise reply
-            return
-        if len(calls) == 1 or not isinstance(self._conn.client, Redis):
+        if not isinstance(self._conn.client, Redis):
             for keys, args in calls:
                 await self._conn.run(script, keys, args)
             return
-        with self._conn.translate():
-            pipe = self._conn.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-        for (keys, args), reply in zip(calls, replies, strict=True):
-            if isinstance(reply, Exception):
-                await self._conn.run(script, keys, args)
+        replies = await asyncio.gather(
+            *(self._scripts.submit(script, k, a) for k, a in calls), return_exceptions=True
+        )
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
 
     async def get_message(self, message_id: str) -> MessageInsight | None:
         """The message hash (and the lists of attempts kept in the old layout, if any)."""

@@ -167,9 +167,11 @@ class SqliteInsightStore:
         log = []
         cap = self._settings.max_attempts_per_message
         pairs: set[tuple[str, str]] = set()
+        attempted: set[tuple[str, str]] = set()
         for record in batch.attempts:
             raw = encode_json(record.to_dict())
             attempts.append((record.message_id, record.subscription_id, raw))
+            attempted.add((record.message_id, record.subscription_id))
             ok = record.outcome == "succeeded"
             log.append((record.topic, record.subscription_id, record.started_at, ok, raw))
             if record.attempt > cap:
@@ -177,7 +179,6 @@ class SqliteInsightStore:
                 # earlier series stay until retention forgets the message: reads show the
                 # newest ``cap``).
                 pairs.add((record.message_id, record.subscription_id))
-        attempted = {(r.message_id, r.subscription_id) for r in batch.attempts}
         marks = [
             (m.message_id, m.subscription_id, encode_json(m.to_dict()))
             for m in batch.marks
