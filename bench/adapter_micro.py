@@ -1,9 +1,12 @@
 """The broker adapters alone: CPU per publish, per batch and per delivery, no HTTP.
 
 The end-to-end scenarios (``bench.run``) mix the API, the adapter and the delivery worker
-on one core; this measures only what the Redis and RabbitMQ adapters cost, so a change to
-them shows up above the noise of a shared machine (CPU time of this process, not wall
-time, is the figure that matters). Each round runs in a fresh process; ``--baseline DIR``
+on one core; this measures only what an adapter costs (``builtin``, ``sqlite``,
+``sqlite-full``, ``redis``, ``rabbitmq``), so a change to it shows up above the noise of a
+shared machine (CPU time of this process, not wall time, is the figure that matters).
+Each phase also reports the bytes written per message (``/proc/self/io``: for SQLite, the
+WAL's frames), the CPU per message of each thread (SQLite's writer and checkpointer apart
+from the event loop) and, for SQLite, the commits per delivery. Each round runs in a fresh process; ``--baseline DIR``
 alternates rounds with another checkout's ``app/`` (e.g. ``git archive main app | tar -x
 -C DIR``), so both see the same machine::
 
@@ -54,10 +57,57 @@ async def _timed(name: str, run: Callable[[], Awaitable[int]]) -> dict[str, floa
     where = PROFILE["dir"]
     out = where / f"{name}.txt" if where is not None else Path(os.devnull)
     async with sampled(os.getpid(), out, where is not None):
+        written0, threads0 = _written_bytes(), _thread_cpu()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         count = await run()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return {"n": count, "rate": count / wall, "cpu_us": cpu / max(1, count) * 1e6}
+        written, threads = _written_bytes() - written0, _thread_cpu()
+    per = max(1, count)
+    split = {
+        name: round((spent - threads0.get(name, 0.0)) / per * 1e6, 2)
+        for name, spent in threads.items()
+    }
+    return {
+        "n": count,
+        "rate": count / wall,
+        "cpu_us": cpu / per * 1e6,
+        "wbytes": written / per,
+        "threads_us": split,
+    }
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds spent so far by each thread of this process, by thread name."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    spent: dict[str, float] = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(task), "other")
+        name = name.split("_")[0] if name.startswith("sqlite-reader") else name
+        spent[name] = spent.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return spent
+
+
+def _commits(adapter: Any) -> int:
+    """Transactions the SQLite adapter's writer committed so far (0 for the others)."""
+    database = getattr(adapter, "database", None)
+    return int(getattr(database, "commits", 0))
+
+
+def _written_bytes() -> int:
+    """Bytes this process passed to write calls so far (``wchar``: the WAL's frames)."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _bodies(topic: str, per_call: int, calls: int) -> list[list[Any]]:
@@ -141,6 +191,30 @@ async def _drain_phase(adapter: Any, subscription: Any, n: int, slots: int = 64)
 
 
 async def _open(kind: str) -> tuple[Any, Callable[[], Awaitable[None]]]:
+    if kind == "builtin":
+        from app.adapters.builtin import BuiltinQueueAdapter
+
+        builtin = BuiltinQueueAdapter()
+        await builtin.start()
+        return builtin, builtin.close
+    if kind in ("sqlite", "sqlite-full"):
+        import shutil
+        import tempfile
+
+        from app.adapters.sqlite import SqliteAdapter
+
+        where = tempfile.mkdtemp(prefix="hookline-micro-")
+        sync = "full" if kind == "sqlite-full" else "normal"
+        lite = SqliteAdapter.from_config({"path": f"{where}/micro.db", "synchronous": sync})
+        await lite.start()
+
+        async def cleanup_sqlite() -> None:
+            try:
+                await lite.close()
+            finally:
+                shutil.rmtree(where, ignore_errors=True)
+
+        return lite, cleanup_sqlite
     if kind == "redis":
         from app.adapters.redis import RedisAdapter
 
@@ -214,9 +288,11 @@ async def measure(kind: str, phases: list[str], n: int, drain_n: int) -> dict[st
             await adapter.create_subscription(sub)
             await _publish_phase(adapter, _bodies(dtopic, 100, 40), drain_n, 100, 4)
             await asyncio.sleep(0.5)
+            commits = _commits(adapter)
             out["drain"] = await _timed(
                 f"{kind}-drain", lambda: _drain_phase(adapter, sub, drain_n)
             )
+            out["drain"]["commits"] = (_commits(adapter) - commits) / max(1, drain_n)
     finally:
         await cleanup()
     return out
@@ -278,7 +354,10 @@ def main() -> None:
                 result = _run_round(kind, args, label, app_dir)
                 results.setdefault((kind, label), []).append(result)
                 line = ", ".join(
-                    f"{phase} {r['rate']:,.0f}/s {r['cpu_us']:.0f}us" for phase, r in result.items()
+                    f"{phase} {r['rate']:,.0f}/s {r['cpu_us']:.0f}us {r['wbytes']:,.0f}B"
+                    + (f" {r['commits']:.3f} commits" if "commits" in r else "")
+                    + f" {r['threads_us']}"
+                    for phase, r in result.items()
                 )
                 print(f"round {round_no + 1} {kind:8} {label}: {line}", flush=True)
     print()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
+
+from app.adapters.sqlite import database
 from app.core.models import now_ms
 from app.core.ports import OutgoingMessage
 from tests.adapter_helpers import dlq_entry, make_msg, make_sub, publish, receive_n
@@ -54,6 +58,34 @@ async def test_concurrent_writes_share_commits(open_sqlite: OpenAdapter) -> None
         before = adapter.database.commits
         assert all(await asyncio.gather(*(adapter.ack([d]) for d in got)))
         assert adapter.database.commits - before < 100
+
+
+async def test_an_acknowledgement_waits_for_the_next_commit(
+    open_sqlite: OpenAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = unique("lazy")
+    sub = make_sub(topic)
+    async with open_sqlite() as adapter:
+        await adapter.create_subscription(sub)
+        await publish(adapter, *[make_msg(topic, i) for i in range(2)])
+        first, second = await receive_n(adapter, sub, 2)
+
+        monkeypatch.setattr(database, "LAZY_S", 30.0)
+        before, started = adapter.database.commits, time.monotonic()
+        acking = asyncio.create_task(adapter.ack([first]))
+        await asyncio.sleep(0)  # its job is queued, waiting for company
+        await publish(adapter, make_msg(topic, "next"))  # the company
+        assert await acking is True
+        assert adapter.database.commits == before + 1  # one commit carried both
+        assert time.monotonic() - started < 30
+
+        monkeypatch.setattr(database, "LAZY_S", 0.2)
+        before, started = adapter.database.commits, time.monotonic()
+        assert await adapter.ack([second]) is True  # alone: committed once LAZY_S is up
+        assert time.monotonic() - started >= 0.2
+        assert adapter.database.commits == before + 1
+        [stats] = (await adapter.topic_stats(topic)).subscriptions
+        assert stats.backlog == 1  # the acknowledged copies are gone, "next" waits
 
 
 async def test_a_failing_job_rolls_back_alone(open_sqlite: OpenAdapter) -> None:

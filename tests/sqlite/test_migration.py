@@ -1,5 +1,6 @@
-"""A version 1 file (each copy with its own envelope) opened by today's adapter: migrated in
-place at start, nothing lost, order and attempts kept; a newer file is refused in one line.
+"""Older files opened by today's adapter: migrated in place at start, nothing lost, order and
+attempts kept (version 1: each copy with its own envelope; version 2: the reference count
+beside the envelope); a newer file is refused in one line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tests.adapter_helpers import make_sub, receive_n
 from tests.sqlite.conftest import OpenAdapter
 
 V1_SCHEMA = (Path(__file__).parent / "schema_v1.sql").read_text()
+V2_SCHEMA = (Path(__file__).parent / "schema_v2.sql").read_text()
 
 
 def envelope(topic: str, n: int) -> Envelope:
@@ -109,6 +111,71 @@ async def test_a_version_1_file_is_migrated_with_nothing_lost(
         assert not {"v1_copies", "v1_ins_messages", "copies_order"} & tables
     async with open_sqlite() as adapter:  # opened again: nothing more to migrate
         assert [d.message for d in await receive_n(adapter, other, 1)] == [messages[4]]
+
+
+async def test_a_version_2_file_keeps_its_messages_and_their_counts(
+    open_sqlite: OpenAdapter, db_path: Path
+) -> None:
+    sub, other = make_sub("two"), make_sub("two")
+    now = now_ms()
+    messages = [envelope("two", n) for n in range(3)]
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(V2_SCHEMA)
+        for s in (sub, other):
+            conn.execute(
+                "INSERT INTO subscriptions (id, topic, created_at, body) VALUES (?,?,?,?)",
+                (s.id, s.topic, s.created_at, codec.encode(s.to_dict())),
+            )
+        conn.executemany(
+            "INSERT INTO messages (seq, refs, body) VALUES (?, ?, ?)",
+            [  # message 0: both copies and the insight log; 1: one copy; 2: the log only
+                (1, 3, codec.encode_envelope(messages[0])),
+                (2, 1, codec.encode_envelope(messages[1])),
+                (3, 1, codec.encode_envelope(messages[2])),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO copies (sub_id, msg, attempt, due_at) VALUES (?, ?, ?, ?)",
+            [(sub.id, 1, 1, now), (other.id, 1, 2, now), (sub.id, 2, 1, now)],
+        )
+        conn.executemany(
+            "INSERT INTO ins_messages (id, touched_at, msg) VALUES (?, ?, ?)",
+            [(messages[0].id, now, 1), (messages[2].id, now, 3)],
+        )
+    assert version(db_path) == 2
+
+    async with open_sqlite() as adapter:
+        assert version(db_path) == SCHEMA_VERSION
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT msg, n FROM refs ORDER BY msg").fetchall() == [
+                (1, 3),
+                (2, 1),
+                (3, 1),
+            ]
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(messages)")]
+            assert columns == ["seq", "body"]
+            indexed = [row[2] for row in conn.execute("PRAGMA index_info(copies_due)")]
+            assert indexed == ["sub_id", "due_at", "attempt"]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            assert "v2_messages" not in tables
+        got = await receive_n(adapter, sub, 2)
+        assert [d.message for d in got] == messages[:2]  # publish order kept
+        [theirs] = await receive_n(adapter, other, 1)
+        assert (theirs.message, theirs.attempt) == (messages[0], 2)
+        assert await adapter.ack([*got, theirs]) is True
+        with sqlite3.connect(db_path) as conn:
+            # message 1 went with its only copy; 0 and 2 stay for the insight log
+            assert conn.execute("SELECT seq FROM messages ORDER BY seq").fetchall() == [(1,), (3,)]
+            assert conn.execute("SELECT msg, n FROM refs ORDER BY msg").fetchall() == [
+                (1, 1),
+                (3, 1),
+            ]
+        store = adapter.insight_store(InsightSettings())
+        await store.open()
+        found = await store.get_message(messages[2].id)
+        assert found is not None
+        assert found.message == messages[2]
 
 
 def test_a_file_of_a_newer_hookline_is_refused(db_path: Path) -> None:

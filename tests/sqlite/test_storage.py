@@ -1,5 +1,6 @@
 """Each envelope is stored once: its copies point at it, and it goes with the last of them
-(and the insight log's row): counted in the file itself.
+(and the insight log's row): counted in the file itself (``refs``, one count per stored
+message, gone with it).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ async def test_an_envelope_is_stored_once_and_goes_with_its_last_copy(
         assert await adapter.dead_letter(dead, dlq_entry(dead, topic)) is True
         assert await adapter.retry_at(kept, now_ms() + 60_000) is True
         assert (count(db_path, "messages"), count(db_path, "copies")) == (1, 1)
+        assert count(db_path, "refs") == 1
 
         assert await adapter.delete_subscription(second.id) is True
         assert (count(db_path, "messages"), count(db_path, "copies")) == (0, 0)
+        assert count(db_path, "refs") == 0
         [entry] = (await adapter.dlq_list(topic)).entries
         assert entry.message.data == 1  # the DLQ keeps its own copy of the envelope
 

@@ -202,7 +202,7 @@ class SqliteInsightStore:
             bulk.insert(conn, "INSERT INTO ins_messages (id, touched_at)", touches, touch)
             _write_rows(conn, now, bodies, attempts, log, trims, cleared, marks)
 
-        await self._db.write(job, durable=False)
+        await self._db.write(job, durable=False, lazy=True)
         self._written_logs.update((r.topic, r.subscription_id) for r in batch.attempts)
 
     # -- reading --------------------------------------------------------------------------

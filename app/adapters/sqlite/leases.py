@@ -202,7 +202,7 @@ class Leases:
                 drop_referring(conn, "copies", _OF_LEASE, key, msgs) for key, msgs in groups.items()
             )
 
-        return await self._db.write(job, durable=False) == len(deliveries)
+        return await self._db.write(job, durable=False, lazy=True) == len(deliveries)
 
     async def retry_at(self, delivery: Delivery, due_at_ms: int) -> bool:
         """Turn the leased copy into attempt + 1, due at ``due_at_ms``, in one UPDATE."""

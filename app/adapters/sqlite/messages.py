@@ -1,5 +1,5 @@
-"""Storing messages: each envelope once in ``messages``, and a small ``copies`` row per
-subscription pointing at it (see :mod:`.schema`).
+"""Storing messages: each envelope once in ``messages`` with its count in ``refs``, and a
+small ``copies`` row per subscription pointing at it (see :mod:`.schema`).
 
 A whole job's rows go in a few multi-row statements (:mod:`.bulk`). Sequence numbers are
 taken inside the writer's transaction, which holds the file's write lock: they follow
@@ -35,7 +35,7 @@ def store_messages(
 ) -> list[tuple[str, int]]:
     """Store ``messages`` with a copy (attempt 1) for every subscription of each one's topic.
 
-    ``logged``: the insight log keeps each message too (its ``refs`` counts that row, which
+    ``logged``: the insight log keeps each message too (its count includes that row, which
     the caller writes in the same job from the returned ``(message id, seq)`` pairs). A
     message nobody keeps (no subscription, no log) is not stored.
     """
@@ -47,7 +47,8 @@ def store_messages(
         ]
     seq = next_seq(conn)
     pin = 1 if logged else 0
-    stored: list[tuple[int, int, bytes]] = []
+    stored: list[tuple[int, bytes]] = []
+    counts: list[tuple[int, int]] = []
     copies: list[tuple[str, int, int, int]] = []
     kept: list[tuple[str, int]] = []
     for message in messages:
@@ -55,12 +56,14 @@ def store_messages(
         refs = len(subs) + pin
         if not refs:
             continue
-        stored.append((seq, refs, message.body))
+        stored.append((seq, message.body))
+        counts.append((seq, refs))
         copies.extend((sub_id, seq, 1, message.due_at) for sub_id in subs)
         if logged:
             kept.append((message.message_id, seq))
         seq += 1
-    bulk.insert(conn, "INSERT INTO messages (seq, refs, body)", stored)
+    bulk.insert(conn, "INSERT INTO messages (seq, body)", stored)
+    bulk.insert(conn, "INSERT INTO refs (msg, n)", counts)
     bulk.insert(conn, "INSERT INTO copies (sub_id, msg, attempt, due_at)", copies)
     return kept
 
@@ -68,7 +71,8 @@ def store_messages(
 def store_one(conn: sqlite3.Connection, body: bytes) -> int:
     """Store one envelope for one row pointing at it (its caller inserts that row); its seq."""
     seq = next_seq(conn)
-    conn.execute("INSERT INTO messages (seq, refs, body) VALUES (?, 1, ?)", (seq, body))
+    conn.execute("INSERT INTO messages (seq, body) VALUES (?, ?)", (seq, body))
+    conn.execute("INSERT INTO refs (msg, n) VALUES (?, 1)", (seq,))
     return seq
 
 
@@ -93,29 +97,22 @@ def drop_referring(
     before: Sequence[Any] = (),
     values: Sequence[Any] | None = None,
 ) -> int:
-    """Delete the rows of ``table`` matching ``where`` (at most one per message), count them
-    down in ``messages.refs`` and delete the messages they were the last to point at;
-    returns the rows of ``table`` deleted.
+    """Delete the rows of ``table`` matching ``where`` (at most one per message) and count
+    them down in ``refs`` (which deletes the messages they were the last to point at: the
+    ``refs_gone`` trigger); returns the rows of ``table`` deleted.
 
     ``where`` takes the parameters ``before``, then, when ``values`` is given, a list of
-    ``values`` in place of its ``(?*)`` (:func:`.bulk.in_lists`). Set-based: three
+    ``values`` in place of its ``(?*)`` (:func:`.bulk.in_lists`). Set-based: two
     statements per chunk, whatever the number of rows.
     """
-    drop = (
-        f"DELETE FROM messages WHERE refs <= 1 AND seq IN (SELECT msg FROM {table} WHERE {where})"  # noqa: S608
-    )
-    count_down = (
-        f"UPDATE messages SET refs = refs - 1 WHERE seq IN (SELECT msg FROM {table} WHERE {where})"  # noqa: S608
-    )
+    count_down = f"UPDATE refs SET n = n - 1 WHERE msg IN (SELECT msg FROM {table} WHERE {where})"  # noqa: S608
     delete = f"DELETE FROM {table} WHERE {where}"  # noqa: S608
     if values is None:
-        conn.execute(drop, before)
         conn.execute(count_down, before)
         return conn.execute(delete, before).rowcount
     deleted = 0
     for part in bulk.in_lists(values):
         args = [*before, *part]
-        conn.execute(bulk.in_sql(drop, len(part)), args)
         conn.execute(bulk.in_sql(count_down, len(part)), args)
         deleted += conn.execute(bulk.in_sql(delete, len(part)), args).rowcount
     return deleted
