@@ -15,7 +15,7 @@ from app.adapters.sqlite import SqliteAdapter
 from app.adapters.sqlite.schema import SCHEMA_VERSION
 from app.core.errors import ConfigError
 from app.core.insight import InsightSettings
-from app.core.models import Envelope, now_ms
+from app.core.models import Envelope, Subscription, now_ms
 from tests.adapter_helpers import make_sub, receive_n
 from tests.sqlite.conftest import OpenAdapter
 
@@ -41,6 +41,14 @@ def write_v1(path: Path, rows: list[tuple[int, str, int, int, int | None, bytes]
         )
 
 
+def insert_subscriptions(conn: sqlite3.Connection, *subs: Subscription) -> None:
+    """Subscription rows as every schema version so far stores them."""
+    conn.executemany(
+        "INSERT INTO subscriptions (id, topic, created_at, body) VALUES (?,?,?,?)",
+        [(s.id, s.topic, s.created_at, codec.encode(s.to_dict())) for s in subs],
+    )
+
+
 def version(path: Path) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -64,11 +72,7 @@ async def test_a_version_1_file_is_migrated_with_nothing_lost(
         ],
     )
     with sqlite3.connect(db_path) as conn:
-        for s in (sub, other):
-            conn.execute(
-                "INSERT INTO subscriptions (id, topic, created_at, body) VALUES (?,?,?,?)",
-                (s.id, s.topic, s.created_at, codec.encode(s.to_dict())),
-            )
+        insert_subscriptions(conn, sub, other)
         conn.execute(
             "INSERT INTO ins_messages (id, touched_at, body) VALUES (?, ?, ?), (?, ?, NULL)",
             (messages[0].id, now, bodies[0], "msg-marks-only", now),
@@ -122,11 +126,7 @@ async def test_a_version_2_file_keeps_its_messages_and_their_counts(
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db_path) as conn:
         conn.executescript(V2_SCHEMA)
-        for s in (sub, other):
-            conn.execute(
-                "INSERT INTO subscriptions (id, topic, created_at, body) VALUES (?,?,?,?)",
-                (s.id, s.topic, s.created_at, codec.encode(s.to_dict())),
-            )
+        insert_subscriptions(conn, sub, other)
         conn.executemany(
             "INSERT INTO messages (seq, refs, body) VALUES (?, ?, ?)",
             [  # message 0: both copies and the insight log; 1: one copy; 2: the log only
