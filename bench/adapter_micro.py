@@ -6,9 +6,9 @@ on one core; this measures only what an adapter costs (``builtin``, ``sqlite``,
 shared machine (CPU time of this process, not wall time, is the figure that matters).
 Each phase also reports the bytes written per message (``/proc/self/io``: for SQLite, the
 WAL's frames), the CPU per message of each thread (SQLite's writer and checkpointer apart
-from the event loop) and, for SQLite, the commits per delivery. Each round runs in a fresh process; ``--baseline DIR``
-alternates rounds with another checkout's ``app/`` (e.g. ``git archive main app | tar -x
--C DIR``), so both see the same machine::
+from the event loop) and, for SQLite, the commits per delivery. Each round runs in a fresh
+process; ``--baseline DIR`` alternates rounds with another checkout's ``app/`` (e.g. ``git
+archive main app | tar -x -C DIR``), so both see the same machine::
 
     .venv/bin/python -m bench.adapter_micro --adapters redis,rabbitmq --rounds 3 \
         --baseline /tmp/main-app
