@@ -68,6 +68,10 @@ BASELINE: dict[str, Path | None] = {"path": None}
 QUIET = {"max_busy": 0.25, "within_s": 0.0, "check": 1.0, "budget_s": 240.0}
 """Waiting for a quiet machine: per scenario at most ``within_s``, in all ``budget_s``."""
 
+STRICT = {"on": False}
+"""``--quick`` checks the harness (CI): there, any scenario that fails is a harness error
+(exit 2), not a figure marked unavailable; a backend missing stays ``unavailable``."""
+
 
 async def guarded(name: str, run: Any, harness_errors: list[str], critical: bool) -> dict[str, Any]:
     """Run one scenario; an adapter/backend problem becomes ``unavailable: reason``."""
@@ -90,7 +94,7 @@ async def guarded(name: str, run: Any, harness_errors: list[str], critical: bool
         reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
         log(f"{name}: failed: {reason}")
         traceback.print_exc(file=sys.stderr)
-        if critical:
+        if critical or STRICT["on"]:
             harness_errors.append(f"{name}: {reason}")
         return {"unavailable": reason}
     result["wall_seconds"] = round(time.monotonic() - started, 2)
@@ -240,6 +244,7 @@ async def main_async(args: argparse.Namespace) -> int:
         sizes = dataclasses.replace(sizes, drain_n=args.drain)
     QUIET["within_s"] = 0.0 if args.quick else args.wait_quiet
     QUIET["check"] = 0.0 if args.quick else 1.0
+    STRICT["on"] = bool(args.quick)
     adapters = [a for a in args.adapters.split(",") if a]
     wanted = [s for s in args.scenarios.split(",") if s]
     unknown = sorted((set(adapters) - set(ALL_ADAPTERS)) | (set(wanted) - set(ALL_SCENARIOS)))

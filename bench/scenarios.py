@@ -224,6 +224,10 @@ async def start_hookline(
         return ctx.shared[kind]
     if share:
         name = f"{kind}-shared"
+    elif ctx.share_process and run_id is None:
+        # Beside the shared process: a namespace of its own, or its clean-up at the end of
+        # the scenario deletes the shared process's streams and keys under its feet.
+        run_id = f"{ctx.run_id}-{uuid.uuid4().hex[:6]}"
     hookline = Hookline(
         ctx.processes,
         adapter_setup(kind, run_id or ctx.run_id),
