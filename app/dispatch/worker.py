@@ -136,6 +136,10 @@ class SubscriptionWorker:
         self._gate = KeyGate()
         self._wire = WireSlots(self._slots)
         self._handback: list[Delivery] = []
+        self._leased_late: list[Delivery] = []
+        """An ordered subscription's lease that came back after the stop began: the newest
+        copies of their keys, so released last (a new owner reads hand-backs in release
+        order; released first, they went ahead of older copies still in progress here)."""
         self._ownership: OrderingPort | None = (
             context.adapter if isinstance(context.adapter, OrderingPort) else None
         )
@@ -232,8 +236,8 @@ class SubscriptionWorker:
             await asyncio.gather(*pending, return_exceptions=True)
         # In-progress deliveries first, then what waited behind each key: released in this
         # order, every key is leased again in its order.
-        unfinished = self._gate.take_all([*self._handback, *unfinished])
-        self._handback = []
+        unfinished = [*self._gate.take_all([*self._handback, *unfinished]), *self._leased_late]
+        self._handback, self._leased_late = [], []
         if unfinished:
             logger.warning(
                 "handing back %d unfinished deliveries",
@@ -287,7 +291,7 @@ class SubscriptionWorker:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 continue
             if self._stopping.is_set():
-                await self._safely(self._adapter.release(deliveries))
+                await self._leased_after_stop(deliveries, ordered)
                 break
             for delivery in deliveries:
                 if ordered:
@@ -400,6 +404,16 @@ class SubscriptionWorker:
             return
         await self._record(subscription, delivery, outcome)
         self._observe(subscription, delivery, outcome, started, duration_ms)
+
+    async def _leased_after_stop(self, deliveries: list[Delivery], ordered: bool) -> None:
+        """A lease that came back after the stop began goes back untried: at once, or, for an
+        ordered subscription, after what is in progress here (:meth:`stop`): it holds the
+        newest copies of their keys.
+        """
+        if ordered:
+            self._leased_late = deliveries
+        else:
+            await self._safely(self._adapter.release(deliveries))
 
     # -- ordered delivery (ordering: key) ----------------------------------------------------
 
